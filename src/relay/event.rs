@@ -1,0 +1,111 @@
+//! A Vast.ai notification as the relay understands it: parsed leniently from the delivery body.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One notification. Only `event_id` and `notif_type` are always present; Vast.ai documents
+/// the other fields but a missing one must never break delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stable id used for deduplication (body `event_id`, else `X-Vast-Event-Id`, else a hash).
+    pub event_id: String,
+    /// The slug without `client:`/`host:`, e.g. `low_credit`; `notification` when absent.
+    pub notif_type: String,
+    pub subject: Option<String>,
+    pub message: Option<String>,
+    pub user_id: Option<i64>,
+    /// Event time from the body (Unix seconds, may be fractional).
+    pub timestamp: Option<f64>,
+    /// When the relay stored it (Unix seconds).
+    pub received_at: i64,
+}
+
+/// Why a body is not a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid_json")]
+    InvalidJson,
+    #[error("invalid_payload")]
+    NotAnObject,
+}
+
+impl Event {
+    /// Parse a verified body. `header_event_id` is `X-Vast-Event-Id`, used when the body has none.
+    pub fn parse(
+        body: &[u8],
+        header_event_id: Option<&str>,
+        received_at: i64,
+    ) -> Result<Event, ParseError> {
+        let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::InvalidJson)?;
+        let Value::Object(map) = value else {
+            return Err(ParseError::NotAnObject);
+        };
+        let text = |k: &str| {
+            map.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let event_id = text("event_id")
+            .or_else(|| {
+                header_event_id
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| body_hash(body));
+        let message = text("message").or_else(|| {
+            // Like the walkthrough's adapter: show the payload when there is no message.
+            Some(serde_json::to_string(&map).unwrap_or_default())
+        });
+        Ok(Event {
+            event_id,
+            notif_type: text("notif_type").unwrap_or_else(|| "notification".to_owned()),
+            subject: text("subject"),
+            message,
+            user_id: map.get("user_id").and_then(Value::as_i64),
+            timestamp: map.get("timestamp").and_then(Value::as_f64),
+            received_at,
+        })
+    }
+}
+
+/// A stable id for a body that names none: `sha256:` and the first 32 hex digits of its hash.
+pub fn body_hash(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(body);
+    format!("sha256:{}", &hex::encode(digest)[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documented_fields() {
+        let body = br#"{"event_id":"abc","user_id":7,"notif_type":"low_credit","subject":"S","message":"M","timestamp":1772490000.5,"extra":1}"#;
+        let e = Event::parse(body, Some("hdr"), 10).unwrap();
+        assert_eq!(e.event_id, "abc");
+        assert_eq!(e.notif_type, "low_credit");
+        assert_eq!(e.subject.as_deref(), Some("S"));
+        assert_eq!(e.message.as_deref(), Some("M"));
+        assert_eq!(e.user_id, Some(7));
+        assert_eq!(e.timestamp, Some(1772490000.5));
+    }
+
+    #[test]
+    fn falls_back_to_header_then_hash() {
+        let e = Event::parse(b"{}", Some("hdr"), 0).unwrap();
+        assert_eq!(e.event_id, "hdr");
+        assert_eq!(e.notif_type, "notification");
+        let a = Event::parse(b"{\"a\":1}", None, 0).unwrap();
+        let b = Event::parse(b"{\"a\":2}", None, 0).unwrap();
+        assert!(a.event_id.starts_with("sha256:"));
+        assert_ne!(a.event_id, b.event_id);
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        assert_eq!(Event::parse(b"[1]", None, 0), Err(ParseError::NotAnObject));
+        assert_eq!(Event::parse(b"{", None, 0), Err(ParseError::InvalidJson));
+    }
+}
