@@ -1,1 +1,17 @@
-fn main(){}
+//! The `vslack` binary: parse arguments, set up logging, run, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = vslack::cli::Cli::parse();
+    vslack::commands::init_tracing(&cli.global);
+    match vslack::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(vslack::exit::code(&err))
+        }
+    }
+}

@@ -47,11 +47,7 @@ impl Event {
                 .map(str::to_owned)
         };
         let event_id = text("event_id")
-            .or_else(|| {
-                header_event_id
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-            })
+            .or_else(|| header_event_id.filter(|s| !s.is_empty()).map(str::to_owned))
             .unwrap_or_else(|| body_hash(body));
         let message = text("message").or_else(|| {
             // Like the walkthrough's adapter: show the payload when there is no message.

@@ -1,0 +1,197 @@
+//! The command-line interface as a clap derive tree. Only parsing lives here: commands turn
+//! these structs into library calls, and clap types never travel further.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vslack",
+    version,
+    about = "Relay Vast.ai notification webhooks into Slack",
+    long_about = "Relay Vast.ai notification webhooks into Slack.\n\n\
+        vslack manages your Vast.ai webhooks, keeps their signing secrets safe on this machine, and \
+        runs a relay that verifies every delivery, stores it before answering, and posts it to Slack \
+        exactly once.\n\n\
+        Start with `vslack demo` (no account needed), then `vslack login` and `vslack webhook create`.",
+    after_help = "Environment: VAST_API_KEY, VAST_URL, VSLACK_CONFIG_DIR, VSLACK_DATA_DIR, SLACK_WEBHOOK_URL, \
+        VAST_WEBHOOK_SECRET, RUST_LOG, NO_COLOR. See the README for details."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Directory for the relay's event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Vast.ai console base URL
+    #[arg(long, global = true, env = "VAST_URL", value_name = "URL", default_value = crate::vast::client::DEFAULT_BASE)]
+    pub vast_url: String,
+    /// Read the Vast.ai API key from this file (the key itself is never taken as an argument)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout (never contains secrets)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never prompt; a missing value is an error naming its flag
+    #[arg(long, global = true)]
+    pub no_input: bool,
+    /// More log output (-v debug, -vv trace and payloads); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log line format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Save a Vast.ai API key (hidden prompt, or one line on stdin), checked with Vast.ai first
+    #[command(after_help = "Examples:\n  vslack login\n  vslack login < ~/vast-key.txt")]
+    Login,
+    /// Forget the API key saved by `vslack login`
+    Logout,
+    /// Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+    /// Save, check or forget the Slack webhook URL the relay posts to
+    #[command(subcommand)]
+    Slack(SlackCmd),
+    /// Show the configuration (secrets redacted) or where files live
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print shell completions (the same files are committed in completions/)
+    #[command(
+        after_help = "Example:\n  vslack completions bash > ~/.local/share/bash-completion/completions/vslack"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCmd {
+    /// List the notification types your account can subscribe to
+    #[command(after_help = "Example:\n  vslack webhook types\n  vslack webhook types --json")]
+    Types,
+    /// Create a webhook and store its signing secret on this machine
+    #[command(
+        after_help = "Examples:\n  vslack webhook create --url https://relay.example.com/ --event client:low_credit --event client:instance_stopped\n  vslack webhook create --url https://relay.example.com/ --all-events --name 'Slack alerts'\n\n\
+        Event keys may be given without `client:`/`host:` when unambiguous (low_credit). On a terminal, \
+        leaving out --event offers a multi-select. The secret is never printed unless --print-secret."
+    )]
+    Create(CreateArgs),
+    /// List the account's webhooks, with whether this machine holds each one's secret
+    #[command(after_help = "Example:\n  vslack webhook list --json")]
+    List,
+    /// Show one webhook (default: the default webhook)
+    #[command(after_help = "Example:\n  vslack webhook show 42")]
+    Show { id: Option<i64> },
+    /// Change a webhook's URL, name or events (only what you pass changes)
+    #[command(
+        after_help = "Examples:\n  vslack webhook update --url https://new.example.com/\n  vslack webhook update 42 --add-event client:outbid --remove-event client:low_credit"
+    )]
+    Update(UpdateArgs),
+    /// Ask Vast.ai to send its test event to the webhook and report its answer
+    #[command(after_help = "Example:\n  vslack webhook test 42")]
+    Test { id: Option<i64> },
+    /// Delete a webhook at Vast.ai and forget its secret here
+    #[command(after_help = "Example:\n  vslack webhook delete 42 --yes")]
+    Delete {
+        id: Option<i64>,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Get a new signing secret; the old one stays valid in the relay for a grace period
+    #[command(
+        name = "rotate-secret",
+        after_help = "Example:\n  vslack webhook rotate-secret 42"
+    )]
+    RotateSecret {
+        id: Option<i64>,
+        /// Print the new secret alone on stdout (for piping into another system)
+        #[arg(long)]
+        print_secret: bool,
+    },
+    /// Make ID the webhook that commands use when no ID is given
+    #[command(after_help = "Example:\n  vslack webhook default 42")]
+    Default { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Where Vast.ai delivers: https://host/path (http://127.0.0.1 allowed for local tests)
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// A label for the webhook (at most 120 characters)
+    #[arg(long, default_value = "vslack")]
+    pub name: String,
+    /// Event key to subscribe to (repeatable), e.g. client:low_credit
+    #[arg(long = "event", value_name = "KEY", conflicts_with = "all_events")]
+    pub events: Vec<String>,
+    /// Subscribe to every notification type in the account's catalogue
+    #[arg(long)]
+    pub all_events: bool,
+    /// Print the signing secret alone on stdout (for piping); otherwise it is only stored
+    #[arg(long)]
+    pub print_secret: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    pub id: Option<i64>,
+    /// New delivery URL
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// New name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace the subscribed events with these (repeatable)
+    #[arg(long = "event", value_name = "KEY", conflicts_with_all = ["add_events", "remove_events"])]
+    pub events: Vec<String>,
+    /// Subscribe to one more event (repeatable)
+    #[arg(long = "add-event", value_name = "KEY")]
+    pub add_events: Vec<String>,
+    /// Unsubscribe from an event (repeatable)
+    #[arg(long = "remove-event", value_name = "KEY")]
+    pub remove_events: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlackCmd {
+    /// Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin
+    #[command(after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt")]
+    Set,
+    /// Post a \"vslack is connected\" message to the configured Slack URL
+    Test,
+    /// Forget the saved Slack URL
+    Clear,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the configuration with every secret shown as (redacted)
+    Show,
+    /// Print where vslack keeps its files
+    Path,
+}

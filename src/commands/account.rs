@@ -1,0 +1,126 @@
+//! `login`, `logout`, `slack`, `config`: the settings that live on this machine.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{read_secret, Ctx};
+use crate::cli::{ConfigCmd, SlackCmd};
+use crate::output;
+use crate::vast::{ApiKey, KeySource, VastClient};
+
+pub async fn login(ctx: &Ctx) -> Result<()> {
+    let key = read_secret(
+        ctx,
+        "Vast.ai API key",
+        "pipe the key on stdin: vslack login < key.txt",
+    )?;
+    let client = VastClient::new(
+        &ctx.global.vast_url,
+        ApiKey {
+            key: key.clone(),
+            source: KeySource::Prompt,
+        },
+    )?;
+    // A real call proves the key before it is saved.
+    client.notification_types().await?;
+    let mut config = ctx.config()?;
+    config.api_key = Some(key);
+    config.save(&ctx.paths)?;
+    if ctx.global.json {
+        output::json(&json!({"saved": true, "path": ctx.paths.config_file()}))?;
+    } else {
+        ctx.note(format!(
+            "API key accepted by Vast.ai and saved in {}",
+            ctx.paths.config_file().display()
+        ));
+    }
+    Ok(())
+}
+
+pub fn logout(ctx: &Ctx) -> Result<()> {
+    let mut config = ctx.config()?;
+    let had = config.api_key.take().is_some();
+    if had {
+        config.save(&ctx.paths)?;
+    }
+    if ctx.global.json {
+        output::json(&json!({"forgotten": had}))?;
+    } else if had {
+        ctx.note(format!(
+            "Forgot the API key saved in {}",
+            ctx.paths.config_file().display()
+        ));
+    } else {
+        ctx.note("No API key was saved by `vslack login`; nothing to forget");
+    }
+    Ok(())
+}
+
+pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
+    let mut config = ctx.config()?;
+    match cmd {
+        SlackCmd::Set => {
+            let url = read_secret(
+                ctx,
+                "Slack webhook URL",
+                "pipe the URL on stdin: vslack slack set < url.txt",
+            )?;
+            if let Some(warning) = crate::relay::slack::check_url(url.expose())? {
+                ctx.note(format!("warning: {warning}"));
+            }
+            config.slack.url = Some(url);
+            config.save(&ctx.paths)?;
+            ctx.note(format!(
+                "Slack URL saved in {}",
+                ctx.paths.config_file().display()
+            ));
+        }
+        SlackCmd::Clear => {
+            let had = config.slack.url.take().is_some();
+            config.save(&ctx.paths)?;
+            ctx.note(if had {
+                "Forgot the saved Slack URL"
+            } else {
+                "No Slack URL was saved"
+            });
+        }
+        SlackCmd::Test => {
+            let url = config.slack.url.clone().ok_or_else(|| {
+                crate::exit::usage("no Slack URL saved; run `vslack slack set` first")
+            })?;
+            crate::relay::slack::post_hello(&url).await?;
+            ctx.note("Slack accepted the message: check the channel");
+        }
+    }
+    Ok(())
+}
+
+pub fn config(ctx: &Ctx, cmd: ConfigCmd) -> Result<()> {
+    match cmd {
+        ConfigCmd::Show => {
+            let config = ctx.config()?;
+            let shown = config.redacted();
+            if ctx.global.json {
+                output::json(&shown)?;
+            } else {
+                println!("# {}", ctx.paths.config_file().display());
+                print!("{}", toml::to_string_pretty(&shown)?);
+            }
+        }
+        ConfigCmd::Path => {
+            let p = &ctx.paths;
+            if ctx.global.json {
+                output::json(&json!({
+                    "config_dir": p.config_dir, "config_file": p.config_file(),
+                    "data_dir": p.data_dir, "spool": p.spool_file(),
+                }))?;
+            } else {
+                println!("config dir   {}", p.config_dir.display());
+                println!("config file  {}", p.config_file().display());
+                println!("data dir     {}", p.data_dir.display());
+                println!("event store  {}", p.spool_file().display());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Commands: one module per group, each short: resolve settings, call the library, print.
+
+mod account;
+mod webhook;
+
+use std::io::IsTerminal;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, Global, LogFormat};
+use crate::config::Config;
+use crate::paths::Paths;
+use crate::vast::{key, VastClient};
+
+/// What every command needs: the global flags and resolved paths.
+pub struct Ctx {
+    pub global: Global,
+    pub paths: Paths,
+}
+
+impl Ctx {
+    pub fn config(&self) -> Result<Config> {
+        Config::load(&self.paths)
+    }
+
+    /// A Vast.ai client with the key found by the documented lookup order.
+    pub fn client(&self, config: &Config) -> Result<VastClient> {
+        let key = key::find(
+            self.global.api_key_file.as_deref(),
+            config.api_key.as_ref(),
+            &self.paths.config_file(),
+        )?;
+        VastClient::new(&self.global.vast_url, key)
+    }
+
+    pub fn interactive(&self) -> bool {
+        crate::output::interactive(self.global.no_input)
+    }
+
+    /// Tell the person something on stderr (suppressed by --quiet).
+    pub fn note(&self, msg: impl AsRef<str>) {
+        if !self.global.quiet {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+}
+
+/// Set up `tracing` on stderr: `RUST_LOG` wins, else -v/-q pick the level.
+pub fn init_tracing(g: &Global) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,vslack=info",
+        (false, 1) => "info,vslack=debug",
+        _ => "debug,vslack=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match g.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+/// Run a parsed command line; returns the exit code for commands that report checks.
+pub fn run(cli: Cli) -> Result<u8> {
+    let paths = Paths::resolve(
+        cli.global.config_dir.as_deref(),
+        cli.global.data_dir.as_deref(),
+    )?;
+    let ctx = Ctx {
+        global: cli.global,
+        paths,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Login => account::login(&ctx).await,
+            Command::Logout => account::logout(&ctx),
+            Command::Webhook(cmd) => webhook::run(&ctx, cmd).await,
+            Command::Slack(cmd) => account::slack(&ctx, cmd).await,
+            Command::Config(cmd) => account::config(&ctx, cmd),
+            Command::Completions { shell } => {
+                print!("{}", completions(shell));
+                Ok(())
+            }
+        }
+        .map(|()| crate::exit::OK)
+    })
+}
+
+/// The completion script for `shell`, exactly as committed under `completions/`.
+pub fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "vslack", &mut out);
+    String::from_utf8(out).expect("completions are UTF-8")
+}
+
+/// Read a secret: a hidden prompt on a terminal, else one line from stdin.
+pub fn read_secret(ctx: &Ctx, prompt: &str, flag_hint: &str) -> Result<crate::secret::Secret> {
+    use anyhow::Context;
+    let value = if ctx.interactive() {
+        dialoguer::Password::new()
+            .with_prompt(prompt)
+            .interact()
+            .context("could not read from the terminal")?
+    } else if std::io::stdin().is_terminal() {
+        return Err(crate::exit::usage(format!(
+            "{prompt}: refusing to prompt with --no-input; {flag_hint}"
+        )));
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("could not read standard input")?;
+        line
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(crate::exit::usage(format!(
+            "{prompt}: nothing was entered; {flag_hint}"
+        )));
+    }
+    Ok(crate::secret::Secret::new(value))
+}
+
+/// Unix time now, in seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

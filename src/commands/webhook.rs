@@ -1,0 +1,487 @@
+//! `vslack webhook ...`: the walkthrough's curl calls as commands. Secrets returned by create
+//! and rotate-secret go straight into the config file; they are printed only on request.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{now_secs, Ctx};
+use crate::cli::{CreateArgs, UpdateArgs, WebhookCmd};
+use crate::config::Config;
+use crate::exit::usage;
+use crate::output;
+use crate::vast::types::{WebhookChange, MAX_WEBHOOKS, WALKTHROUGH_EVENTS};
+use crate::vast::{NotificationType, VastClient, VastError, Webhook};
+
+/// A webhook as vslack shows it (`--json`): Vast.ai's fields plus what this machine knows.
+#[derive(Debug, Serialize)]
+pub struct WebhookView {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// This machine holds the signing secret.
+    pub secret_held: bool,
+    /// It is the default for commands given no ID.
+    pub default: bool,
+    /// Unix seconds of the last rotation, when the previous secret is still held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<i64>,
+}
+
+impl WebhookView {
+    pub fn new(webhook: Webhook, config: &Config) -> WebhookView {
+        let held = config.webhook(webhook.id);
+        WebhookView {
+            secret_held: held.is_some(),
+            default: config.default_webhook == Some(webhook.id),
+            rotated_at: held.and_then(|h| h.rotated_at),
+            webhook,
+        }
+    }
+}
+
+pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
+    let mut config = ctx.config()?;
+    let client = ctx.client(&config)?;
+    match cmd {
+        WebhookCmd::Types => types(ctx, &client).await,
+        WebhookCmd::Create(args) => create(ctx, &client, &mut config, args).await,
+        WebhookCmd::List => list(ctx, &client, &config).await,
+        WebhookCmd::Show { id } => {
+            let id = resolve_id(id, &config)?;
+            let view = WebhookView::new(client.get_webhook(id).await?, &config);
+            if ctx.global.json {
+                output::json(&view)
+            } else {
+                print_details(&view);
+                Ok(())
+            }
+        }
+        WebhookCmd::Update(args) => update(ctx, &client, &config, args).await,
+        WebhookCmd::Test { id } => {
+            let id = resolve_id(id, &config)?;
+            match client.test_webhook(id).await {
+                Ok(msg) => {
+                    if ctx.global.json {
+                        output::json(&json!({"id": id, "delivered": true, "msg": msg}))
+                    } else {
+                        println!("Vast.ai: {msg}");
+                        Ok(())
+                    }
+                }
+                Err(VastError::BadRequest { msg }) => Err(anyhow::anyhow!(
+                    "Vast.ai could not deliver the test event to webhook {id}: {msg}. Is the relay running and reachable at the webhook URL? (`vslack webhook show {id}`)"
+                )),
+                Err(e) => Err(e.into()),
+            }
+        }
+        WebhookCmd::Delete { id, yes } => delete(ctx, &client, &mut config, id, yes).await,
+        WebhookCmd::RotateSecret { id, print_secret } => {
+            let id = resolve_id(id, &config)?;
+            let rotated = client.rotate_secret(id).await?;
+            config.store_secret(id, rotated.secret.clone(), now_secs());
+            save_secret_or_explain(ctx, &config, id)?;
+            let grace = config.relay.secret_grace_hours.unwrap_or(24);
+            if print_secret {
+                println!("{}", rotated.secret.expose());
+            } else if ctx.global.json {
+                output::json(
+                    &json!({"id": id, "rotated": true, "secret_stored": true, "previous_valid_hours": grace}),
+                )?;
+            }
+            ctx.note(format!(
+                "Rotated the signing secret of webhook {id} and saved it in {}. A running relay keeps accepting the previous secret for {grace} h; restart it to load the new one.",
+                ctx.paths.config_file().display()
+            ));
+            Ok(())
+        }
+        WebhookCmd::Default { id } => {
+            client.get_webhook(id).await?;
+            config.default_webhook = Some(id);
+            config.save(&ctx.paths)?;
+            if !config.webhooks.contains_key(&id.to_string()) {
+                ctx.note(format!("note: this machine does not hold webhook {id}'s secret; `vslack webhook rotate-secret {id}` fetches a new one"));
+            }
+            ctx.note(format!("Webhook {id} is now the default"));
+            Ok(())
+        }
+    }
+}
+
+/// The ID given, else the default webhook, else a usage error saying how to pick one.
+pub fn resolve_id(id: Option<i64>, config: &Config) -> Result<i64> {
+    id.or(config.default_webhook).ok_or_else(|| {
+        usage("no webhook ID given and no default set; pass an ID (see `vslack webhook list`) or run `vslack webhook default ID`")
+    })
+}
+
+async fn types(ctx: &Ctx, client: &VastClient) -> Result<()> {
+    let types = client.notification_types().await?;
+    if ctx.global.json {
+        return output::json(&types);
+    }
+    let rows: Vec<Vec<String>> = types
+        .iter()
+        .map(|t| {
+            vec![
+                t.key.clone(),
+                t.display_name.clone().unwrap_or_default(),
+                t.context.clone().unwrap_or_default(),
+                t.category.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["KEY", "NAME", "CONTEXT", "CATEGORY"], &rows)
+    );
+    Ok(())
+}
+
+async fn list(ctx: &Ctx, client: &VastClient, config: &Config) -> Result<()> {
+    let views: Vec<WebhookView> = client
+        .list_webhooks()
+        .await?
+        .into_iter()
+        .map(|w| WebhookView::new(w, config))
+        .collect();
+    if ctx.global.json {
+        return output::json(&json!({ "webhooks": views }));
+    }
+    if views.is_empty() {
+        ctx.note("No webhooks yet; create one with `vslack webhook create --url URL --event KEY`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            vec![
+                format!("{}{}", v.webhook.id, if v.default { "*" } else { "" }),
+                v.webhook.name.clone().unwrap_or_default(),
+                v.webhook.webhook_url.clone(),
+                v.webhook.event_types.len().to_string(),
+                if v.secret_held { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["ID", "NAME", "URL", "EVENTS", "SECRET HERE"], &rows)
+    );
+    ctx.note("* = default webhook");
+    Ok(())
+}
+
+fn print_details(v: &WebhookView) {
+    let w = &v.webhook;
+    println!(
+        "id           {}{}",
+        w.id,
+        if v.default { " (default)" } else { "" }
+    );
+    println!("name         {}", w.name.as_deref().unwrap_or(""));
+    println!("url          {}", w.webhook_url);
+    println!(
+        "secret here  {}",
+        match (v.secret_held, v.rotated_at) {
+            (true, Some(t)) => format!("yes (previous kept since rotation at {})", fmt_time(t)),
+            (true, None) => "yes".to_owned(),
+            (false, _) => "no (run `vslack webhook rotate-secret` to get one)".to_owned(),
+        }
+    );
+    if let Some(c) = w.created_at {
+        println!("created      {}", fmt_time(c as i64));
+    }
+    println!("events       {}", w.event_types.join("\n             "));
+}
+
+fn fmt_time(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Check a delivery URL before Vast.ai does. Returns a warning for loopback http.
+pub fn check_webhook_url(url: &str) -> Result<Option<String>> {
+    if url.len() > 2048 {
+        return Err(usage(format!(
+            "--url is {} characters; Vast.ai allows at most 2048",
+            url.len()
+        )));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        usage(format!(
+            "--url {url:?} is not a valid URL ({e}); use https://host/path"
+        ))
+    })?;
+    let host = parsed.host_str().unwrap_or_default();
+    if host.is_empty() {
+        return Err(usage("--url needs a host, like https://relay.example.com/"));
+    }
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || host == "[::1]";
+    match parsed.scheme() {
+        "https" => Ok(None),
+        "http" if loopback => Ok(Some(format!(
+            "{url} is plain http on this machine: Vast.ai itself only delivers to public https URLs, so this is for local testing"
+        ))),
+        _ => Err(usage(format!(
+            "--url must be https:// (Vast.ai requires it); got {url}. For a relay on this machine use a tunnel: `vslack up --tunnel tmole`"
+        ))),
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let n = name.chars().count();
+    if n > 120 {
+        return Err(usage(format!(
+            "--name is {n} characters; Vast.ai allows at most 120"
+        )));
+    }
+    Ok(())
+}
+
+/// Fetch the catalogue; on anything but an auth failure, carry on without it.
+async fn catalogue(ctx: &Ctx, client: &VastClient) -> Result<Option<Vec<NotificationType>>> {
+    match client.notification_types().await {
+        Ok(t) => Ok(Some(t)),
+        Err(e @ VastError::Unauthorized { .. }) => Err(e.into()),
+        Err(e) => {
+            ctx.note(format!(
+                "warning: cannot fetch the notification types to check event keys ({e})"
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// Expand and check event keys: `low_credit` becomes `client:low_credit` when unambiguous.
+pub fn resolve_events(
+    inputs: &[String],
+    catalogue: Option<&[NotificationType]>,
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for input in inputs {
+        let input = input.trim();
+        let key = match catalogue {
+            None if input.contains(':') => input.to_owned(),
+            None => {
+                return Err(usage(format!(
+                    "cannot expand event {input:?} without the catalogue; give the full key, like client:{input}"
+                )))
+            }
+            Some(cat) if cat.iter().any(|t| t.key == input) => input.to_owned(),
+            Some(cat) => {
+                let matches: Vec<&str> = cat
+                    .iter()
+                    .filter(|t| t.key.split_once(':').map(|(_, s)| s) == Some(input))
+                    .map(|t| t.key.as_str())
+                    .collect();
+                match matches.as_slice() {
+                    [one] => (*one).to_owned(),
+                    [] => {
+                        return Err(usage(format!(
+                            "unknown event type {input:?}; run `vslack webhook types` to see the keys your account can use"
+                        )))
+                    }
+                    many => return Err(usage(format!("event {input:?} is ambiguous: {}", many.join(", ")))),
+                }
+            }
+        };
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    Ok(out)
+}
+
+/// Ask for events on a terminal, with the walkthrough's six pre-selected.
+fn pick_events(catalogue: &[NotificationType]) -> Result<Vec<String>> {
+    let labels: Vec<String> = catalogue
+        .iter()
+        .map(|t| format!("{}  {}", t.key, t.display_name.as_deref().unwrap_or("")))
+        .collect();
+    let defaults: Vec<bool> = catalogue
+        .iter()
+        .map(|t| WALKTHROUGH_EVENTS.contains(&t.key.as_str()))
+        .collect();
+    let chosen = dialoguer::MultiSelect::new()
+        .with_prompt("Events to subscribe to (space toggles, enter confirms)")
+        .items(&labels)
+        .defaults(&defaults)
+        .interact()
+        .context("could not read from the terminal")?;
+    Ok(chosen
+        .into_iter()
+        .map(|i| catalogue[i].key.clone())
+        .collect())
+}
+
+async fn create(
+    ctx: &Ctx,
+    client: &VastClient,
+    config: &mut Config,
+    args: CreateArgs,
+) -> Result<()> {
+    if let Some(w) = check_webhook_url(&args.url)? {
+        ctx.note(format!("warning: {w}"));
+    }
+    check_name(&args.name)?;
+    let existing = client.list_webhooks().await?;
+    if existing.len() >= MAX_WEBHOOKS {
+        return Err(usage(format!(
+            "the account already has {} webhooks, Vast.ai's limit; delete one (`vslack webhook delete ID`) or re-point one (`vslack webhook update ID --url URL`)",
+            existing.len()
+        )));
+    }
+    let cat = catalogue(ctx, client).await?;
+    let events = if args.all_events {
+        let cat = cat.as_deref().context("--all-events needs the notification types, which could not be fetched; list keys with --event")?;
+        cat.iter().map(|t| t.key.clone()).collect()
+    } else if !args.events.is_empty() {
+        resolve_events(&args.events, cat.as_deref())?
+    } else if ctx.interactive() && cat.is_some() {
+        pick_events(cat.as_deref().unwrap_or_default())?
+    } else {
+        return Err(usage("choose events with --event KEY (repeatable) or --all-events; `vslack webhook types` lists the keys"));
+    };
+    if events.is_empty() {
+        return Err(usage("no events selected; a webhook needs at least one"));
+    }
+    let created = client
+        .create_webhook(&WebhookChange {
+            name: Some(args.name),
+            webhook_url: Some(args.url),
+            event_types: Some(events),
+        })
+        .await?;
+    let id = created.webhook.id;
+    config.store_secret(id, created.secret.clone(), now_secs());
+    let first = config.default_webhook.is_none();
+    if first {
+        config.default_webhook = Some(id);
+    }
+    save_secret_or_explain(ctx, config, id)?;
+    if args.print_secret {
+        println!("{}", created.secret.expose());
+    } else if ctx.global.json {
+        output::json(&WebhookView::new(created.webhook.clone(), config))?;
+    } else {
+        println!("{id}");
+    }
+    ctx.note(format!(
+        "Created webhook {id} -> {} ({} events). Signing secret saved in {}{}",
+        created.webhook.webhook_url,
+        created.webhook.event_types.len(),
+        ctx.paths.config_file().display(),
+        if first {
+            "; it is the default webhook"
+        } else {
+            ""
+        }
+    ));
+    Ok(())
+}
+
+/// The secret exists only in this answer: if it cannot be saved, say how to recover.
+fn save_secret_or_explain(ctx: &Ctx, config: &Config, id: i64) -> Result<()> {
+    config.save(&ctx.paths).with_context(|| {
+        format!("Vast.ai issued a new secret for webhook {id} but it could not be saved; fix the problem and run `vslack webhook rotate-secret {id}` to get another")
+    })
+}
+
+async fn update(ctx: &Ctx, client: &VastClient, config: &Config, args: UpdateArgs) -> Result<()> {
+    let id = resolve_id(args.id, config)?;
+    let mut change = WebhookChange::default();
+    if let Some(url) = &args.url {
+        if let Some(w) = check_webhook_url(url)? {
+            ctx.note(format!("warning: {w}"));
+        }
+        change.webhook_url = Some(url.clone());
+    }
+    if let Some(name) = &args.name {
+        check_name(name)?;
+        change.name = Some(name.clone());
+    }
+    let touches_events =
+        !args.events.is_empty() || !args.add_events.is_empty() || !args.remove_events.is_empty();
+    if touches_events {
+        let cat = catalogue(ctx, client).await?;
+        let events = if !args.events.is_empty() {
+            resolve_events(&args.events, cat.as_deref())?
+        } else {
+            let mut current = client.get_webhook(id).await?.event_types;
+            let remove = resolve_events(&args.remove_events, cat.as_deref())?;
+            for key in &remove {
+                if !current.contains(key) {
+                    ctx.note(format!("note: webhook {id} was not subscribed to {key}"));
+                }
+            }
+            current.retain(|k| !remove.contains(k));
+            for key in resolve_events(&args.add_events, cat.as_deref())? {
+                if !current.contains(&key) {
+                    current.push(key);
+                }
+            }
+            current
+        };
+        if events.is_empty() {
+            return Err(usage("that would leave the webhook with no events; Vast.ai needs at least one (delete it instead?)"));
+        }
+        change.event_types = Some(events);
+    }
+    if change.name.is_none() && change.webhook_url.is_none() && change.event_types.is_none() {
+        return Err(usage(
+            "nothing to change; pass --url, --name, --event, --add-event or --remove-event",
+        ));
+    }
+    let updated = client.update_webhook(id, &change).await?;
+    let view = WebhookView::new(updated, config);
+    if ctx.global.json {
+        output::json(&view)
+    } else {
+        ctx.note(format!("Updated webhook {id}"));
+        print_details(&view);
+        Ok(())
+    }
+}
+
+async fn delete(
+    ctx: &Ctx,
+    client: &VastClient,
+    config: &mut Config,
+    id: Option<i64>,
+    yes: bool,
+) -> Result<()> {
+    let id = resolve_id(id, config)?;
+    if !yes {
+        if !ctx.interactive() {
+            return Err(usage(format!(
+                "deleting webhook {id} needs confirmation: pass --yes"
+            )));
+        }
+        let ok = dialoguer::Confirm::new()
+            .with_prompt(format!(
+                "Delete webhook {id} at Vast.ai and forget its secret?"
+            ))
+            .default(false)
+            .interact()
+            .context("could not read from the terminal")?;
+        if !ok {
+            ctx.note("Nothing deleted");
+            return Ok(());
+        }
+    }
+    client.delete_webhook(id).await?;
+    let forgot = config.forget_webhook(id);
+    config.save(&ctx.paths)?;
+    if ctx.global.json {
+        output::json(&json!({"id": id, "deleted": true, "secret_forgotten": forgot}))?;
+    }
+    ctx.note(format!(
+        "Deleted webhook {id}{}",
+        if forgot { " and forgot its secret" } else { "" }
+    ));
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The configuration file (`config.toml` in the config directory, mode 0600): the saved API
+//! key, the default webhook, per-webhook signing secrets (current and previous), the Slack
+//! destination(s) and relay settings. The layout is documented in the README.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::paths::Paths;
+use crate::secret::{read_private, write_private, Secret};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Saved by `vslack login`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// The webhook that commands act on when no ID is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_webhook: Option<i64>,
+    #[serde(default)]
+    pub slack: SlackConfig,
+    #[serde(default)]
+    pub relay: RelayConfig,
+    /// Signing secrets by webhook id (TOML keys are strings).
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookSecrets>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Incoming-webhook or workflow-trigger URL (a secret: anyone holding it can post).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Send event types matching a glob (on the slug, e.g. `instance_*`) elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub events: String,
+    pub url: Secret,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The public https URL Vast.ai uses to reach this relay, when it is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// How long a rotated-out signing secret stays valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_grace_hours: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecrets {
+    pub secret: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<Secret>,
+    /// Unix seconds when `previous_secret` was replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<i64>,
+}
+
+impl Config {
+    /// Load the config file; a missing file is an empty config.
+    pub fn load(paths: &Paths) -> Result<Config> {
+        let path = paths.config_file();
+        match read_private(&path)? {
+            None => Ok(Config::default()),
+            Some(text) => toml::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a valid vslack config; fix it or move it aside",
+                    path.display()
+                )
+            }),
+        }
+    }
+
+    /// Write the config file atomically, 0600 in a 0700 directory.
+    pub fn save(&self, paths: &Paths) -> Result<()> {
+        let text = toml::to_string_pretty(self).context("cannot encode the config")?;
+        let header = "# vslack configuration: holds secrets, keep it mode 0600.\n# See `vslack config show` and the README.\n\n";
+        write_private(&paths.config_file(), format!("{header}{text}").as_bytes())
+    }
+
+    pub fn webhook(&self, id: i64) -> Option<&WebhookSecrets> {
+        self.webhooks.get(&id.to_string())
+    }
+
+    /// Store a fresh secret for `id`; an existing one becomes the previous secret.
+    pub fn store_secret(&mut self, id: i64, secret: Secret, now: i64) {
+        let key = id.to_string();
+        let entry = match self.webhooks.remove(&key) {
+            Some(old) if old.secret != secret => WebhookSecrets {
+                secret,
+                previous_secret: Some(old.secret),
+                rotated_at: Some(now),
+            },
+            _ => WebhookSecrets {
+                secret,
+                previous_secret: None,
+                rotated_at: None,
+            },
+        };
+        self.webhooks.insert(key, entry);
+    }
+
+    /// Forget everything held for `id`; clears the default if it pointed there.
+    pub fn forget_webhook(&mut self, id: i64) -> bool {
+        if self.default_webhook == Some(id) {
+            self.default_webhook = None;
+        }
+        self.webhooks.remove(&id.to_string()).is_some()
+    }
+
+    /// The same configuration with every secret replaced by `(redacted)`, for display.
+    pub fn redacted(&self) -> toml::Value {
+        let mut value =
+            toml::Value::try_from(self).unwrap_or(toml::Value::Table(Default::default()));
+        redact(&mut value, false);
+        value
+    }
+}
+
+const SECRET_KEYS: &[&str] = &["api_key", "url", "secret", "previous_secret"];
+
+fn redact(value: &mut toml::Value, secret: bool) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                redact(v, SECRET_KEYS.contains(&k.as_str()));
+            }
+        }
+        toml::Value::Array(a) => a.iter_mut().for_each(|v| redact(v, secret)),
+        v if secret => *v = toml::Value::String("(redacted)".into()),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_keeps_previous_and_redaction_hides_all() {
+        let mut c = Config {
+            api_key: Some(Secret::new("KEY")),
+            ..Config::default()
+        };
+        c.slack.url = Some(Secret::new("https://hooks.slack.com/services/X"));
+        c.store_secret(4, Secret::new("one"), 10);
+        c.store_secret(4, Secret::new("two"), 20);
+        let w = c.webhook(4).unwrap();
+        assert_eq!(w.secret.expose(), "two");
+        assert_eq!(w.previous_secret.as_ref().unwrap().expose(), "one");
+        assert_eq!(w.rotated_at, Some(20));
+        let shown = toml::to_string(&c.redacted()).unwrap();
+        for s in ["KEY", "hooks.slack.com", "one", "two"] {
+            assert!(!shown.contains(s), "{s} leaked: {shown}");
+        }
+        assert!(shown.contains("(redacted)"));
+        let round: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(round.webhook(4).unwrap().secret.expose(), "two");
+    }
+}

@@ -1,0 +1,52 @@
+//! Exit codes, decided in one place. The README lists them; scripts may rely on them.
+
+use crate::relay::RelayStartError;
+use crate::secret::InsecureFile;
+use crate::vast::VastError;
+
+pub const OK: u8 = 0;
+/// Anything not listed below, and checks that failed (`doctor`, `demo`).
+pub const FAILURE: u8 = 1;
+/// Invalid arguments or input (clap uses 2 as well).
+pub const USAGE: u8 = 2;
+/// No API key found, or Vast.ai rejected it.
+pub const AUTH: u8 = 3;
+/// The webhook (or other object) does not exist.
+pub const NOT_FOUND: u8 = 4;
+/// Vast.ai unreachable, rate limiting after retries, or failing with 5xx.
+pub const UNAVAILABLE: u8 = 5;
+/// A local file is unsafe or missing something required (secret, Slack URL).
+pub const CONFIG: u8 = 6;
+
+/// A mistake in what the user asked for; the message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Shorthand for returning a [`UsageError`].
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+/// Map an error (anywhere in its chain) to the process exit code.
+pub fn code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(v) = cause.downcast_ref::<VastError>() {
+            return match v {
+                VastError::NoApiKey { .. } | VastError::Unauthorized { .. } => AUTH,
+                VastError::WebhookNotFound { .. } | VastError::NotFound { .. } => NOT_FOUND,
+                VastError::BadRequest { .. } | VastError::Decode { .. } => FAILURE,
+                VastError::RateLimited { .. }
+                | VastError::Server { .. }
+                | VastError::Network { .. } => UNAVAILABLE,
+            };
+        }
+        if cause.is::<UsageError>() {
+            return USAGE;
+        }
+        if cause.is::<InsecureFile>() || cause.is::<RelayStartError>() {
+            return CONFIG;
+        }
+    }
+    FAILURE
+}

@@ -1,0 +1,74 @@
+//! Printing for people and for machines: aligned tables, `--json`, and whether to use colour
+//! (`NO_COLOR`, or not a terminal, turns it off).
+
+use std::io::IsTerminal;
+
+use serde::Serialize;
+
+/// Print `value` as pretty JSON on stdout.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Whether stdout should carry ANSI colour.
+pub fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// Bold text when colour is on.
+pub fn bold(s: &str) -> String {
+    if color() {
+        format!("\x1b[1m{s}\x1b[0m")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Render rows under a header with columns padded to the widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    let mut out = bold(&line(header.to_vec()));
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether we may prompt: stdin and stderr are terminals and `--no-input` was not given.
+pub fn interactive(no_input: bool) -> bool {
+    !no_input && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_pads_columns() {
+        let t = super::table(
+            &["ID", "NAME"],
+            &[
+                vec!["1".into(), "alpha".into()],
+                vec!["100".into(), "b".into()],
+            ],
+        );
+        assert_eq!(t, "ID   NAME\n1    alpha\n100  b\n");
+    }
+}
