@@ -78,6 +78,23 @@ pub enum Command {
     /// Show the configuration (secrets redacted) or where files live
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Run the relay: verify Vast.ai deliveries, store them, post them to Slack
+    #[command(
+        after_help = "Examples:\n  vslack serve\n  vslack serve --listen 127.0.0.1:9000 --path /vast\n  SLACK_WEBHOOK_URL=... VAST_WEBHOOK_SECRET=... vslack serve   # the walkthrough's variables\n  vslack serve --dry-run   # print Slack payloads instead of posting\n\n\
+        Signing secrets: every secret stored by `vslack webhook create/rotate-secret`, plus VAST_WEBHOOK_SECRET. \
+        Slack URL: SLACK_WEBHOOK_URL, --slack-url-file, or `vslack slack set`.\n\
+        Health: GET /health (JSON), metrics: GET /metrics (Prometheus)."
+    )]
+    Serve(ServeArgs),
+    /// Inspect the relay's queue: pending and dead-lettered events; retry or drop them
+    #[command(
+        subcommand_required = false,
+        after_help = "Examples:\n  vslack queue\n  vslack queue retry --all\n  vslack queue drop 17 --yes"
+    )]
+    Queue {
+        #[command(subcommand)]
+        cmd: Option<QueueCmd>,
+    },
     /// Print shell completions (the same files are committed in completions/)
     #[command(
         after_help = "Example:\n  vslack completions bash > ~/.local/share/bash-completion/completions/vslack"
@@ -194,4 +211,79 @@ pub enum ConfigCmd {
     Show,
     /// Print where vslack keeps its files
     Path,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// URL path that receives deliveries [default: /]
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)
+    #[arg(long, value_name = "PATH")]
+    pub slack_url_file: Option<PathBuf>,
+    /// Message shape; by default chosen from the Slack URL (…/triggers/… gets workflow variables)
+    #[arg(long, value_enum)]
+    pub format: Option<crate::relay::message::Format>,
+    /// Print each Slack payload on stdout instead of posting it
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accept signatures whose timestamp is at most this many seconds from now
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub signature_window: i64,
+    /// How long a rotated-out signing secret stays valid [default: 24h, or the config]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub secret_grace: Option<std::time::Duration>,
+    /// Largest delivery body accepted, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    pub max_body: usize,
+    /// Most connections open at once
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Minimum gap between two Slack messages to one URL (Slack allows about one per second)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub pace: std::time::Duration,
+    /// First retry delay after a Slack failure (doubles each time)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_initial: std::time::Duration,
+    /// Longest delay between retries
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retry_max: std::time::Duration,
+    /// Dead-letter an event still undelivered this long after it arrived
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_age: std::time::Duration,
+    /// Remember delivered event ids this long, to drop redeliveries
+    #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
+    /// Cap the event store's size; when full the relay answers 503 so Vast.ai retries later
+    #[arg(long, value_name = "MB")]
+    pub max_store_mb: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// List pending and dead-lettered events (the default)
+    List {
+        /// How many of each to show
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put dead-lettered events back in the queue
+    Retry {
+        /// Queue numbers (SEQ column) to retry
+        seqs: Vec<i64>,
+        /// Retry every dead letter
+        #[arg(long, conflicts_with = "seqs")]
+        all: bool,
+    },
+    /// Delete pending or dead-lettered events for good
+    Drop {
+        #[arg(required = true)]
+        seqs: Vec<i64>,
+        /// Do not ask for confirmation
+        #[arg(long, short)]
+        yes: bool,
+    },
 }

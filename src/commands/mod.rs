@@ -1,6 +1,8 @@
 //! Commands: one module per group, each short: resolve settings, call the library, print.
 
 mod account;
+mod queue;
+mod serve;
 mod webhook;
 
 use std::io::IsTerminal;
@@ -87,6 +89,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Webhook(cmd) => webhook::run(&ctx, cmd).await,
             Command::Slack(cmd) => account::slack(&ctx, cmd).await,
             Command::Config(cmd) => account::config(&ctx, cmd),
+            Command::Serve(args) => serve::run(&ctx, args).await,
+            Command::Queue { cmd } => queue::run(&ctx, cmd).await,
             Command::Completions { shell } => {
                 print!("{}", completions(shell));
                 Ok(())
@@ -138,4 +142,14 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

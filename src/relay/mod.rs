@@ -1,12 +1,137 @@
 //! The relay: listener ([`server`]), signature check ([`verify`]), durable queue ([`spool`]),
-//! Slack delivery ([`forward`], [`slack`]) and message shapes ([`message`]).
+//! Slack delivery ([`forward`], [`slack`]), message shapes ([`message`]) and counters
+//! ([`metrics`]). [`Relay::start`] wires them together; `serve`, `up` and `demo` all use it.
 
 pub mod event;
+pub mod forward;
 pub mod message;
+pub mod metrics;
+pub mod server;
 pub mod slack;
+pub mod spool;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+use forward::{Destination, ForwardOptions, Forwarder};
+use metrics::{Metrics, Received};
+use server::{App, Limits};
+use spool::{Spool, SpoolOptions};
+use verify::Verifier;
 
 /// The relay cannot start: something it needs is missing or unsafe. The message says how to
 /// provide it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct RelayStartError(pub String);
+
+/// What happened, as it happens (for `up`, `demo` and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activity {
+    Received {
+        event_id: Option<String>,
+        notif_type: Option<String>,
+        outcome: Received,
+    },
+    Delivered {
+        event_ids: Vec<String>,
+    },
+    Retrying {
+        event_ids: Vec<String>,
+        error: String,
+        wait: Duration,
+    },
+    DeadLettered {
+        event_ids: Vec<String>,
+        error: String,
+    },
+}
+
+pub struct RelayOptions {
+    /// The webhook path (`/` by default).
+    pub path: String,
+    pub limits: Limits,
+    pub verifier: Verifier,
+    /// Routes first, the default destination last (at least one).
+    pub destinations: Vec<Destination>,
+    pub forward: ForwardOptions,
+    pub spool_path: PathBuf,
+    pub spool: SpoolOptions,
+    pub log_payloads: bool,
+}
+
+/// A running relay.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub spool: Spool,
+    activity: broadcast::Sender<Activity>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Open the store and start serving on `listener` and forwarding.
+    pub async fn start(listener: TcpListener, opts: RelayOptions) -> Result<Relay> {
+        if opts.destinations.is_empty() {
+            return Err(RelayStartError("no Slack destination configured".into()).into());
+        }
+        let spool = Spool::open(&opts.spool_path, &opts.spool)?;
+        let addr = listener.local_addr()?;
+        let metrics = Arc::new(Metrics::default());
+        let (activity, _) = broadcast::channel(1024);
+        let (stop, stop_rx) = watch::channel(false);
+        let app = Arc::new(App {
+            path: opts.path,
+            limits: opts.limits,
+            verifier: opts.verifier,
+            spool: spool.clone(),
+            metrics: metrics.clone(),
+            activity: activity.clone(),
+            log_payloads: opts.log_payloads,
+        });
+        let mut server_stop = stop_rx.clone();
+        let server = tokio::spawn(server::serve(listener, app, async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        }));
+        let forwarder = tokio::spawn(
+            Forwarder {
+                spool: spool.clone(),
+                dests: opts.destinations,
+                opts: opts.forward,
+                metrics: metrics.clone(),
+                activity: activity.clone(),
+            }
+            .run(stop_rx),
+        );
+        Ok(Relay {
+            addr,
+            metrics,
+            spool,
+            activity,
+            stop,
+            server,
+            forwarder,
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Activity> {
+        self.activity.subscribe()
+    }
+
+    /// Stop accepting, let requests in flight finish, finish the Slack post in progress.
+    /// Everything stored stays in the spool for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = self.forwarder.await;
+    }
+}

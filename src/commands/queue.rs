@@ -1,0 +1,119 @@
+//! `vslack queue`: what the relay still has to deliver, and the dead letters it gave up on.
+//! Works on the store directly, also while `vslack serve` runs.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::QueueCmd;
+use crate::exit::usage;
+use crate::output;
+use crate::relay::spool::{self, Queued};
+
+pub async fn run(ctx: &Ctx, cmd: Option<QueueCmd>) -> Result<()> {
+    let path = ctx.paths.spool_file();
+    let Some(spool) = spool::open_existing(&path)? else {
+        if ctx.global.json {
+            return output::json(&json!({"pending": [], "dead": []}));
+        }
+        ctx.note(format!(
+            "No event store yet at {} (the relay has not run)",
+            path.display()
+        ));
+        return Ok(());
+    };
+    match cmd.unwrap_or(QueueCmd::List { limit: 50 }) {
+        QueueCmd::List { limit } => {
+            let pending = spool.list(spool::PENDING, limit).await?;
+            let dead = spool.list(spool::DEAD, limit).await?;
+            if ctx.global.json {
+                return output::json(&json!({"pending": pending, "dead": dead}));
+            }
+            let stats = spool.stats().await?;
+            println!(
+                "{} pending, {} dead-lettered, {} delivered (kept for deduplication)",
+                stats.pending, stats.dead, stats.delivered
+            );
+            for (title, rows) in [("Pending", &pending), ("Dead letters", &dead)] {
+                if !rows.is_empty() {
+                    println!("\n{}", output::bold(title));
+                    print!(
+                        "{}",
+                        output::table(
+                            &[
+                                "SEQ",
+                                "EVENT ID",
+                                "TYPE",
+                                "ATTEMPTS",
+                                "RECEIVED",
+                                "LAST ERROR"
+                            ],
+                            &rows_of(rows)
+                        )
+                    );
+                }
+            }
+            if !dead.is_empty() {
+                ctx.note("Retry dead letters with `vslack queue retry --all` (after fixing the Slack URL), or drop them with `vslack queue drop SEQ`");
+            }
+        }
+        QueueCmd::Retry { seqs, all } => {
+            if seqs.is_empty() && !all {
+                return Err(usage(
+                    "name the events to retry (SEQ from `vslack queue`) or pass --all",
+                ));
+            }
+            let n = spool.requeue(if all { None } else { Some(seqs) }).await?;
+            if ctx.global.json {
+                output::json(&json!({"requeued": n}))?;
+            }
+            ctx.note(format!(
+                "Requeued {n} dead letter(s); a running relay picks them up within a second"
+            ));
+        }
+        QueueCmd::Drop { seqs, yes } => {
+            if !yes {
+                if !ctx.interactive() {
+                    return Err(usage("dropping events loses them for good: pass --yes"));
+                }
+                let ok = dialoguer::Confirm::new()
+                    .with_prompt(format!("Delete {} event(s) for good?", seqs.len()))
+                    .default(false)
+                    .interact()?;
+                if !ok {
+                    return Ok(());
+                }
+            }
+            let n = spool.remove(seqs).await?;
+            if ctx.global.json {
+                output::json(&json!({"dropped": n}))?;
+            }
+            ctx.note(format!("Dropped {n} event(s)"));
+        }
+    }
+    Ok(())
+}
+
+fn rows_of(rows: &[Queued]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|q| {
+            vec![
+                q.seq.to_string(),
+                q.event.event_id.clone(),
+                q.event.notif_type.clone(),
+                q.attempts.to_string(),
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(q.event.received_at.max(0) as u64),
+                )
+                .to_string(),
+                q.last_error
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(60)
+                    .collect(),
+            ]
+        })
+        .collect()
+}

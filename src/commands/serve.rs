@@ -1,0 +1,228 @@
+//! `vslack serve`: resolve the relay's settings (flags, then the walkthrough's environment
+//! variables, then the config file), start it, and run until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{now_secs, Ctx};
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::relay::forward::{Destination, ForwardOptions};
+use crate::relay::message::Format;
+use crate::relay::server::Limits;
+use crate::relay::spool::SpoolOptions;
+use crate::relay::verify::{Key, Verifier};
+use crate::relay::{Relay, RelayOptions, RelayStartError};
+use crate::secret::Secret;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+/// Where to listen: --listen, else the walkthrough's PORT, else the config, else 8787.
+pub fn listen_addr(args: &ServeArgs, config: &Config) -> Result<SocketAddr> {
+    let text = match (
+        &args.listen,
+        std::env::var("PORT").ok().filter(|p| !p.is_empty()),
+    ) {
+        (Some(l), _) => l.clone(),
+        (None, Some(port)) => format!("127.0.0.1:{port}"),
+        (None, None) => config
+            .relay
+            .listen
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LISTEN.into()),
+    };
+    text.parse().map_err(|_| {
+        crate::exit::usage(format!(
+            "cannot listen on {text:?}: expected IP:PORT like 127.0.0.1:8787"
+        ))
+    })
+}
+
+/// Every signing secret the relay accepts: stored webhooks (current, and previous within the
+/// grace period) plus VAST_WEBHOOK_SECRET.
+pub fn keys(config: &Config, grace: Duration) -> Vec<Key> {
+    let now = now_secs();
+    let mut keys = Vec::new();
+    for (id, w) in &config.webhooks {
+        keys.push(Key::new(format!("webhook {id}"), &w.secret, None));
+        if let (Some(prev), Some(at)) = (&w.previous_secret, w.rotated_at) {
+            let until = at + grace.as_secs() as i64;
+            if until > now {
+                keys.push(Key::new(
+                    format!("webhook {id} (previous)"),
+                    prev,
+                    Some(until),
+                ));
+            }
+        }
+    }
+    if let Some(s) = std::env::var("VAST_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        keys.push(Key::new("VAST_WEBHOOK_SECRET", &Secret::new(s), None));
+    }
+    keys
+}
+
+/// The Slack URL: --slack-url-file, else SLACK_WEBHOOK_URL, else `vslack slack set`.
+pub fn slack_url(args: &ServeArgs, config: &Config) -> Result<Option<Secret>> {
+    if let Some(path) = &args.slack_url_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --slack-url-file {}", path.display()))?;
+        let url = text.trim();
+        if url.is_empty() {
+            return Err(
+                RelayStartError(format!("--slack-url-file {} is empty", path.display())).into(),
+            );
+        }
+        return Ok(Some(Secret::new(url)));
+    }
+    if let Some(url) = std::env::var("SLACK_WEBHOOK_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        return Ok(Some(Secret::new(url.trim())));
+    }
+    Ok(config.slack.url.clone())
+}
+
+/// Build everything the relay needs, or say exactly what is missing.
+pub fn relay_options(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<RelayOptions> {
+    let grace = args.secret_grace.unwrap_or(Duration::from_secs(
+        config.relay.secret_grace_hours.unwrap_or(24) * 3600,
+    ));
+    let keys = keys(config, grace);
+    if keys.is_empty() {
+        return Err(RelayStartError(
+            "no webhook signing secret: create a webhook with `vslack webhook create` (it stores the secret), \
+             run `vslack webhook rotate-secret ID` for an existing one, or set VAST_WEBHOOK_SECRET"
+                .into(),
+        )
+        .into());
+    }
+    let url = if args.dry_run {
+        None
+    } else {
+        let url = slack_url(args, config)?.ok_or_else(|| {
+            RelayStartError(
+                "no Slack URL: run `vslack slack set`, set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH \
+                 (or --dry-run to print messages instead)"
+                    .into(),
+            )
+        })?;
+        if let Some(w) = crate::relay::slack::check_url(url.expose())? {
+            tracing::warn!("{w}");
+        }
+        Some(url)
+    };
+    let format_for = |u: &Option<Secret>| {
+        args.format.unwrap_or_else(|| {
+            u.as_ref()
+                .map_or(Format::Blocks, |u| Format::for_url(u.expose()))
+        })
+    };
+    let mut destinations = Vec::new();
+    for r in &config.slack.routes {
+        let pattern = glob::Pattern::new(&r.events).map_err(|e| {
+            crate::exit::usage(format!(
+                "route pattern {:?} in the config is invalid: {e}",
+                r.events
+            ))
+        })?;
+        let url = (!args.dry_run).then(|| r.url.clone());
+        destinations.push(Destination {
+            name: r.events.clone(),
+            pattern: Some(pattern),
+            format: format_for(&url),
+            url,
+        });
+    }
+    destinations.push(Destination {
+        name: "default".into(),
+        pattern: None,
+        format: format_for(&url),
+        url,
+    });
+    let path = args
+        .path
+        .clone()
+        .or_else(|| config.relay.path.clone())
+        .unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || path == "/health" || path == "/metrics" {
+        return Err(crate::exit::usage(format!(
+            "--path {path:?} must start with / and cannot be /health or /metrics"
+        )));
+    }
+    Ok(RelayOptions {
+        path,
+        limits: Limits {
+            body_bytes: args.max_body,
+            max_connections: args.max_connections.max(1),
+            ..Limits::default()
+        },
+        verifier: Verifier::new(keys, args.signature_window),
+        destinations,
+        forward: ForwardOptions {
+            pace: args.pace,
+            retry_initial: args.retry_initial,
+            retry_max: args.retry_max,
+            max_age: args.max_age,
+            retention: args.retention,
+            console: std::env::var("VAST_CONSOLE")
+                .ok()
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "https://cloud.vast.ai".into()),
+            ..ForwardOptions::default()
+        },
+        spool_path: ctx.paths.spool_file(),
+        spool: SpoolOptions {
+            max_bytes: args.max_store_mb.map(|mb| mb * 1024 * 1024),
+        },
+        log_payloads: ctx.global.verbose >= 2,
+    })
+}
+
+/// Bind, warning loudly when the address is reachable from other machines.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "listening on a non-loopback address: anyone who can reach it can send requests (signatures are still checked); prefer 127.0.0.1 behind a tunnel or reverse proxy"
+        );
+    }
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (in use? try --listen 127.0.0.1:0 for a free port)")
+    })
+}
+
+pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
+    let config = ctx.config()?;
+    let opts = relay_options(ctx, &args, &config)?;
+    let addr = listen_addr(&args, &config)?;
+    let listener = bind(addr).await?;
+    let path = opts.path.clone();
+    let keys: Vec<String> = opts
+        .verifier
+        .keys()
+        .iter()
+        .map(|k| k.label.clone())
+        .collect();
+    let dests: Vec<String> = opts.destinations.iter().map(|d| d.name.clone()).collect();
+    let relay = Relay::start(listener, opts).await?;
+    let stats = relay.spool.stats().await?;
+    tracing::info!(
+        secrets = %keys.join(", "),
+        destinations = %dests.join(", "),
+        queued = stats.pending,
+        dead_letters = stats.dead,
+        "relay ready"
+    );
+    ctx.note(format!("listening on http://{}{path}", relay.addr));
+    super::shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight; queued events stay stored");
+    relay.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! The forwarder: takes stored events in arrival order and posts them to Slack. Pacing keeps
+//! each destination under about one message per second; a backlog for one destination is
+//! combined into digests. 429 waits `Retry-After`; 5xx, timeouts and connection errors back
+//! off exponentially with jitter up to a cap, until an event is older than the maximum age;
+//! other 4xx are dead-lettered at once. Events are marked only after Slack answers, so a crash
+//! can repeat a message but never lose one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::{broadcast, watch};
+
+use super::message::{render_batch, Format};
+use super::metrics::Metrics;
+use super::slack::{host_of, Outcome, SlackClient};
+use super::spool::{Queued, Spool};
+use super::Activity;
+use crate::secret::Secret;
+
+/// Where a set of event types goes.
+#[derive(Clone)]
+pub struct Destination {
+    /// `default`, or the route's glob.
+    pub name: String,
+    pub pattern: Option<glob::Pattern>,
+    /// `None` in dry-run mode: payloads are printed instead.
+    pub url: Option<Secret>,
+    pub format: Format,
+}
+
+impl Destination {
+    fn label(&self) -> String {
+        match &self.url {
+            Some(u) => format!("{} ({})", self.name, host_of(u.expose())),
+            None => format!("{} (dry run)", self.name),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardOptions {
+    /// Minimum gap between two messages to one destination.
+    pub pace: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// An event still undelivered this long after it arrived is dead-lettered.
+    pub max_age: Duration,
+    /// Delivered events are remembered (for deduplication) this long.
+    pub retention: Duration,
+    pub console: String,
+    pub slack_timeout: Duration,
+}
+
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        ForwardOptions {
+            pace: Duration::from_secs(1),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            max_age: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            console: "https://cloud.vast.ai".into(),
+            slack_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The destination for a type: the first matching route, else the default (always last).
+pub fn route(dests: &[Destination], notif_type: &str) -> usize {
+    dests
+        .iter()
+        .position(|d| d.pattern.as_ref().is_some_and(|p| p.matches(notif_type)))
+        .unwrap_or(dests.len() - 1)
+}
+
+struct DestState {
+    next_allowed: Instant,
+    failures: u32,
+}
+
+pub struct Forwarder {
+    pub spool: Spool,
+    pub dests: Vec<Destination>,
+    pub opts: ForwardOptions,
+    pub metrics: Arc<Metrics>,
+    pub activity: broadcast::Sender<Activity>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Exponential backoff with full jitter in [d/2, d], capped.
+fn backoff(initial: Duration, failures: u32, cap: Duration) -> Duration {
+    let exp = initial.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    let d = exp.min(cap);
+    let half = d / 2;
+    half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
+}
+
+impl Forwarder {
+    /// Run until `stop` turns true. A post in progress is finished first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let client = match SlackClient::new(self.opts.slack_timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the Slack client; nothing will be forwarded");
+                return;
+            }
+        };
+        let mut states: Vec<DestState> = self
+            .dests
+            .iter()
+            .map(|_| DestState {
+                next_allowed: Instant::now(),
+                failures: 0,
+            })
+            .collect();
+        let mut last_prune = None::<Instant>;
+        while !*stop.borrow() {
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                last_prune = Some(Instant::now());
+                let before = crate::commands::now_secs() - self.opts.retention.as_secs() as i64;
+                match self.spool.prune(before).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(forgotten = n, "pruned events past the retention window")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot prune the event store"),
+                }
+            }
+            let wait = match self.step(&client, &mut states).await {
+                Ok(true) => continue,
+                Ok(false) => self.idle_wait(&states).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "event store unavailable to the forwarder; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = self.spool.arrived.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// How long to sleep when nothing could be sent now.
+    async fn idle_wait(&self, states: &[DestState]) -> Duration {
+        let mut wait = Duration::from_secs(1);
+        if let Ok(Some(due)) = self.spool.next_due().await {
+            let ms = (due - now_ms()).max(0) as u64;
+            wait = wait.min(Duration::from_millis(ms));
+        }
+        let now = Instant::now();
+        for s in states {
+            if s.next_allowed > now {
+                wait = wait.min(s.next_allowed - now);
+            }
+        }
+        wait.max(Duration::from_millis(5))
+    }
+
+    /// Send at most one message per ready destination. Ok(true) when something was sent.
+    async fn step(
+        &self,
+        client: &SlackClient,
+        states: &mut [DestState],
+    ) -> Result<bool, super::spool::SpoolError> {
+        let due = self.spool.due(now_ms(), 500).await?;
+        if due.is_empty() {
+            return Ok(false);
+        }
+        let mut groups: Vec<Vec<Queued>> = vec![Vec::new(); self.dests.len()];
+        for q in due {
+            groups[route(&self.dests, &q.event.notif_type)].push(q);
+        }
+        let mut sent = false;
+        for (i, group) in groups.into_iter().enumerate() {
+            if group.is_empty() || states[i].next_allowed > Instant::now() {
+                continue;
+            }
+            self.send(client, i, group, &mut states[i]).await?;
+            sent = true;
+        }
+        Ok(sent)
+    }
+
+    async fn send(
+        &self,
+        client: &SlackClient,
+        dest_index: usize,
+        group: Vec<Queued>,
+        state: &mut DestState,
+    ) -> Result<(), super::spool::SpoolError> {
+        let dest = &self.dests[dest_index];
+        let events: Vec<_> = group.iter().map(|q| q.event.clone()).collect();
+        let (payload, n) = render_batch(&events, dest.format, &self.opts.console);
+        let batch = &group[..n.clamp(1, group.len())];
+        let seqs: Vec<i64> = batch.iter().map(|q| q.seq).collect();
+        let ids: Vec<String> = batch.iter().map(|q| q.event.event_id.clone()).collect();
+        let (outcome, latency) = match &dest.url {
+            Some(url) => client.post(url, &payload).await,
+            None => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&payload).unwrap_or_default()
+                );
+                (Outcome::Delivered, Duration::ZERO)
+            }
+        };
+        if dest.url.is_some() {
+            self.metrics.slack_latency(latency);
+        }
+        let now = Instant::now();
+        let attempt = batch.iter().map(|q| q.attempts).max().unwrap_or(0) + 1;
+        match outcome {
+            Outcome::Delivered => {
+                self.spool
+                    .mark_delivered(seqs, crate::commands::now_secs())
+                    .await?;
+                self.metrics
+                    .delivered_events
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .slack_messages
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(event_ids = %ids.join(","), attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
+                state.failures = 0;
+                state.next_allowed = now + self.opts.pace;
+                let _ = self.activity.send(Activity::Delivered { event_ids: ids });
+            }
+            Outcome::RateLimited(wait) => {
+                self.spool
+                    .mark_retry(
+                        seqs,
+                        now_ms() + wait.as_millis() as i64,
+                        "Slack rate limited (429)".into(),
+                    )
+                    .await?;
+                self.metrics
+                    .retried
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(event_ids = %ids.join(","), attempt, dest = %dest.label(), retry_after_s = wait.as_secs(), "Slack rate limited; waiting Retry-After");
+                state.next_allowed = now + wait;
+                let _ = self.activity.send(Activity::Retrying {
+                    event_ids: ids,
+                    error: "429 rate limited".into(),
+                    wait,
+                });
+            }
+            Outcome::Transient(err) => {
+                state.failures += 1;
+                let wait = backoff(self.opts.retry_initial, state.failures, self.opts.retry_max);
+                let oldest_allowed =
+                    crate::commands::now_secs() - self.opts.max_age.as_secs() as i64;
+                let (expired, retry): (Vec<&Queued>, Vec<&Queued>) = batch
+                    .iter()
+                    .partition(|q| q.event.received_at < oldest_allowed);
+                if !expired.is_empty() {
+                    let e: Vec<String> = expired.iter().map(|q| q.event.event_id.clone()).collect();
+                    self.spool
+                        .mark_dead(
+                            expired.iter().map(|q| q.seq).collect(),
+                            format!("gave up after max age: {err}"),
+                            crate::commands::now_secs(),
+                        )
+                        .await?;
+                    self.metrics
+                        .dead_lettered
+                        .fetch_add(e.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(event_ids = %e.join(","), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
+                    let _ = self.activity.send(Activity::DeadLettered {
+                        event_ids: e,
+                        error: err.clone(),
+                    });
+                }
+                if !retry.is_empty() {
+                    let r: Vec<String> = retry.iter().map(|q| q.event.event_id.clone()).collect();
+                    self.spool
+                        .mark_retry(
+                            retry.iter().map(|q| q.seq).collect(),
+                            now_ms() + wait.as_millis() as i64,
+                            err.clone(),
+                        )
+                        .await?;
+                    self.metrics
+                        .retried
+                        .fetch_add(r.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(event_ids = %r.join(","), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack failed; will retry");
+                    let _ = self.activity.send(Activity::Retrying {
+                        event_ids: r,
+                        error: err,
+                        wait,
+                    });
+                }
+                state.next_allowed = now + wait;
+            }
+            Outcome::Permanent(err) => {
+                self.spool
+                    .mark_dead(seqs, err.clone(), crate::commands::now_secs())
+                    .await?;
+                self.metrics
+                    .dead_lettered
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(event_ids = %ids.join(","), attempt, dest = %dest.label(), error = %err, "Slack refused the message; dead-lettered (see `vslack queue`)");
+                state.next_allowed = now + self.opts.pace;
+                let _ = self.activity.send(Activity::DeadLettered {
+                    event_ids: ids,
+                    error: err,
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! Counters for `/metrics` (Prometheus text format) and the one-line outcomes `up` and `demo`
+//! print. Plain atomics: cheap on the hot path, no registry to wire up.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use super::spool::Stats;
+
+/// Answer given to a delivery, one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    Stored,
+    Duplicate,
+    MissingSignature,
+    BadSignature,
+    StaleTimestamp,
+    InvalidJson,
+    TooLarge,
+    StoreFailed,
+}
+
+impl Received {
+    const ALL: [Received; 8] = [
+        Received::Stored,
+        Received::Duplicate,
+        Received::MissingSignature,
+        Received::BadSignature,
+        Received::StaleTimestamp,
+        Received::InvalidJson,
+        Received::TooLarge,
+        Received::StoreFailed,
+    ];
+    pub fn label(self) -> &'static str {
+        match self {
+            Received::Stored => "stored",
+            Received::Duplicate => "duplicate",
+            Received::MissingSignature => "missing_signature",
+            Received::BadSignature => "bad_signature",
+            Received::StaleTimestamp => "stale_timestamp",
+            Received::InvalidJson => "invalid_json",
+            Received::TooLarge => "too_large",
+            Received::StoreFailed => "store_failed",
+        }
+    }
+}
+
+const BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    received: [AtomicU64; 8],
+    pub delivered_events: AtomicU64,
+    pub slack_messages: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    latency_buckets: [AtomicU64; 9],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn received(&self, r: Received) {
+        self.received[r as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn received_count(&self, r: Received) -> u64 {
+        self.received[r as usize].load(Relaxed)
+    }
+
+    pub fn slack_latency(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.latency_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self, stats: Option<&Stats>) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP vslack_received_total Deliveries received, by outcome.\n# TYPE vslack_received_total counter\n");
+        for r in Received::ALL {
+            let _ = writeln!(
+                out,
+                "vslack_received_total{{outcome=\"{}\"}} {}",
+                r.label(),
+                self.received_count(r)
+            );
+        }
+        let counters = [
+            (
+                "vslack_stored_total",
+                "Events committed to the store.",
+                self.received_count(Received::Stored),
+            ),
+            (
+                "vslack_duplicates_total",
+                "Deliveries of an already stored event id.",
+                self.received_count(Received::Duplicate),
+            ),
+            (
+                "vslack_delivered_total",
+                "Events delivered to Slack.",
+                self.delivered_events.load(Relaxed),
+            ),
+            (
+                "vslack_slack_messages_total",
+                "Messages Slack accepted (a digest carries several events).",
+                self.slack_messages.load(Relaxed),
+            ),
+            (
+                "vslack_retried_total",
+                "Events scheduled for another Slack attempt.",
+                self.retried.load(Relaxed),
+            ),
+            (
+                "vslack_dead_lettered_total",
+                "Events given up on.",
+                self.dead_lettered.load(Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        if let Some(s) = stats {
+            let _ = writeln!(out, "# HELP vslack_queue_depth Events waiting for Slack.\n# TYPE vslack_queue_depth gauge\nvslack_queue_depth {}", s.pending);
+            let _ = writeln!(out, "# HELP vslack_dead_letters Events in the dead-letter queue.\n# TYPE vslack_dead_letters gauge\nvslack_dead_letters {}", s.dead);
+        }
+        out.push_str("# HELP vslack_slack_request_seconds Slack request latency.\n# TYPE vslack_slack_request_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "vslack_slack_request_seconds_bucket{{le=\"{b}\"}} {}",
+                self.latency_buckets[i].load(Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "vslack_slack_request_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "vslack_slack_request_seconds_sum {}",
+            self.latency_sum_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "vslack_slack_request_seconds_count {count}");
+        out
+    }
+}

@@ -1,0 +1,299 @@
+//! The HTTP listener (hyper 1, HTTP/1.1): `POST <path>` receives deliveries, `GET /health`
+//! and `GET /metrics` report. Everything is bounded: body size (checked against
+//! Content-Length first, then while reading), header size and read time, a deadline per
+//! request, and a cap on open connections. Shutdown stops accepting and lets requests in
+//! flight finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, Semaphore};
+
+use super::event::Event;
+use super::metrics::{Metrics, Received};
+use super::spool::{Inserted, Spool};
+use super::verify::{Verifier, VerifyError};
+use super::Activity;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    /// How long to wait for requests in flight at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 64 * 1024,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct App {
+    pub path: String,
+    pub limits: Limits,
+    pub verifier: Verifier,
+    pub spool: Spool,
+    pub metrics: Arc<Metrics>,
+    pub activity: broadcast::Sender<Activity>,
+    /// Log payloads (at -vv).
+    pub log_payloads: bool,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn refuse(status: StatusCode, reason: &str) -> Resp {
+    json_response(status, json!({"ok": false, "error": reason}))
+}
+
+/// Accept connections until `shutdown` resolves, then drain.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let permits = Arc::new(Semaphore::new(app.limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.limits.header_timeout)
+        .max_buf_size(16 * 1024)
+        .max_headers(64);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| handle(app.clone(), req)),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(app.limits.drain_timeout) => {
+            tracing::warn!("requests still in flight after the drain timeout; closing them");
+        }
+    }
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let deadline = app.limits.request_timeout;
+    Ok(
+        match tokio::time::timeout(deadline, route(&app, req)).await {
+            Ok(r) => r,
+            Err(_) => refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+        },
+    )
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path();
+    let allowed = if path == "/health" || path == "/metrics" {
+        Method::GET
+    } else if path == app.path {
+        Method::POST
+    } else {
+        return refuse(StatusCode::NOT_FOUND, "not_found");
+    };
+    if req.method() != allowed && !(allowed == Method::GET && req.method() == Method::HEAD) {
+        let mut r = refuse(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        r.headers_mut().insert(
+            ALLOW,
+            HeaderValue::from_str(allowed.as_str()).expect("method name"),
+        );
+        return r;
+    }
+    match path {
+        "/health" => health(app).await,
+        "/metrics" => {
+            let stats = app.spool.stats().await.ok();
+            let mut r = Response::new(Full::new(Bytes::from(app.metrics.render(stats.as_ref()))));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        _ => receive(app, req).await,
+    }
+}
+
+async fn health(app: &App) -> Resp {
+    match app.spool.stats().await {
+        Ok(s) => {
+            let now = crate::commands::now_secs();
+            let oldest_age = s.oldest_pending_at.map(|t| now - t);
+            let degraded = s.dead > 0 || oldest_age.is_some_and(|a| a > 300);
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "status": if degraded { "degraded" } else { "ok" },
+                    "queue_depth": s.pending,
+                    "dead_letters": s.dead,
+                    "delivered": s.delivered,
+                    "last_delivery_at": s.last_delivered_at,
+                    "oldest_pending_age_secs": oldest_age,
+                    "version": env!("CARGO_PKG_VERSION"),
+                }),
+            )
+        }
+        Err(e) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "failing", "error": e.to_string()}),
+        ),
+    }
+}
+
+fn header<'a>(req: &'a hyper::http::request::Parts, name: &str) -> Option<&'a [u8]> {
+    req.headers.get(name).map(HeaderValue::as_bytes)
+}
+
+async fn receive(app: &App, req: Request<Incoming>) -> Resp {
+    let (parts, body) = req.into_parts();
+    let limit = app.limits.body_bytes;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let attempt = parts
+        .headers
+        .get("x-vast-delivery-attempt")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let outcome = |r: Received, id: Option<&str>, t: Option<&str>| {
+        app.metrics.received(r);
+        let _ = app.activity.send(Activity::Received {
+            event_id: id.map(str::to_owned),
+            notif_type: t.map(str::to_owned),
+            outcome: r,
+        });
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        outcome(Received::TooLarge, None, None);
+        tracing::warn!(declared, limit, "refused delivery: body too large");
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            outcome(Received::TooLarge, None, None);
+            tracing::warn!(limit, "refused delivery: body too large");
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+        }
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "unreadable_body"),
+    };
+    let now = crate::commands::now_secs();
+    let key = match app.verifier.verify(
+        header(&parts, "x-vast-timestamp"),
+        header(&parts, "x-vast-signature-256"),
+        &bytes,
+        now,
+    ) {
+        Ok(label) => label.to_owned(),
+        Err(e) => {
+            let r = match e {
+                VerifyError::MissingSignature => Received::MissingSignature,
+                VerifyError::BadSignature => Received::BadSignature,
+                VerifyError::StaleTimestamp => Received::StaleTimestamp,
+            };
+            outcome(r, None, None);
+            tracing::warn!(
+                reason = e.reason(),
+                attempt,
+                "refused delivery: signature check failed"
+            );
+            return refuse(StatusCode::UNAUTHORIZED, e.reason());
+        }
+    };
+    let header_id = parts
+        .headers
+        .get("x-vast-event-id")
+        .and_then(|v| v.to_str().ok());
+    let event = match Event::parse(&bytes, header_id, now) {
+        Ok(e) => e,
+        Err(e) => {
+            outcome(Received::InvalidJson, None, None);
+            tracing::warn!(reason = %e, "refused delivery: not a JSON object");
+            return refuse(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    if app.log_payloads {
+        tracing::trace!(payload = %String::from_utf8_lossy(&bytes), "delivery body");
+    }
+    let (id, kind) = (event.event_id.clone(), event.notif_type.clone());
+    match app.spool.insert(event, bytes.to_vec()).await {
+        Ok(Inserted::New) => {
+            outcome(Received::Stored, Some(&id), Some(&kind));
+            tracing::info!(event_id = %id, notif_type = %kind, attempt, key = %key, "stored");
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Full::default())
+                .expect("static response")
+        }
+        Ok(Inserted::Duplicate) => {
+            outcome(Received::Duplicate, Some(&id), Some(&kind));
+            tracing::info!(event_id = %id, notif_type = %kind, attempt, "duplicate delivery, already stored");
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Full::default())
+                .expect("static response")
+        }
+        Err(e) => {
+            outcome(Received::StoreFailed, Some(&id), Some(&kind));
+            tracing::error!(event_id = %id, error = %e, "cannot store delivery; answering 503 so Vast.ai retries");
+            let mut r = refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+            r
+        }
+    }
+}

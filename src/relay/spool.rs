@@ -1,0 +1,445 @@
+//! The durable queue: an embedded SQLite database (WAL, `synchronous=FULL`) in the data
+//! directory. One writer thread owns the connection and applies requests in batches, so
+//! concurrent deliveries share one transaction and one fsync (group commit). A caller is
+//! answered only after its batch has committed: an acknowledged event is on disk.
+//!
+//! Rows are kept after delivery so that a redelivered `event_id` is recognised for the
+//! retention window (7 days by default); pending rows are never pruned.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use tokio::sync::{oneshot, Notify};
+
+use super::event::Event;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT NOT NULL UNIQUE,
+    notif_type      TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    received_at     INTEGER NOT NULL,
+    state           INTEGER NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    done_at         INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_due ON events(next_attempt_ms, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS events_done ON events(done_at) WHERE state <> 0;
+";
+
+pub const PENDING: i64 = 0;
+pub const DELIVERED: i64 = 1;
+pub const DEAD: i64 = 2;
+
+/// The store could not commit; the delivery must not be acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("event store: {0}")]
+pub struct SpoolError(pub String);
+
+impl From<rusqlite::Error> for SpoolError {
+    fn from(e: rusqlite::Error) -> Self {
+        SpoolError(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    Duplicate,
+}
+
+/// A queued event as the forwarder and `vslack queue` see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Queued {
+    pub seq: i64,
+    pub event: Event,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Stats {
+    pub pending: i64,
+    pub dead: i64,
+    pub delivered: i64,
+    /// Unix seconds of the last successful Slack delivery.
+    pub last_delivered_at: Option<i64>,
+    /// Unix seconds when the oldest pending event was received.
+    pub oldest_pending_at: Option<i64>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+
+enum Op {
+    Insert(Box<(Event, Vec<u8>)>, Reply<Inserted>),
+    Due(i64, usize, Reply<Vec<Queued>>),
+    NextDue(Reply<Option<i64>>),
+    Delivered(Vec<i64>, i64, Reply<()>),
+    Retry(Vec<i64>, i64, String, Reply<()>),
+    Dead(Vec<i64>, String, i64, Reply<()>),
+    Stats(Reply<Stats>),
+    List(i64, usize, Reply<Vec<Queued>>),
+    Requeue(Option<Vec<i64>>, Reply<usize>),
+    Remove(Vec<i64>, Reply<usize>),
+    Prune(i64, Reply<usize>),
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Spool {
+    tx: mpsc::SyncSender<Op>,
+    /// Signalled after new events commit, to wake the forwarder.
+    pub arrived: Arc<Notify>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SpoolOptions {
+    /// Cap the database size; beyond it inserts fail (and the relay answers 503).
+    pub max_bytes: Option<u64>,
+}
+
+impl Spool {
+    /// Open (creating if needed) the store at `path` and start its writer thread.
+    pub fn open(path: &Path, opts: &SpoolOptions) -> Result<Spool> {
+        if let Some(dir) = path.parent() {
+            crate::secret::ensure_private_dir(dir)?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the event store {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|_| conn.execute_batch(SCHEMA))
+            .with_context(|| {
+                format!(
+                    "cannot initialise the event store {} (is the disk writable?)",
+                    path.display()
+                )
+            })?;
+        if let Some(max) = opts.max_bytes {
+            let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            conn.pragma_update(None, "max_page_count", (max as i64 / page).max(16))?;
+        }
+        let (tx, rx) = mpsc::sync_channel::<Op>(4096);
+        let arrived = Arc::new(Notify::new());
+        let notify = arrived.clone();
+        std::thread::Builder::new()
+            .name("vslack-spool".into())
+            .spawn(move || writer(conn, rx, notify))?;
+        Ok(Spool { tx, arrived })
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, SpoolError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.clone();
+        let op = make(reply);
+        // The channel is bounded: when the writer falls behind, wait without blocking the runtime.
+        match tx.try_send(op) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(op)) => tokio::task::spawn_blocking(move || tx.send(op))
+                .await
+                .map_err(|e| SpoolError(e.to_string()))?
+                .map_err(|_| SpoolError("writer stopped".into()))?,
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                return Err(SpoolError("writer stopped".into()))
+            }
+        }
+        rx.await.map_err(|_| SpoolError("writer stopped".into()))?
+    }
+
+    /// Commit a verified event; `Duplicate` if its id was seen within the retention window.
+    pub async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
+        self.ask(|r| Op::Insert(Box::new((event, body)), r)).await
+    }
+    /// Pending events due at `now_ms`, oldest first.
+    pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
+        self.ask(|r| Op::Due(now_ms, limit, r)).await
+    }
+    /// When the next pending event becomes due (ms), if any.
+    pub async fn next_due(&self) -> Result<Option<i64>, SpoolError> {
+        self.ask(Op::NextDue).await
+    }
+    pub async fn mark_delivered(&self, seqs: Vec<i64>, now: i64) -> Result<(), SpoolError> {
+        self.ask(|r| Op::Delivered(seqs, now, r)).await
+    }
+    /// Count an attempt and schedule the next one.
+    pub async fn mark_retry(
+        &self,
+        seqs: Vec<i64>,
+        next_ms: i64,
+        error: String,
+    ) -> Result<(), SpoolError> {
+        self.ask(|r| Op::Retry(seqs, next_ms, error, r)).await
+    }
+    pub async fn mark_dead(
+        &self,
+        seqs: Vec<i64>,
+        error: String,
+        now: i64,
+    ) -> Result<(), SpoolError> {
+        self.ask(|r| Op::Dead(seqs, error, now, r)).await
+    }
+    pub async fn stats(&self) -> Result<Stats, SpoolError> {
+        self.ask(Op::Stats).await
+    }
+    /// Events in `state` (PENDING or DEAD), oldest first.
+    pub async fn list(&self, state: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
+        self.ask(|r| Op::List(state, limit, r)).await
+    }
+    /// Put dead letters back in the queue (all of them with `None`).
+    pub async fn requeue(&self, seqs: Option<Vec<i64>>) -> Result<usize, SpoolError> {
+        self.ask(|r| Op::Requeue(seqs, r)).await
+    }
+    /// Delete pending or dead events for good.
+    pub async fn remove(&self, seqs: Vec<i64>) -> Result<usize, SpoolError> {
+        self.ask(|r| Op::Remove(seqs, r)).await
+    }
+    /// Forget delivered and dead events finished before `before` (Unix seconds).
+    pub async fn prune(&self, before: i64) -> Result<usize, SpoolError> {
+        self.ask(|r| Op::Prune(before, r)).await
+    }
+}
+
+/// Replies are held until the batch commits, then sent (or turned into errors).
+enum Done {
+    Inserted(Reply<Inserted>, Inserted),
+    Unit(Reply<()>),
+    Other(Box<dyn FnOnce(Option<SpoolError>) + Send>),
+}
+
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, notify: Arc<Notify>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut done = Vec::with_capacity(batch.len());
+        let mut new_events = false;
+        let result = (|| -> Result<(), SpoolError> {
+            let tx = conn.transaction()?;
+            for op in batch {
+                if let Op::Insert(_, _) = &op {
+                    new_events = true;
+                }
+                apply(&tx, op, &mut done)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        let failure = result.err();
+        if let Some(e) = &failure {
+            tracing::error!(error = %e, "event store could not commit; deliveries are being refused with 503");
+        }
+        for d in done {
+            match d {
+                Done::Inserted(r, v) => {
+                    let _ = r.send(failure.clone().map_or(Ok(v), Err));
+                }
+                Done::Unit(r) => {
+                    let _ = r.send(failure.clone().map_or(Ok(()), Err));
+                }
+                Done::Other(f) => f(failure.clone()),
+            }
+        }
+        if new_events && failure.is_none() {
+            notify.notify_one();
+        }
+    }
+}
+
+fn other<T: Send + 'static>(done: &mut Vec<Done>, reply: Reply<T>, value: Result<T, SpoolError>) {
+    done.push(Done::Other(Box::new(move |failure| {
+        let _ = reply.send(match failure {
+            Some(e) => Err(e),
+            None => value,
+        });
+    })));
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, op: Op, done: &mut Vec<Done>) -> Result<(), SpoolError> {
+    match op {
+        Op::Insert(item, reply) => {
+            let (event, body) = *item;
+            let json = serde_json::to_string(&event).map_err(|e| SpoolError(e.to_string()))?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let n = stmt.execute(params![
+                event.event_id,
+                event.notif_type,
+                json,
+                body,
+                event.received_at
+            ])?;
+            done.push(Done::Inserted(
+                reply,
+                if n == 1 {
+                    Inserted::New
+                } else {
+                    Inserted::Duplicate
+                },
+            ));
+        }
+        Op::Due(now, limit, reply) => {
+            let rows = query(
+                tx,
+                "WHERE state = 0 AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
+                params![now, limit as i64],
+            );
+            other(done, reply, rows);
+        }
+        Op::NextDue(reply) => {
+            let v = tx
+                .query_row(
+                    "SELECT MIN(next_attempt_ms) FROM events WHERE state = 0",
+                    [],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .map_err(SpoolError::from);
+            other(done, reply, v);
+        }
+        Op::Delivered(seqs, now, reply) => {
+            let mut stmt = tx.prepare_cached("UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1")?;
+            for s in seqs {
+                stmt.execute(params![s, now])?;
+            }
+            done.push(Done::Unit(reply));
+        }
+        Op::Retry(seqs, next, error, reply) => {
+            let mut stmt = tx.prepare_cached("UPDATE events SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1 AND state = 0")?;
+            for s in seqs {
+                stmt.execute(params![s, next, error])?;
+            }
+            done.push(Done::Unit(reply));
+        }
+        Op::Dead(seqs, error, now, reply) => {
+            let mut stmt = tx.prepare_cached("UPDATE events SET state = 2, attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE seq = ?1")?;
+            for s in seqs {
+                stmt.execute(params![s, error, now])?;
+            }
+            done.push(Done::Unit(reply));
+        }
+        Op::Stats(reply) => {
+            let v = (|| {
+                let (pending, oldest): (i64, Option<i64>) = tx.query_row(
+                    "SELECT COUNT(*), MIN(received_at) FROM events WHERE state = 0",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let dead: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM events WHERE state = 2", [], |r| {
+                        r.get(0)
+                    })?;
+                let (delivered, last): (i64, Option<i64>) = tx.query_row(
+                    "SELECT COUNT(*), MAX(done_at) FROM events WHERE state = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                Ok(Stats {
+                    pending,
+                    dead,
+                    delivered,
+                    last_delivered_at: last,
+                    oldest_pending_at: oldest,
+                })
+            })()
+            .map_err(|e: rusqlite::Error| SpoolError::from(e));
+            other(done, reply, v);
+        }
+        Op::List(state, limit, reply) => {
+            let rows = query(
+                tx,
+                "WHERE state = ?1 ORDER BY seq LIMIT ?2",
+                params![state, limit as i64],
+            );
+            other(done, reply, rows);
+        }
+        Op::Requeue(seqs, reply) => {
+            let n = match seqs {
+                None => tx.execute("UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL WHERE state = 2", [])?,
+                Some(seqs) => {
+                    let mut stmt = tx.prepare_cached("UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL WHERE seq = ?1 AND state = 2")?;
+                    let mut n = 0;
+                    for s in seqs {
+                        n += stmt.execute([s])?;
+                    }
+                    n
+                }
+            };
+            other(done, reply, Ok(n));
+        }
+        Op::Remove(seqs, reply) => {
+            let mut stmt = tx.prepare_cached("DELETE FROM events WHERE seq = ?1 AND state <> 1")?;
+            let mut n = 0;
+            for s in seqs {
+                n += stmt.execute([s])?;
+            }
+            other(done, reply, Ok(n));
+        }
+        Op::Prune(before, reply) => {
+            let n = tx.execute(
+                "DELETE FROM events WHERE state <> 0 AND done_at < ?1",
+                [before],
+            )?;
+            other(done, reply, Ok(n));
+        }
+    }
+    Ok(())
+}
+
+fn query(
+    tx: &rusqlite::Transaction<'_>,
+    clause: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Queued>, SpoolError> {
+    let sql = format!(
+        "SELECT seq, event, attempts, next_attempt_ms, last_error, state FROM events {clause}"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(args, |r| {
+        let json: String = r.get(1)?;
+        let state: i64 = r.get(5)?;
+        Ok((r.get(0)?, json, r.get(2)?, r.get(3)?, r.get(4)?, state))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, json, attempts, next_attempt_ms, last_error, state) = row?;
+        let event: Event = serde_json::from_str(&json)
+            .map_err(|e| SpoolError(format!("event {seq} is unreadable: {e}")))?;
+        out.push(Queued {
+            seq,
+            event,
+            attempts,
+            next_attempt_ms,
+            last_error,
+            state: match state {
+                PENDING => "pending",
+                DELIVERED => "delivered",
+                _ => "dead",
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Open the store read-only style for one-off inspection; `None` when it does not exist yet.
+pub fn open_existing(path: &Path) -> Result<Option<Spool>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Spool::open(path, &SpoolOptions::default()).map(Some)
+}
