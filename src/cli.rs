@@ -86,6 +86,20 @@ pub enum Command {
         Health: GET /health (JSON), metrics: GET /metrics (Prometheus)."
     )]
     Serve(ServeArgs),
+    /// The whole pipeline on this machine, no accounts: relay + Slack stand-in + sample events
+    #[command(after_help = "Example:\n  vslack demo\n\n\
+        Starts a relay on a free loopback port with a fresh secret and a temporary store, and a local \
+        stand-in for Slack that shows each message. Sends one event of each kind, a duplicate, a forged \
+        signature and a stale one, and reports what happened to each. Exit code 0 only if every outcome \
+        was right. Leaves nothing behind.")]
+    Demo,
+    /// Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)
+    #[command(
+        after_help = "Examples:\n  vslack send --type low_credit\n  vslack send --all-types\n  vslack send --type instance_stopped --count 5 --duplicate\n  vslack send --bad-signature   # expect 401\n  vslack send --to https://relay.example.com/ --secret-file secret.txt\n\n\
+        The secret is --secret-file, else VAST_WEBHOOK_SECRET, else the default webhook's stored secret. \
+        Exit code 0 when every answer was the expected one (204, or 401 for --bad-signature/--stale)."
+    )]
+    Send(SendArgs),
     /// Inspect the relay's queue: pending and dead-lettered events; retry or drop them
     #[command(
         subcommand_required = false,
@@ -286,4 +300,37 @@ pub enum QueueCmd {
         #[arg(long, short)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Event type (slug) to send, e.g. low_credit, instance_stopped, webhook_test
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        default_value = "webhook_test",
+        conflicts_with = "all_types"
+    )]
+    pub notif_type: String,
+    /// Send one event of every known type
+    #[arg(long)]
+    pub all_types: bool,
+    /// Relay URL [default: the configured local relay, http://127.0.0.1:8787/]
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// How many events (of each type)
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Deliver each event a second time (as Vast.ai's retries do); expect it deduplicated
+    #[arg(long)]
+    pub duplicate: bool,
+    /// Sign with a wrong secret; expect 401 bad_signature
+    #[arg(long, conflicts_with = "stale")]
+    pub bad_signature: bool,
+    /// Use a timestamp 10 minutes old; expect 401 stale_timestamp
+    #[arg(long)]
+    pub stale: bool,
+    /// Read the signing secret from this file
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
 }

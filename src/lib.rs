@@ -15,7 +15,9 @@ pub mod exit;
 pub mod output;
 pub mod paths;
 pub mod relay;
+pub mod sample;
 pub mod secret;
+pub mod slack_sink;
 pub mod vast;
 
 pub use commands::run;

@@ -6,7 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = vslack::cli::Cli::parse();
-    vslack::commands::init_tracing(&cli.global);
+    vslack::commands::init_tracing(&cli);
     match vslack::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -1,7 +1,9 @@
 //! Commands: one module per group, each short: resolve settings, call the library, print.
 
 mod account;
+mod demo;
 mod queue;
+mod send;
 mod serve;
 mod webhook;
 
@@ -47,10 +49,13 @@ impl Ctx {
     }
 }
 
-/// Set up `tracing` on stderr: `RUST_LOG` wins, else -v/-q pick the level.
-pub fn init_tracing(g: &Global) {
+/// Set up `tracing` on stderr: `RUST_LOG` wins, else -v/-q pick the level. `demo` prints its
+/// own report, so its relay logs only errors unless asked.
+pub fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let default = match (g.quiet, g.verbose) {
+    let g = &cli.global;
+    let quiet = g.quiet || (matches!(cli.command, Command::Demo) && g.verbose == 0);
+    let default = match (quiet, g.verbose) {
         (true, _) => "error",
         (false, 0) => "warn,vslack=info",
         (false, 1) => "info,vslack=debug",
@@ -90,6 +95,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Slack(cmd) => account::slack(&ctx, cmd).await,
             Command::Config(cmd) => account::config(&ctx, cmd),
             Command::Serve(args) => serve::run(&ctx, args).await,
+            Command::Demo => return demo::run(&ctx).await,
+            Command::Send(args) => return send::run(&ctx, args).await,
             Command::Queue { cmd } => queue::run(&ctx, cmd).await,
             Command::Completions { shell } => {
                 print!("{}", completions(shell));

@@ -1,0 +1,132 @@
+//! `vslack send`: sign sample events like Vast.ai and POST them to a relay, reporting each
+//! answer. For testing a relay (local or deployed) without a Vast.ai account.
+
+use anyhow::{Context, Result};
+
+use super::{now_secs, Ctx};
+use crate::cli::SendArgs;
+use crate::config::Config;
+use crate::output;
+use crate::sample::{self, Delivery};
+use crate::secret::Secret;
+
+/// The signing secret: --secret-file, VAST_WEBHOOK_SECRET, the default webhook's, any stored.
+fn secret(args: &SendArgs, config: &Config) -> Result<Secret> {
+    if let Some(path) = &args.secret_file {
+        let s = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --secret-file {}", path.display()))?;
+        return Ok(Secret::new(s.trim()));
+    }
+    if let Some(s) = std::env::var("VAST_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        return Ok(Secret::new(s));
+    }
+    let held = config
+        .default_webhook
+        .and_then(|id| config.webhook(id))
+        .or_else(|| config.webhooks.values().next());
+    held.map(|w| w.secret.clone()).ok_or_else(|| {
+        crate::exit::usage("no signing secret to sign with: pass --secret-file PATH, set VAST_WEBHOOK_SECRET, or create a webhook with `vslack webhook create`")
+    })
+}
+
+fn default_target(config: &Config) -> String {
+    let listen = std::env::var("PORT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("127.0.0.1:{p}"))
+        .or_else(|| config.relay.listen.clone())
+        .unwrap_or_else(|| super::serve::DEFAULT_LISTEN.into())
+        .replace("0.0.0.0", "127.0.0.1");
+    format!(
+        "http://{listen}{}",
+        config.relay.path.as_deref().unwrap_or("/")
+    )
+}
+
+#[derive(serde::Serialize)]
+struct Sent {
+    event_id: String,
+    notif_type: String,
+    attempt: u32,
+    status: u16,
+    reason: String,
+    expected: bool,
+}
+
+pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
+    let config = ctx.config()?;
+    let mut key = secret(&args, &config)?;
+    if args.bad_signature {
+        key = Secret::new(format!("{}-wrong", key.expose()));
+    }
+    let url = args.to.clone().unwrap_or_else(|| default_target(&config));
+    let types: Vec<String> = if args.all_types {
+        sample::SAMPLES
+            .iter()
+            .map(|(t, _, _)| t.to_string())
+            .collect()
+    } else {
+        vec![args.notif_type.clone()]
+    };
+    let ts = now_secs() - if args.stale { 600 } else { 0 };
+    let expected_status = if args.bad_signature || args.stale {
+        401
+    } else {
+        204
+    };
+    let http = reqwest::Client::builder().build()?;
+    let mut sent = Vec::new();
+    for t in &types {
+        for _ in 0..args.count.max(1) {
+            let d: Delivery = sample::delivery(t, &key, ts);
+            let attempts = if args.duplicate { 2 } else { 1 };
+            for attempt in 1..=attempts {
+                let answer = sample::post(&http, &url, &d, attempt)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                let expected = answer.status == expected_status;
+                if !ctx.global.json {
+                    println!(
+                        "{:<22} {}  -> {} {}{}",
+                        if attempt > 1 {
+                            format!("{t} (again)")
+                        } else {
+                            t.clone()
+                        },
+                        d.event_id,
+                        answer.status,
+                        if answer.reason.is_empty() {
+                            "accepted"
+                        } else {
+                            &answer.reason
+                        },
+                        if expected { "" } else { "  (unexpected)" }
+                    );
+                }
+                sent.push(Sent {
+                    event_id: d.event_id.clone(),
+                    notif_type: t.clone(),
+                    attempt,
+                    status: answer.status,
+                    reason: answer.reason,
+                    expected,
+                });
+            }
+        }
+    }
+    if ctx.global.json {
+        output::json(&serde_json::json!({"to": url, "sent": sent}))?;
+    }
+    let bad = sent.iter().filter(|s| !s.expected).count();
+    if bad > 0 {
+        ctx.note(format!(
+            "{bad} of {} answers were not the expected {expected_status}",
+            sent.len()
+        ));
+        return Ok(crate::exit::FAILURE);
+    }
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,145 @@
+//! A loopback stand-in for a Slack incoming webhook, used by `vslack demo`: it answers like
+//! Slack (200 `ok`), keeps every payload, and can show roughly how Slack would display one.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+pub struct SlackSink {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlackSink {
+    pub async fn start() -> anyhow::Result<SlackSink> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let store = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let store = store.clone();
+                        async move {
+                            let body = Limited::new(req.into_body(), 1 << 20).collect().await;
+                            let parsed = body
+                                .ok()
+                                .and_then(|b| serde_json::from_slice::<Value>(&b.to_bytes()).ok());
+                            let (status, text) = match parsed {
+                                Some(v)
+                                    if v.get("text").is_some_and(|t| {
+                                        t.as_str().is_some_and(|s| !s.is_empty())
+                                    }) =>
+                                {
+                                    store.lock().expect("sink lock").push(v);
+                                    (StatusCode::OK, "ok")
+                                }
+                                Some(_) => (StatusCode::BAD_REQUEST, "no_text"),
+                                None => (StatusCode::BAD_REQUEST, "invalid_payload"),
+                            };
+                            let mut r =
+                                Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+                            *r.status_mut() = status;
+                            Ok::<_, Infallible>(r)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(SlackSink {
+            addr,
+            received,
+            task,
+        })
+    }
+
+    /// An incoming-webhook-shaped URL on this sink.
+    pub fn url(&self) -> String {
+        format!("http://{}/services/TDEMO/BDEMO/demo", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Value> {
+        self.received.lock().expect("sink lock").clone()
+    }
+}
+
+impl Drop for SlackSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Roughly how Slack shows a payload, as indented plain text.
+pub fn preview(payload: &Value) -> String {
+    let mut lines = Vec::new();
+    let text_of = |v: &Value| {
+        v.pointer("/text/text")
+            .or_else(|| v.get("text"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    match payload.get("blocks").and_then(Value::as_array) {
+        Some(blocks) => {
+            for b in blocks {
+                match b.get("type").and_then(Value::as_str) {
+                    Some("header") => lines.push(format!("*{}*", text_of(b))),
+                    Some("section") => lines.extend(text_of(b).lines().map(str::to_owned)),
+                    Some("actions") => {
+                        for e in b
+                            .get("elements")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            lines.push(format!(
+                                "[{}] -> {}",
+                                text_of(e),
+                                e.get("url").and_then(Value::as_str).unwrap_or("")
+                            ));
+                        }
+                    }
+                    Some("context") => {
+                        for e in b
+                            .get("elements")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            lines.push(format!(
+                                "  {}",
+                                e.get("text").and_then(Value::as_str).unwrap_or("")
+                            ));
+                        }
+                    }
+                    Some("divider") => lines.push("---".into()),
+                    _ => {}
+                }
+            }
+        }
+        None => lines.extend(
+            payload
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .lines()
+                .map(str::to_owned),
+        ),
+    }
+    lines.join("\n")
+}
