@@ -78,6 +78,41 @@ pub enum Command {
     /// Show the configuration (secrets redacted) or where files live
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Guided first run: API key, Slack URL, events, how Vast.ai reaches you; creates the webhook
+    #[command(
+        after_help = "Examples:\n  vslack setup\n  vslack setup --no-input --api-key-file key.txt --slack-url-file slack.txt --event low_credit --tunnel tmole\n\n\
+        Safe to re-run: current values are offered as defaults and the existing webhook is reused. Every \
+        prompt has a flag; with --no-input (or no terminal) a missing value is an error naming the flag."
+    )]
+    Setup(SetupArgs),
+    /// Write a hardened systemd user unit for `vslack serve`
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// The walkthrough in one terminal: relay + tunnel + point the webhook at it + test event
+    #[command(
+        after_help = "Examples:\n  vslack up --tunnel tmole\n  vslack up --tunnel cloudflared --cleanup\n  vslack up --tunnel-cmd 'my-tunnel --port {port}'\n  vslack up --public-url https://relay.example.com   # a deployed relay, no tunnel\n\n\
+        Starts the relay, then the tunnel; reads the tunnel's public https URL; points the default webhook at it \
+        (creating one if there is none); fires Vast.ai's test event and waits until Slack accepted it; then prints \
+        one line per event. Ctrl-C stops the tunnel and the relay; --cleanup also deletes the webhook it created \
+        (or restores the previous URL of an existing one)."
+    )]
+    Up(UpArgs),
+    /// Check every link (API key, webhook, relay, secret, clock, Slack, queue) and name the broken one
+    #[command(
+        after_help = "Examples:\n  vslack doctor\n  vslack doctor --send   # also post a message to Slack\n\n\
+        Each check prints ok, warn or FAIL with the fix. Exit code 0 when nothing failed, 1 otherwise."
+    )]
+    Doctor {
+        /// Also post a \"vslack is connected\" message to check Slack accepts the URL
+        #[arg(long)]
+        send: bool,
+        /// Skip firing Vast.ai's test event (which the relay will forward to Slack)
+        #[arg(long)]
+        no_test: bool,
+    },
+    /// Queue depth, dead letters, last delivery and webhook settings at a glance
+    #[command(after_help = "Example:\n  vslack status --json")]
+    Status,
     /// Run the relay: verify Vast.ai deliveries, store them, post them to Slack
     #[command(
         after_help = "Examples:\n  vslack serve\n  vslack serve --listen 127.0.0.1:9000 --path /vast\n  SLACK_WEBHOOK_URL=... VAST_WEBHOOK_SECRET=... vslack serve   # the walkthrough's variables\n  vslack serve --dry-run   # print Slack payloads instead of posting\n\n\
@@ -227,7 +262,7 @@ pub enum ConfigCmd {
     Path,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]
     #[arg(long, value_name = "ADDR")]
@@ -333,4 +368,79 @@ pub struct SendArgs {
     /// Read the signing secret from this file
     #[arg(long, value_name = "PATH")]
     pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tunnel_cmd", "public_url"])]
+    pub tunnel: Option<String>,
+    /// Any tunnel command; {port} is replaced by the relay's port; its first https URL is used
+    #[arg(long, value_name = "COMMAND", conflicts_with = "public_url")]
+    pub tunnel_cmd: Option<String>,
+    /// The relay's public https URL when it is already reachable (no tunnel is started)
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// On exit, delete the webhook if `up` created it, or restore the previous URL
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Events for a webhook that `up` has to create [default: the walkthrough's six]
+    #[arg(long = "event", value_name = "KEY")]
+    pub events: Vec<String>,
+    /// How long to wait for the tunnel's URL
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub tunnel_timeout: std::time::Duration,
+    /// Do not fire Vast.ai's test event
+    #[arg(long)]
+    pub no_test: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+impl ServeArgs {
+    /// No flags: the environment and config alone decide (for checks outside `serve`).
+    pub fn default_for_checks() -> ServeArgs {
+        ServeArgs::default()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Read the Slack incoming-webhook URL from this file
+    #[arg(long, value_name = "PATH")]
+    pub slack_url_file: Option<PathBuf>,
+    /// Event to subscribe to (repeatable)
+    #[arg(long = "event", value_name = "KEY", conflicts_with = "all_events")]
+    pub events: Vec<String>,
+    /// Subscribe to every notification type
+    #[arg(long)]
+    pub all_events: bool,
+    /// Reach the relay through this tunnel program (tmole, cloudflared, ngrok)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tunnel_cmd", "public_url"])]
+    pub tunnel: Option<String>,
+    /// Reach the relay through this tunnel command ({port} is replaced)
+    #[arg(long, value_name = "COMMAND", conflicts_with = "public_url")]
+    pub tunnel_cmd: Option<String>,
+    /// The relay is deployed at this public https URL
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Post a "vslack is connected" message to Slack
+    #[arg(long)]
+    pub send_hello: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Install ~/.config/systemd/user/vslack.service (or --print it)
+    #[command(
+        after_help = "Example:\n  vslack service install && systemctl --user enable --now vslack"
+    )]
+    Install {
+        /// Print the unit instead of writing it
+        #[arg(long)]
+        print: bool,
+        /// Extra arguments for `vslack serve` in the unit
+        #[arg(long, value_name = "ARGS", default_value = "")]
+        serve_args: String,
+    },
 }

@@ -56,6 +56,9 @@ pub struct RelayConfig {
     /// The public https URL Vast.ai uses to reach this relay, when it is deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Tunnel for `vslack up`: tmole, cloudflared, ngrok, or a command with `{port}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
     /// How long a rotated-out signing secret stays valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_grace_hours: Option<u64>,

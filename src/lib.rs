@@ -18,6 +18,7 @@ pub mod relay;
 pub mod sample;
 pub mod secret;
 pub mod slack_sink;
+pub mod tunnel;
 pub mod vast;
 
 pub use commands::run;

@@ -2,9 +2,13 @@
 
 mod account;
 mod demo;
+mod doctor;
 mod queue;
 mod send;
 mod serve;
+mod service;
+mod setup;
+mod up;
 mod webhook;
 
 use std::io::IsTerminal;
@@ -94,6 +98,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Webhook(cmd) => webhook::run(&ctx, cmd).await,
             Command::Slack(cmd) => account::slack(&ctx, cmd).await,
             Command::Config(cmd) => account::config(&ctx, cmd),
+            Command::Doctor { send, no_test } => return doctor::doctor(&ctx, send, no_test).await,
+            Command::Status => doctor::status(&ctx).await,
+            Command::Setup(args) => setup::run(&ctx, args).await,
+            Command::Service(cmd) => service::run(&ctx, cmd),
+            Command::Up(args) => return up::run(&ctx, args).await,
             Command::Serve(args) => serve::run(&ctx, args).await,
             Command::Demo => return demo::run(&ctx).await,
             Command::Send(args) => return send::run(&ctx, args).await,

@@ -1,0 +1,7 @@
+#!/bin/sh
+# Regenerate the committed completions.
+set -e
+cd "$(dirname "$0")/.."
+for pair in bash:vslack.bash zsh:_vslack fish:vslack.fish powershell:_vslack.ps1 elvish:vslack.elv; do
+  ./target/debug/vslack completions "${pair%%:*}" > "completions/${pair#*:}"
+done

@@ -1,0 +1,829 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[vslack] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'vslack'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'vslack'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand login 'Save a Vast.ai API key (hidden prompt, or one line on stdin), checked with Vast.ai first'
+            cand logout 'Forget the API key saved by `vslack login`'
+            cand webhook 'Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)'
+            cand slack 'Save, check or forget the Slack webhook URL the relay posts to'
+            cand config 'Show the configuration (secrets redacted) or where files live'
+            cand setup 'Guided first run: API key, Slack URL, events, how Vast.ai reaches you; creates the webhook'
+            cand service 'Write a hardened systemd user unit for `vslack serve`'
+            cand up 'The walkthrough in one terminal: relay + tunnel + point the webhook at it + test event'
+            cand doctor 'Check every link (API key, webhook, relay, secret, clock, Slack, queue) and name the broken one'
+            cand status 'Queue depth, dead letters, last delivery and webhook settings at a glance'
+            cand serve 'Run the relay: verify Vast.ai deliveries, store them, post them to Slack'
+            cand demo 'The whole pipeline on this machine, no accounts: relay + Slack stand-in + sample events'
+            cand send 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)'
+            cand queue 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them'
+            cand completions 'Print shell completions (the same files are committed in completions/)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;login'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;logout'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand types 'List the notification types your account can subscribe to'
+            cand create 'Create a webhook and store its signing secret on this machine'
+            cand list 'List the account''s webhooks, with whether this machine holds each one''s secret'
+            cand show 'Show one webhook (default: the default webhook)'
+            cand update 'Change a webhook''s URL, name or events (only what you pass changes)'
+            cand test 'Ask Vast.ai to send its test event to the webhook and report its answer'
+            cand delete 'Delete a webhook at Vast.ai and forget its secret here'
+            cand rotate-secret 'Get a new signing secret; the old one stays valid in the relay for a grace period'
+            cand default 'Make ID the webhook that commands use when no ID is given'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;webhook;types'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;create'= {
+            cand --url 'Where Vast.ai delivers: https://host/path (http://127.0.0.1 allowed for local tests)'
+            cand --name 'A label for the webhook (at most 120 characters)'
+            cand --event 'Event key to subscribe to (repeatable), e.g. client:low_credit'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --all-events 'Subscribe to every notification type in the account''s catalogue'
+            cand --print-secret 'Print the signing secret alone on stdout (for piping); otherwise it is only stored'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;list'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;show'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;update'= {
+            cand --url 'New delivery URL'
+            cand --name 'New name'
+            cand --event 'Replace the subscribed events with these (repeatable)'
+            cand --add-event 'Subscribe to one more event (repeatable)'
+            cand --remove-event 'Unsubscribe from an event (repeatable)'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;test'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;delete'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand -y 'Do not ask for confirmation (required when not on a terminal)'
+            cand --yes 'Do not ask for confirmation (required when not on a terminal)'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;rotate-secret'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --print-secret 'Print the new secret alone on stdout (for piping into another system)'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;default'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;webhook;help'= {
+            cand types 'List the notification types your account can subscribe to'
+            cand create 'Create a webhook and store its signing secret on this machine'
+            cand list 'List the account''s webhooks, with whether this machine holds each one''s secret'
+            cand show 'Show one webhook (default: the default webhook)'
+            cand update 'Change a webhook''s URL, name or events (only what you pass changes)'
+            cand test 'Ask Vast.ai to send its test event to the webhook and report its answer'
+            cand delete 'Delete a webhook at Vast.ai and forget its secret here'
+            cand rotate-secret 'Get a new signing secret; the old one stays valid in the relay for a grace period'
+            cand default 'Make ID the webhook that commands use when no ID is given'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;webhook;help;types'= {
+        }
+        &'vslack;webhook;help;create'= {
+        }
+        &'vslack;webhook;help;list'= {
+        }
+        &'vslack;webhook;help;show'= {
+        }
+        &'vslack;webhook;help;update'= {
+        }
+        &'vslack;webhook;help;test'= {
+        }
+        &'vslack;webhook;help;delete'= {
+        }
+        &'vslack;webhook;help;rotate-secret'= {
+        }
+        &'vslack;webhook;help;default'= {
+        }
+        &'vslack;webhook;help;help'= {
+        }
+        &'vslack;slack'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+            cand test 'Post a \"vslack is connected\" message to the configured Slack URL'
+            cand clear 'Forget the saved Slack URL'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;slack;set'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;slack;test'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;slack;clear'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;slack;help'= {
+            cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+            cand test 'Post a \"vslack is connected\" message to the configured Slack URL'
+            cand clear 'Forget the saved Slack URL'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;slack;help;set'= {
+        }
+        &'vslack;slack;help;test'= {
+        }
+        &'vslack;slack;help;clear'= {
+        }
+        &'vslack;slack;help;help'= {
+        }
+        &'vslack;config'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand show 'Print the configuration with every secret shown as (redacted)'
+            cand path 'Print where vslack keeps its files'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;config;show'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;config;path'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;config;help'= {
+            cand show 'Print the configuration with every secret shown as (redacted)'
+            cand path 'Print where vslack keeps its files'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;config;help;show'= {
+        }
+        &'vslack;config;help;path'= {
+        }
+        &'vslack;config;help;help'= {
+        }
+        &'vslack;setup'= {
+            cand --slack-url-file 'Read the Slack incoming-webhook URL from this file'
+            cand --event 'Event to subscribe to (repeatable)'
+            cand --tunnel 'Reach the relay through this tunnel program (tmole, cloudflared, ngrok)'
+            cand --tunnel-cmd 'Reach the relay through this tunnel command ({port} is replaced)'
+            cand --public-url 'The relay is deployed at this public https URL'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --all-events 'Subscribe to every notification type'
+            cand --send-hello 'Post a "vslack is connected" message to Slack'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;service'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand install 'Install ~/.config/systemd/user/vslack.service (or --print it)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;service;install'= {
+            cand --serve-args 'Extra arguments for `vslack serve` in the unit'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --print 'Print the unit instead of writing it'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;service;help'= {
+            cand install 'Install ~/.config/systemd/user/vslack.service (or --print it)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;service;help;install'= {
+        }
+        &'vslack;service;help;help'= {
+        }
+        &'vslack;up'= {
+            cand --tunnel 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]'
+            cand --tunnel-cmd 'Any tunnel command; {port} is replaced by the relay''s port; its first https URL is used'
+            cand --public-url 'The relay''s public https URL when it is already reachable (no tunnel is started)'
+            cand --event 'Events for a webhook that `up` has to create [default: the walkthrough''s six]'
+            cand --tunnel-timeout 'How long to wait for the tunnel''s URL'
+            cand --listen 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]'
+            cand --path 'URL path that receives deliveries [default: /]'
+            cand --slack-url-file 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)'
+            cand --format 'Message shape; by default chosen from the Slack URL (…/triggers/… gets workflow variables)'
+            cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now'
+            cand --secret-grace 'How long a rotated-out signing secret stays valid [default: 24h, or the config]'
+            cand --max-body 'Largest delivery body accepted, in bytes'
+            cand --max-connections 'Most connections open at once'
+            cand --pace 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)'
+            cand --retry-initial 'First retry delay after a Slack failure (doubles each time)'
+            cand --retry-max 'Longest delay between retries'
+            cand --max-age 'Dead-letter an event still undelivered this long after it arrived'
+            cand --retention 'Remember delivered event ids this long, to drop redeliveries'
+            cand --max-store-mb 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --cleanup 'On exit, delete the webhook if `up` created it, or restore the previous URL'
+            cand --no-test 'Do not fire Vast.ai''s test event'
+            cand --dry-run 'Print each Slack payload on stdout instead of posting it'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'vslack;doctor'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --send 'Also post a \"vslack is connected\" message to check Slack accepts the URL'
+            cand --no-test 'Skip firing Vast.ai''s test event (which the relay will forward to Slack)'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;status'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;serve'= {
+            cand --listen 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]'
+            cand --path 'URL path that receives deliveries [default: /]'
+            cand --slack-url-file 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)'
+            cand --format 'Message shape; by default chosen from the Slack URL (…/triggers/… gets workflow variables)'
+            cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now'
+            cand --secret-grace 'How long a rotated-out signing secret stays valid [default: 24h, or the config]'
+            cand --max-body 'Largest delivery body accepted, in bytes'
+            cand --max-connections 'Most connections open at once'
+            cand --pace 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)'
+            cand --retry-initial 'First retry delay after a Slack failure (doubles each time)'
+            cand --retry-max 'Longest delay between retries'
+            cand --max-age 'Dead-letter an event still undelivered this long after it arrived'
+            cand --retention 'Remember delivered event ids this long, to drop redeliveries'
+            cand --max-store-mb 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --dry-run 'Print each Slack payload on stdout instead of posting it'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'vslack;demo'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;send'= {
+            cand --type 'Event type (slug) to send, e.g. low_credit, instance_stopped, webhook_test'
+            cand --to 'Relay URL [default: the configured local relay, http://127.0.0.1:8787/]'
+            cand --count 'How many events (of each type)'
+            cand --secret-file 'Read the signing secret from this file'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --all-types 'Send one event of every known type'
+            cand --duplicate 'Deliver each event a second time (as Vast.ai''s retries do); expect it deduplicated'
+            cand --bad-signature 'Sign with a wrong secret; expect 401 bad_signature'
+            cand --stale 'Use a timestamp 10 minutes old; expect 401 stale_timestamp'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;queue'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand list 'List pending and dead-lettered events (the default)'
+            cand retry 'Put dead-lettered events back in the queue'
+            cand drop 'Delete pending or dead-lettered events for good'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;queue;list'= {
+            cand --limit 'How many of each to show'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;queue;retry'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --all 'Retry every dead letter'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;queue;drop'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand -y 'Do not ask for confirmation'
+            cand --yes 'Do not ask for confirmation'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;queue;help'= {
+            cand list 'List pending and dead-lettered events (the default)'
+            cand retry 'Put dead-lettered events back in the queue'
+            cand drop 'Delete pending or dead-lettered events for good'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;queue;help;list'= {
+        }
+        &'vslack;queue;help;retry'= {
+        }
+        &'vslack;queue;help;drop'= {
+        }
+        &'vslack;queue;help;help'= {
+        }
+        &'vslack;completions'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Vast.ai console base URL'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;help'= {
+            cand login 'Save a Vast.ai API key (hidden prompt, or one line on stdin), checked with Vast.ai first'
+            cand logout 'Forget the API key saved by `vslack login`'
+            cand webhook 'Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)'
+            cand slack 'Save, check or forget the Slack webhook URL the relay posts to'
+            cand config 'Show the configuration (secrets redacted) or where files live'
+            cand setup 'Guided first run: API key, Slack URL, events, how Vast.ai reaches you; creates the webhook'
+            cand service 'Write a hardened systemd user unit for `vslack serve`'
+            cand up 'The walkthrough in one terminal: relay + tunnel + point the webhook at it + test event'
+            cand doctor 'Check every link (API key, webhook, relay, secret, clock, Slack, queue) and name the broken one'
+            cand status 'Queue depth, dead letters, last delivery and webhook settings at a glance'
+            cand serve 'Run the relay: verify Vast.ai deliveries, store them, post them to Slack'
+            cand demo 'The whole pipeline on this machine, no accounts: relay + Slack stand-in + sample events'
+            cand send 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)'
+            cand queue 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them'
+            cand completions 'Print shell completions (the same files are committed in completions/)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;help;login'= {
+        }
+        &'vslack;help;logout'= {
+        }
+        &'vslack;help;webhook'= {
+            cand types 'List the notification types your account can subscribe to'
+            cand create 'Create a webhook and store its signing secret on this machine'
+            cand list 'List the account''s webhooks, with whether this machine holds each one''s secret'
+            cand show 'Show one webhook (default: the default webhook)'
+            cand update 'Change a webhook''s URL, name or events (only what you pass changes)'
+            cand test 'Ask Vast.ai to send its test event to the webhook and report its answer'
+            cand delete 'Delete a webhook at Vast.ai and forget its secret here'
+            cand rotate-secret 'Get a new signing secret; the old one stays valid in the relay for a grace period'
+            cand default 'Make ID the webhook that commands use when no ID is given'
+        }
+        &'vslack;help;webhook;types'= {
+        }
+        &'vslack;help;webhook;create'= {
+        }
+        &'vslack;help;webhook;list'= {
+        }
+        &'vslack;help;webhook;show'= {
+        }
+        &'vslack;help;webhook;update'= {
+        }
+        &'vslack;help;webhook;test'= {
+        }
+        &'vslack;help;webhook;delete'= {
+        }
+        &'vslack;help;webhook;rotate-secret'= {
+        }
+        &'vslack;help;webhook;default'= {
+        }
+        &'vslack;help;slack'= {
+            cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+            cand test 'Post a \"vslack is connected\" message to the configured Slack URL'
+            cand clear 'Forget the saved Slack URL'
+        }
+        &'vslack;help;slack;set'= {
+        }
+        &'vslack;help;slack;test'= {
+        }
+        &'vslack;help;slack;clear'= {
+        }
+        &'vslack;help;config'= {
+            cand show 'Print the configuration with every secret shown as (redacted)'
+            cand path 'Print where vslack keeps its files'
+        }
+        &'vslack;help;config;show'= {
+        }
+        &'vslack;help;config;path'= {
+        }
+        &'vslack;help;setup'= {
+        }
+        &'vslack;help;service'= {
+            cand install 'Install ~/.config/systemd/user/vslack.service (or --print it)'
+        }
+        &'vslack;help;service;install'= {
+        }
+        &'vslack;help;up'= {
+        }
+        &'vslack;help;doctor'= {
+        }
+        &'vslack;help;status'= {
+        }
+        &'vslack;help;serve'= {
+        }
+        &'vslack;help;demo'= {
+        }
+        &'vslack;help;send'= {
+        }
+        &'vslack;help;queue'= {
+            cand list 'List pending and dead-lettered events (the default)'
+            cand retry 'Put dead-lettered events back in the queue'
+            cand drop 'Delete pending or dead-lettered events for good'
+        }
+        &'vslack;help;queue;list'= {
+        }
+        &'vslack;help;queue;retry'= {
+        }
+        &'vslack;help;queue;drop'= {
+        }
+        &'vslack;help;completions'= {
+        }
+        &'vslack;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

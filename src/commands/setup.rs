@@ -1,0 +1,251 @@
+//! `vslack setup`: a guided first run. Every prompt has a flag; re-running offers the current
+//! values and reuses the existing webhook.
+
+use anyhow::{Context, Result};
+
+use super::webhook::{check_webhook_url, resolve_events};
+use super::{now_secs, Ctx};
+use crate::cli::SetupArgs;
+use crate::exit::usage;
+use crate::secret::Secret;
+use crate::vast::types::{WebhookChange, WALKTHROUGH_EVENTS};
+use crate::vast::{key, ApiKey, KeySource, VastClient, VastError};
+
+/// Where a webhook waits until `vslack up` points it at a tunnel.
+pub const PENDING_URL: &str = "https://example.com/vslack-pending-tunnel";
+
+pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
+    let interactive = ctx.interactive();
+    let mut config = ctx.config()?;
+
+    // 1. API key.
+    let client = match key::find(
+        ctx.global.api_key_file.as_deref(),
+        config.api_key.as_ref(),
+        &ctx.paths.config_file(),
+    ) {
+        Ok(k) => {
+            let c = VastClient::new(&ctx.global.vast_url, k)?;
+            c.notification_types().await?;
+            ctx.note(format!("API key: accepted ({})", c.key_source()));
+            c
+        }
+        Err(_) if interactive => {
+            let k = dialoguer::Password::new()
+                .with_prompt("Vast.ai API key (from https://cloud.vast.ai/manage-keys/)")
+                .interact()?;
+            let c = VastClient::new(
+                &ctx.global.vast_url,
+                ApiKey {
+                    key: Secret::new(k.trim()),
+                    source: KeySource::Prompt,
+                },
+            )?;
+            c.notification_types().await?;
+            config.api_key = Some(Secret::new(k.trim()));
+            config.save(&ctx.paths)?;
+            ctx.note("API key: accepted and saved");
+            c
+        }
+        Err(e) => {
+            return Err(
+                e.context("setup needs an API key: pass --api-key-file PATH or set VAST_API_KEY")
+            )
+        }
+    };
+
+    // 2. Slack URL.
+    let slack = if let Some(path) = &args.slack_url_file {
+        let s = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --slack-url-file {}", path.display()))?;
+        Some(Secret::new(s.trim()))
+    } else if interactive {
+        let keep = config.slack.url.as_ref().is_some_and(|u| {
+            dialoguer::Confirm::new()
+                .with_prompt(format!(
+                    "Keep the saved Slack URL ({})?",
+                    crate::relay::slack::host_of(u.expose())
+                ))
+                .default(true)
+                .interact()
+                .unwrap_or(true)
+        });
+        if keep {
+            None
+        } else {
+            let u = dialoguer::Password::new()
+                .with_prompt("Slack incoming webhook URL (https://hooks.slack.com/services/...)")
+                .interact()?;
+            Some(Secret::new(u.trim()))
+        }
+    } else if config.slack.url.is_none() && std::env::var_os("SLACK_WEBHOOK_URL").is_none() {
+        return Err(usage(
+            "no Slack URL: pass --slack-url-file PATH (or set SLACK_WEBHOOK_URL)",
+        ));
+    } else {
+        None
+    };
+    if let Some(url) = slack {
+        if let Some(w) = crate::relay::slack::check_url(url.expose())? {
+            ctx.note(format!("warning: {w}"));
+        }
+        config.slack.url = Some(url);
+        config.save(&ctx.paths)?;
+        ctx.note("Slack URL: saved");
+    }
+    let hello = args.send_hello
+        || (interactive
+            && dialoguer::Confirm::new()
+                .with_prompt("Post a \"vslack is connected\" message to Slack now?")
+                .default(true)
+                .interact()?);
+    if hello {
+        if let Some(u) = super::serve::slack_url(&crate::cli::ServeArgs::default(), &config)? {
+            crate::relay::slack::post_hello(&u).await?;
+            ctx.note("Slack: accepted the message, check the channel");
+        }
+    }
+
+    // 3. The existing webhook, if any.
+    let existing = match config.default_webhook {
+        Some(id) => match client.get_webhook(id).await {
+            Ok(w) => Some(w),
+            Err(VastError::WebhookNotFound { .. }) => {
+                config.forget_webhook(id);
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+
+    // 4. Events.
+    let catalogue = client.notification_types().await?;
+    let events: Vec<String> = if args.all_events {
+        catalogue.iter().map(|t| t.key.clone()).collect()
+    } else if !args.events.is_empty() {
+        resolve_events(&args.events, Some(&catalogue))?
+    } else if interactive {
+        let current: Vec<String> = existing
+            .as_ref()
+            .map(|w| w.event_types.clone())
+            .unwrap_or_else(|| WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect());
+        let labels: Vec<String> = catalogue
+            .iter()
+            .map(|t| format!("{}  {}", t.key, t.display_name.as_deref().unwrap_or("")))
+            .collect();
+        let defaults: Vec<bool> = catalogue.iter().map(|t| current.contains(&t.key)).collect();
+        let chosen = dialoguer::MultiSelect::new()
+            .with_prompt("Events to send to Slack (space toggles, enter confirms)")
+            .items(&labels)
+            .defaults(&defaults)
+            .interact()?;
+        chosen
+            .into_iter()
+            .map(|i| catalogue[i].key.clone())
+            .collect()
+    } else if let Some(w) = &existing {
+        w.event_types.clone()
+    } else {
+        return Err(usage(
+            "which events? pass --event KEY (repeatable) or --all-events",
+        ));
+    };
+    if events.is_empty() {
+        return Err(usage("choose at least one event"));
+    }
+
+    // 5. How Vast.ai reaches the relay.
+    if let Some(u) = &args.public_url {
+        check_webhook_url(u)?;
+        config.relay.public_url = Some(u.clone());
+        config.relay.tunnel = None;
+    } else if let Some(t) = args.tunnel.clone().or(args.tunnel_cmd.clone()) {
+        if t.contains("{port}") {
+            crate::tunnel::TunnelSpec::custom(&t)?;
+        } else {
+            crate::tunnel::TunnelSpec::named(&t)?;
+        }
+        config.relay.tunnel = Some(t);
+        config.relay.public_url = None;
+    } else if interactive {
+        let options = [
+            "tmole (Tunnelmole)",
+            "cloudflared (Cloudflare Tunnel)",
+            "ngrok",
+            "a public https URL (deployed relay)",
+        ];
+        let current = match (&config.relay.tunnel, &config.relay.public_url) {
+            (Some(t), _) if t == "cloudflared" => 1,
+            (Some(t), _) if t == "ngrok" => 2,
+            (None, Some(_)) => 3,
+            _ => 0,
+        };
+        let pick = dialoguer::Select::new()
+            .with_prompt("How will Vast.ai reach the relay?")
+            .items(options)
+            .default(current)
+            .interact()?;
+        if pick == 3 {
+            let u: String = dialoguer::Input::new()
+                .with_prompt("Public https URL of the relay")
+                .with_initial_text(config.relay.public_url.clone().unwrap_or_default())
+                .interact_text()?;
+            check_webhook_url(&u)?;
+            config.relay.public_url = Some(u);
+            config.relay.tunnel = None;
+        } else {
+            config.relay.tunnel = Some(["tmole", "cloudflared", "ngrok"][pick].into());
+            config.relay.public_url = None;
+        }
+    } else if config.relay.tunnel.is_none() && config.relay.public_url.is_none() {
+        return Err(usage("how will Vast.ai reach the relay? pass --tunnel tmole|cloudflared|ngrok, --tunnel-cmd CMD, or --public-url URL"));
+    }
+    let path = config.relay.path.clone().unwrap_or_else(|| "/".into());
+    let url = config
+        .relay
+        .public_url
+        .as_ref()
+        .map(|u| format!("{}{path}", u.trim_end_matches('/')));
+
+    // 6. Create or reuse the webhook.
+    let id = match &existing {
+        Some(w) => {
+            let change = WebhookChange {
+                event_types: (w.event_types != events).then(|| events.clone()),
+                webhook_url: url.clone().filter(|u| *u != w.webhook_url),
+                name: None,
+            };
+            if change.event_types.is_some() || change.webhook_url.is_some() {
+                client.update_webhook(w.id, &change).await?;
+            }
+            ctx.note(format!("Webhook {}: reused and updated", w.id));
+            w.id
+        }
+        None => {
+            let created = client
+                .create_webhook(&WebhookChange {
+                    name: Some("vslack".into()),
+                    webhook_url: Some(url.clone().unwrap_or_else(|| PENDING_URL.into())),
+                    event_types: Some(events.clone()),
+                })
+                .await?;
+            let id = created.webhook.id;
+            config.store_secret(id, created.secret, now_secs());
+            config.default_webhook = Some(id);
+            ctx.note(format!("Webhook {id}: created, signing secret saved"));
+            id
+        }
+    };
+    config.save(&ctx.paths)?;
+    if ctx.global.json {
+        crate::output::json(
+            &serde_json::json!({"webhook": id, "events": events, "tunnel": config.relay.tunnel, "public_url": config.relay.public_url}),
+        )?;
+    }
+    ctx.note(match &config.relay.public_url {
+        Some(_) => "\nDone. On the server: `vslack serve` (or `vslack service install`); then `vslack doctor`.".to_owned(),
+        None => "\nDone. Next: `vslack up` starts the relay and the tunnel and points the webhook at it.".to_owned(),
+    });
+    Ok(())
+}

@@ -1,0 +1,416 @@
+//! `vslack up`: the walkthrough's three terminals in one. Relay, tunnel, webhook re-pointed at
+//! the tunnel, Vast.ai's test event verified and delivered, then a line per event until Ctrl-C.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::{now_secs, Ctx};
+use crate::cli::UpArgs;
+use crate::relay::metrics::Received;
+use crate::relay::{Activity, Relay};
+use crate::tunnel::{Tunnel, TunnelEvent, TunnelSpec};
+use crate::vast::types::{WebhookChange, WALKTHROUGH_EVENTS};
+use crate::vast::{VastClient, VastError};
+
+/// How Vast.ai reaches the relay.
+enum Reach {
+    Tunnel(TunnelSpec),
+    Public(String),
+}
+
+fn reach(args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
+    if let Some(url) = &args.public_url {
+        return Ok(Reach::Public(url.clone()));
+    }
+    if let Some(cmd) = &args.tunnel_cmd {
+        return Ok(Reach::Tunnel(TunnelSpec::custom(cmd)?));
+    }
+    if let Some(name) = &args.tunnel {
+        return Ok(Reach::Tunnel(TunnelSpec::named(name)?));
+    }
+    match (&config.relay.tunnel, &config.relay.public_url) {
+        (Some(t), _) if t.contains("{port}") => Ok(Reach::Tunnel(TunnelSpec::custom(t)?)),
+        (Some(t), _) => Ok(Reach::Tunnel(TunnelSpec::named(t)?)),
+        (None, Some(u)) => Ok(Reach::Public(u.clone())),
+        (None, None) => Err(crate::exit::usage(
+            "how should Vast.ai reach this relay? Pass --tunnel tmole|cloudflared|ngrok, --tunnel-cmd '<command with {port}>', or --public-url URL (or run `vslack setup` once)",
+        )),
+    }
+}
+
+fn say(line: impl AsRef<str>) {
+    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    println!("{} {}", &t[11..19], line.as_ref());
+}
+
+/// What `up` changed at Vast.ai, to undo with --cleanup.
+struct Pointed {
+    id: i64,
+    created: bool,
+    previous_url: Option<String>,
+}
+
+async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Result<Pointed> {
+    let mut config = ctx.config()?;
+    if let Some(id) = config.default_webhook {
+        match client.get_webhook(id).await {
+            Ok(w) => {
+                if config.webhook(id).is_none() {
+                    bail!(crate::exit::UsageError(format!(
+                        "this machine does not hold webhook {id}'s signing secret, so the relay could not verify its deliveries; run `vslack webhook rotate-secret {id}` first"
+                    )));
+                }
+                if w.webhook_url != url {
+                    client
+                        .update_webhook(
+                            id,
+                            &WebhookChange {
+                                webhook_url: Some(url.into()),
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                }
+                return Ok(Pointed {
+                    id,
+                    created: false,
+                    previous_url: Some(w.webhook_url),
+                });
+            }
+            Err(VastError::WebhookNotFound { .. }) => {
+                ctx.note(format!("note: the default webhook {id} no longer exists at Vast.ai; creating a new one"));
+                config.forget_webhook(id);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let existing = client.list_webhooks().await?;
+    if existing.len() >= crate::vast::types::MAX_WEBHOOKS {
+        bail!(crate::exit::UsageError(format!(
+            "the account already has {} webhooks (Vast.ai's limit) and none is this machine's default; pick one with `vslack webhook default ID` or delete one",
+            existing.len()
+        )));
+    }
+    let events = if args.events.is_empty() {
+        WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect()
+    } else {
+        let cat = client.notification_types().await.ok();
+        super::webhook::resolve_events(&args.events, cat.as_deref())?
+    };
+    let created = client
+        .create_webhook(&WebhookChange {
+            name: Some("vslack".into()),
+            webhook_url: Some(url.into()),
+            event_types: Some(events),
+        })
+        .await?;
+    let id = created.webhook.id;
+    config.store_secret(id, created.secret, now_secs());
+    config.default_webhook = Some(id);
+    config.save(&ctx.paths).with_context(|| {
+        format!("webhook {id} was created but its secret could not be saved; run `vslack webhook rotate-secret {id}` after fixing this")
+    })?;
+    say(format!(
+        "created webhook {id} (signing secret saved in {})",
+        ctx.paths.config_file().display()
+    ));
+    Ok(Pointed {
+        id,
+        created: true,
+        previous_url: None,
+    })
+}
+
+fn describe(a: &Activity) -> String {
+    match a {
+        Activity::Received {
+            event_id,
+            notif_type,
+            outcome,
+        } => match outcome {
+            Received::Stored => format!(
+                "received  {} {}",
+                notif_type.as_deref().unwrap_or("?"),
+                event_id.as_deref().unwrap_or("")
+            ),
+            Received::Duplicate => format!(
+                "duplicate {} {} (already stored; not sent again)",
+                notif_type.as_deref().unwrap_or("?"),
+                event_id.as_deref().unwrap_or("")
+            ),
+            other => format!("refused   {}", other.label()),
+        },
+        Activity::Delivered { event_ids } => {
+            format!("slack     delivered {}", event_ids.join(", "))
+        }
+        Activity::Retrying {
+            event_ids,
+            error,
+            wait,
+        } => format!(
+            "slack     retry in {}s ({error}): {}",
+            wait.as_secs(),
+            event_ids.join(", ")
+        ),
+        Activity::DeadLettered { event_ids, error } => format!(
+            "slack     GAVE UP ({error}): {} — see `vslack queue`",
+            event_ids.join(", ")
+        ),
+    }
+}
+
+pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
+    let config = ctx.config()?;
+    let client = ctx.client(&config)?;
+    if !args.serve.dry_run && super::serve::slack_url(&args.serve, &config)?.is_none() {
+        bail!(crate::relay::RelayStartError(
+            "no Slack URL: run `vslack slack set` (or `vslack setup`), set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH".into()
+        ));
+    }
+    let how = reach(&args, &config)?;
+    let addr = super::serve::listen_addr(&args.serve, &config)?;
+    // Bind first: tunnels such as tmole only start once something listens.
+    let listener = super::serve::bind(addr).await?;
+    let port = listener.local_addr()?.port();
+    let path = args
+        .serve
+        .path
+        .clone()
+        .or_else(|| config.relay.path.clone())
+        .unwrap_or_else(|| "/".into());
+    let join = |base: &str| format!("{}{}", base.trim_end_matches('/'), path);
+
+    let mut tunnel = None;
+    let public = match &how {
+        Reach::Public(u) => u.clone(),
+        Reach::Tunnel(spec) => {
+            let spinner = spinner(ctx, &format!("starting {} on port {port}…", spec.program()));
+            let mut t = Tunnel::start(spec, port)?;
+            let first = t.first_url(args.tunnel_timeout).await;
+            spinner.finish_and_clear();
+            let url = match first {
+                Ok(u) => u,
+                Err(e) => {
+                    t.stop().await;
+                    return Err(e);
+                }
+            };
+            say(format!("tunnel    {url} -> 127.0.0.1:{port}"));
+            tunnel = Some(t);
+            url
+        }
+    };
+    let webhook_url = join(&public);
+    let pointed = match point(ctx, &client, &args, &webhook_url).await {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(t) = tunnel {
+                t.stop().await;
+            }
+            return Err(e);
+        }
+    };
+    say(format!("webhook   {} -> {webhook_url}", pointed.id));
+
+    let config = ctx.config()?;
+    let opts = super::serve::relay_options(ctx, &args.serve, &config)?;
+    let relay = Relay::start(listener, opts).await?;
+    let mut activity = relay.subscribe();
+    say(format!(
+        "relay     listening on http://127.0.0.1:{port}{path}"
+    ));
+
+    let mut outcome: Result<u8> = Ok(crate::exit::OK);
+    if !args.no_test {
+        match test_round_trip(&client, pointed.id, &mut activity).await {
+            Ok(()) => say("test      Vast.ai's test event was verified, stored and accepted by Slack: all links work"),
+            Err(e) => outcome = Err(e),
+        }
+    }
+    if outcome.is_ok() {
+        say("ready     waiting for events (Ctrl-C to stop)");
+        outcome = watch(
+            ctx,
+            &client,
+            &mut tunnel,
+            &how,
+            port,
+            &join,
+            pointed.id,
+            &mut activity,
+        )
+        .await;
+    }
+
+    if let Some(t) = tunnel {
+        t.stop().await;
+    }
+    relay.shutdown().await;
+    if args.cleanup {
+        match (pointed.created, &pointed.previous_url) {
+            (true, _) => {
+                client.delete_webhook(pointed.id).await?;
+                let mut config = ctx.config()?;
+                config.forget_webhook(pointed.id);
+                config.save(&ctx.paths)?;
+                say(format!("cleanup   deleted webhook {}", pointed.id));
+            }
+            (false, Some(prev)) => {
+                client
+                    .update_webhook(
+                        pointed.id,
+                        &WebhookChange {
+                            webhook_url: Some(prev.clone()),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                say(format!(
+                    "cleanup   webhook {} points at {prev} again",
+                    pointed.id
+                ));
+            }
+            _ => {}
+        }
+    }
+    say("stopped");
+    outcome
+}
+
+async fn test_round_trip(
+    client: &VastClient,
+    id: i64,
+    activity: &mut tokio::sync::broadcast::Receiver<Activity>,
+) -> Result<()> {
+    let fire = client.test_webhook(id);
+    let msg = match fire.await {
+        Ok(m) => m,
+        Err(VastError::BadRequest { msg }) => bail!(
+            "Vast.ai could not deliver its test event ({msg}). If the relay logged `refused`, the secret does not match; otherwise the tunnel does not reach the relay"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    say(format!("test      Vast.ai: {msg}"));
+    let wait = async {
+        let mut test_id = None;
+        loop {
+            match activity.recv().await {
+                Ok(Activity::Received {
+                    event_id,
+                    notif_type,
+                    outcome: Received::Stored | Received::Duplicate,
+                }) if notif_type.as_deref() == Some("webhook_test") => test_id = event_id,
+                Ok(Activity::Received { outcome, .. })
+                    if outcome != Received::Stored && outcome != Received::Duplicate =>
+                {
+                    bail!("the relay refused a delivery ({}): does this machine hold the webhook's current secret?", outcome.label())
+                }
+                Ok(Activity::Delivered { event_ids })
+                    if test_id.as_ref().is_some_and(|t| event_ids.contains(t)) =>
+                {
+                    return Ok(())
+                }
+                Ok(Activity::DeadLettered { error, .. }) => {
+                    bail!("Slack refused the test message ({error}); check the Slack URL")
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => bail!("relay stopped: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the test event did not reach Slack within 30 s; see the log lines above"
+            )
+        })?
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    ctx: &Ctx,
+    client: &VastClient,
+    tunnel: &mut Option<Tunnel>,
+    how: &Reach,
+    port: u16,
+    join: &dyn Fn(&str) -> String,
+    id: i64,
+    activity: &mut tokio::sync::broadcast::Receiver<Activity>,
+) -> Result<u8> {
+    let signal = super::shutdown_signal();
+    tokio::pin!(signal);
+    let mut restarts = 0;
+    loop {
+        let (exited, new_url) = match tunnel.as_mut() {
+            Some(t) => tokio::select! {
+                _ = &mut signal => return Ok(crate::exit::OK),
+                a = activity.recv() => { if let Ok(a) = a { say(describe(&a)); } continue; }
+                e = t.next_event() => match e {
+                    TunnelEvent::Exited(status) => (Some(status), None),
+                    TunnelEvent::NewUrl(url) => (None, Some(url)),
+                },
+            },
+            None => tokio::select! {
+                _ = &mut signal => return Ok(crate::exit::OK),
+                a = activity.recv() => { if let Ok(a) = a { say(describe(&a)); } continue; }
+            },
+        };
+        let url = match (exited, new_url) {
+            (Some(status), _) => {
+                let Reach::Tunnel(spec) = how else {
+                    unreachable!("no tunnel, no exit")
+                };
+                restarts += 1;
+                say(format!(
+                    "tunnel    {} exited ({status}); restarting ({restarts}/3)",
+                    spec.program()
+                ));
+                if restarts > 3 {
+                    *tunnel = None;
+                    bail!("the tunnel keeps exiting; Vast.ai cannot reach this relay. Check `{}` on its own", spec.program());
+                }
+                let mut t = Tunnel::start(spec, port)?;
+                match t.first_url(Duration::from_secs(30)).await {
+                    Ok(u) => {
+                        *tunnel = Some(t);
+                        u
+                    }
+                    Err(e) => {
+                        t.stop().await;
+                        *tunnel = None;
+                        bail!("the tunnel could not be restarted: {e:#}. Vast.ai cannot reach this relay");
+                    }
+                }
+            }
+            (None, Some(u)) => u,
+            (None, None) => continue,
+        };
+        let webhook_url = join(&url);
+        client
+            .update_webhook(
+                id,
+                &WebhookChange {
+                    webhook_url: Some(webhook_url.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        say(format!("webhook   {id} re-pointed -> {webhook_url}"));
+        let _ = ctx;
+    }
+}
+
+fn spinner(ctx: &Ctx, msg: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if ctx.global.quiet || ctx.global.json || !std::io::stderr().is_terminal() {
+        ctx.note(msg);
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}

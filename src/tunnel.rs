@@ -1,0 +1,231 @@
+//! Tunnels: start a tunnel program (tmole, cloudflared, ngrok, or any command with `{port}`),
+//! read the public https URL it prints (or, for ngrok, ask its local API), and stop it together
+//! with anything it spawned (it runs in its own process group).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// How to start a tunnel and recognise its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    /// Shell command; `{port}` is replaced by the relay's port.
+    pub command: String,
+    /// Only URLs containing this are the tunnel's (cloudflared also prints links to its docs).
+    pub url_contains: Option<&'static str>,
+    /// ngrok: ask its local API instead of reading output.
+    pub ngrok_api: bool,
+}
+
+impl TunnelSpec {
+    /// `tmole`, `cloudflared` or `ngrok`; anything else is a usage error.
+    pub fn named(name: &str) -> Result<TunnelSpec> {
+        Ok(match name {
+            "tmole" | "tunnelmole" => TunnelSpec { command: "tmole {port}".into(), url_contains: None, ngrok_api: false },
+            "cloudflared" => TunnelSpec {
+                command: "cloudflared tunnel --no-autoupdate --url http://127.0.0.1:{port}".into(),
+                url_contains: Some("trycloudflare.com"),
+                ngrok_api: false,
+            },
+            "ngrok" => TunnelSpec { command: "ngrok http {port} --log stdout".into(), url_contains: Some("ngrok"), ngrok_api: true },
+            other => bail!(crate::exit::UsageError(format!(
+                "unknown tunnel {other:?}: use tmole, cloudflared or ngrok, or --tunnel-cmd '<command with {{port}}>'"
+            ))),
+        })
+    }
+
+    pub fn custom(command: &str) -> Result<TunnelSpec> {
+        if !command.contains("{port}") {
+            bail!(crate::exit::UsageError(
+                "--tunnel-cmd must contain {port}, e.g. 'tmole {port}'".into()
+            ));
+        }
+        Ok(TunnelSpec {
+            command: command.into(),
+            url_contains: None,
+            ngrok_api: false,
+        })
+    }
+
+    /// The first word of the command, for messages.
+    pub fn program(&self) -> &str {
+        self.command.split_whitespace().next().unwrap_or("tunnel")
+    }
+}
+
+pub enum TunnelEvent {
+    NewUrl(String),
+    Exited(String),
+}
+
+/// A running tunnel.
+pub struct Tunnel {
+    child: Child,
+    /// Public https URLs as the tunnel prints them (the first, and any new one later).
+    pub urls: mpsc::Receiver<String>,
+    spec: TunnelSpec,
+}
+
+/// Find the first https URL in a line that the spec accepts.
+pub fn url_in(line: &str, spec: &TunnelSpec) -> Option<String> {
+    line.split(|c: char| {
+        c.is_whitespace() || c == '"' || c == '\'' || c == '|' || c == '<' || c == '>'
+    })
+    .filter(|w| w.starts_with("https://") && w.len() > "https://".len())
+    .map(|w| w.trim_end_matches(['.', ',', ';', ')']).to_owned())
+    .find(|w| spec.url_contains.is_none_or(|c| w.contains(c)))
+}
+
+impl Tunnel {
+    pub fn start(spec: &TunnelSpec, port: u16) -> Result<Tunnel> {
+        let command = spec.command.replace("{port}", &port.to_string());
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start the tunnel `{command}`"))?;
+        let (tx, urls) = mpsc::channel(8);
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            let spec = spec.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                let mut last = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(target: "tunnel", "{line}");
+                    if let Some(url) = url_in(&line, &spec) {
+                        if last.as_ref() != Some(&url) {
+                            last = Some(url.clone());
+                            let _ = tx.send(url).await;
+                        }
+                    }
+                }
+            });
+        }
+        if spec.ngrok_api {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for _ in 0..60 {
+                    if let Ok(resp) = reqwest::get("http://127.0.0.1:4040/api/tunnels").await {
+                        if let Ok(v) = resp.json::<serde_json::Value>().await {
+                            let url = v["tunnels"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|t| t["public_url"].as_str())
+                                .find(|u| u.starts_with("https://"));
+                            if let Some(u) = url {
+                                let _ = tx.send(u.to_owned()).await;
+                                return;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        }
+        Ok(Tunnel {
+            child,
+            urls,
+            spec: spec.clone(),
+        })
+    }
+
+    /// Wait for the first public URL, or fail if the program exits or the time runs out.
+    pub async fn first_url(&mut self, timeout: Duration) -> Result<String> {
+        let program = self.spec.program().to_owned();
+        tokio::select! {
+            url = self.urls.recv() => url.with_context(|| format!("{program} exited without printing a public https URL")),
+            status = self.child.wait() => bail!("{program} exited ({}) before printing a public URL; is it installed and logged in?", status.map(|s| s.to_string()).unwrap_or_default()),
+            _ = tokio::time::sleep(timeout) => bail!("{program} printed no public https URL within {}s; check that it works on its own", timeout.as_secs()),
+        }
+    }
+
+    /// The next thing the tunnel does: print a new URL, or exit.
+    pub async fn next_event(&mut self) -> TunnelEvent {
+        tokio::select! {
+            Some(url) = self.urls.recv() => TunnelEvent::NewUrl(url),
+            status = self.child.wait() => TunnelEvent::Exited(match status {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            }),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGTERM the whole process group, then SIGKILL after a grace period.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) with a negative pid signals the process group we created.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGTERM);
+            }
+            if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
+                .await
+                .is_err()
+            {
+                unsafe {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
+                }
+                let _ = self.child.wait().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_tunnel_urls() {
+        let tmole = TunnelSpec::named("tmole").unwrap();
+        assert_eq!(
+            url_in(
+                "https://abc123.tunnelmole.net is forwarding to localhost:8787",
+                &tmole
+            )
+            .as_deref(),
+            Some("https://abc123.tunnelmole.net")
+        );
+        assert_eq!(
+            url_in("http://abc.tunnelmole.net is forwarding", &tmole),
+            None
+        );
+        let cf = TunnelSpec::named("cloudflared").unwrap();
+        assert_eq!(
+            url_in("see https://www.cloudflare.com/website-terms/", &cf),
+            None
+        );
+        assert_eq!(
+            url_in("|  https://quiet-fog-1234.trycloudflare.com  |", &cf).as_deref(),
+            Some("https://quiet-fog-1234.trycloudflare.com")
+        );
+        assert!(TunnelSpec::named("nope").is_err());
+        assert!(TunnelSpec::custom("echo hi").is_err());
+    }
+}

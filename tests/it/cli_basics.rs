@@ -1,0 +1,120 @@
+//! Commands that need no Vast.ai: help, completions, config, slack, demo, send.
+
+use crate::common::{mode, Env};
+
+#[test]
+fn committed_completions_are_up_to_date() {
+    let env = Env::new();
+    for (shell, file) in [
+        ("bash", "vslack.bash"),
+        ("zsh", "_vslack"),
+        ("fish", "vslack.fish"),
+        ("powershell", "_vslack.ps1"),
+        ("elvish", "vslack.elv"),
+    ] {
+        let out = env.run(&["completions", shell]);
+        assert_eq!(out.code, 0);
+        let path = format!("{}/completions/{file}", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == out.stdout,
+            "{path} is out of date: run `cargo run -- completions {shell} > completions/{file}`"
+        );
+    }
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let env = Env::new();
+    for args in [
+        vec!["webhook", "create"],
+        vec!["webhook", "list"],
+        vec!["webhook", "update"],
+        vec!["webhook", "delete"],
+        vec!["webhook", "rotate-secret"],
+        vec!["webhook", "types"],
+        vec!["webhook", "test"],
+        vec!["webhook", "show"],
+        vec!["serve"],
+        vec!["send"],
+        vec!["demo"],
+    ] {
+        let mut a = args.clone();
+        a.push("--help");
+        let out = env.run(&a);
+        assert_eq!(out.code, 0, "{args:?}");
+        assert!(
+            out.stdout.contains("Example"),
+            "{args:?} --help has no example:\n{}",
+            out.stdout
+        );
+    }
+    let out = env.run(&["webhook", "frobnicate"]);
+    assert_eq!(out.code, 2);
+}
+
+#[test]
+fn slack_url_is_saved_privately_and_config_show_redacts_it() {
+    let env = Env::new();
+    let url = "https://hooks.slack.com/services/T0001/B0001/supersecrettoken";
+    env.secret("supersecrettoken");
+    let out = env.run_in(&["slack", "set"], Some(&format!("{url}\n")));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(mode(&env.config_file()), 0o600);
+    assert_eq!(mode(&env.config_dir()), 0o700);
+    assert!(env.config_text().contains(url));
+    let out = env.run(&["config", "show"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("(redacted)"), "{out:?}");
+    let out = env.run(&["config", "show", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["slack"]["url"], "(redacted)");
+    let out = env.run(&["config", "path", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["config_file"], env.config_file().display().to_string());
+    // Something that is not https is refused; clear forgets.
+    let out = env.run_in(
+        &["slack", "set"],
+        Some("http://hooks.slack.com/services/x\n"),
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(env.run(&["slack", "clear"]).code, 0);
+    assert!(!env.config_text().contains("supersecrettoken"));
+}
+
+#[test]
+fn a_config_file_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    assert_eq!(
+        env.run_in(
+            &["slack", "set"],
+            Some("https://hooks.slack.com/services/A/B/C\n")
+        )
+        .code,
+        0
+    );
+    std::fs::set_permissions(env.config_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run(&["config", "show"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("chmod 600"), "{out:?}");
+}
+
+#[test]
+fn demo_runs_the_pipeline_and_reports_every_outcome() {
+    let env = Env::new();
+    let out = env.run(&["demo", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["events_delivered_once"], true);
+    assert_eq!(v["duplicates_dropped"], 1);
+    let cases = v["cases"].as_array().unwrap();
+    assert!(cases.iter().all(|c| c["as_expected"] == true));
+    assert!(cases.iter().any(|c| c["reason"] == "bad_signature"));
+    assert!(cases.iter().any(|c| c["reason"] == "stale_timestamp"));
+    let human = env.run(&["demo"]);
+    assert_eq!(human.code, 0);
+    assert!(human.stdout.contains("All good"), "{human:?}");
+    assert!(human.stdout.contains("Low credit balance"));
+}

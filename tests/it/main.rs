@@ -1,0 +1,11 @@
+//! vslack's integration tests: one binary. `support/` holds loopback stand-ins for Vast.ai and
+//! Slack that follow `vast-api.md` and record what they receive; `common` runs the real
+//! `vslack` binary in a hermetic environment and checks that no secret leaks into its output.
+
+mod common;
+mod support;
+
+mod cli_basics;
+mod relay;
+mod relay_process;
+mod webhook;

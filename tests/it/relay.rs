@@ -1,0 +1,581 @@
+//! The relay in-process (the same `Relay::start` that `serve` uses) against the Slack stand-in.
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use vslack::relay::forward::{Destination, ForwardOptions};
+use vslack::relay::message::Format;
+use vslack::relay::server::Limits;
+use vslack::relay::spool::SpoolOptions;
+use vslack::relay::verify::{Key, Verifier};
+use vslack::relay::{Relay, RelayOptions};
+use vslack::secret::Secret;
+
+use crate::support::fake_slack::{Answer, FakeSlack};
+
+pub const SECRET: &str = "relay-test-secret";
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Signature computed independently of the crate under test.
+pub fn signature(secret: &str, ts: i64, body: &[u8]) -> String {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(format!("{ts}.").as_bytes());
+    m.update(body);
+    format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+}
+
+pub fn event_body(id: &str, kind: &str) -> Vec<u8> {
+    json!({"event_id": id, "user_id": 7, "notif_type": kind, "subject": format!("Subject {id}"),
+           "message": format!("Message for {id}"), "timestamp": now() as f64})
+    .to_string()
+    .into_bytes()
+}
+
+/// POST with Vast.ai's headers; returns (status, body).
+pub async fn post(url: &str, body: &[u8], ts: Option<i64>, sig: Option<String>) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec());
+    if let Some(ts) = ts {
+        req = req.header("X-Vast-Timestamp", ts.to_string());
+    }
+    if let Some(sig) = sig {
+        req = req.header("X-Vast-Signature-256", sig);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+pub async fn deliver(url: &str, id: &str, kind: &str) -> u16 {
+    let body = event_body(id, kind);
+    let ts = now();
+    post(url, &body, Some(ts), Some(signature(SECRET, ts, &body)))
+        .await
+        .0
+}
+
+pub async fn wait_delivered(slack: &FakeSlack, n: usize, timeout: Duration) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let d = slack.delivered();
+        if d.len() >= n || start.elapsed() > timeout {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Harness {
+    relay: Relay,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(slack_url: &str, tweak: impl FnOnce(&mut RelayOptions)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = RelayOptions {
+        path: "/".into(),
+        limits: Limits::default(),
+        verifier: Verifier::new(vec![Key::new("test", &Secret::new(SECRET), None)], 300),
+        destinations: vec![Destination {
+            name: "default".into(),
+            pattern: None,
+            url: Some(Secret::new(slack_url)),
+            format: Format::for_url(slack_url),
+        }],
+        forward: ForwardOptions {
+            pace: Duration::from_millis(10),
+            retry_initial: Duration::from_millis(50),
+            ..ForwardOptions::default()
+        },
+        spool_path: dir.path().join("spool.sqlite3"),
+        spool: SpoolOptions::default(),
+        log_payloads: false,
+    };
+    tweak(&mut opts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = Relay::start(listener, opts).await.unwrap();
+    let url = format!("http://{}/", relay.addr);
+    Harness {
+        relay,
+        url,
+        _dir: dir,
+    }
+}
+
+fn carried_ids(messages: &[Value], ids: &[String]) -> Vec<usize> {
+    ids.iter()
+        .map(|id| {
+            messages
+                .iter()
+                .filter(|m| m.to_string().contains(id.as_str()))
+                .count()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_delivery_becomes_one_block_kit_message() {
+    let slack = FakeSlack::start();
+    let h = start(&slack.url(), |_| {}).await;
+    let body = json!({"event_id": "evt-1", "user_id": 7, "notif_type": "low_credit",
+        "subject": "Low credit", "message": "Balance <$5> & falling", "timestamp": now() as f64})
+    .to_string();
+    let ts = now();
+    let (status, _) = post(
+        &h.url,
+        body.as_bytes(),
+        Some(ts),
+        Some(signature(SECRET, ts, body.as_bytes())),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let got = wait_delivered(&slack, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    let text = m["text"].as_str().unwrap();
+    assert!(
+        text.contains("Low credit") && text.contains("evt-1"),
+        "{text}"
+    );
+    let blocks = m["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    assert!(blocks[0]["text"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Low credit"));
+    assert!(
+        m.to_string().contains("https://cloud.vast.ai/billing/"),
+        "billing button: {m}"
+    );
+    assert!(
+        m.to_string().contains("Balance &lt;$5&gt; &amp; falling"),
+        "escaped: {m}"
+    );
+    // Nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(slack.received().len(), 1);
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_are_refused_and_nothing_is_sent() {
+    let slack = FakeSlack::start();
+    let h = start(&slack.url(), |_| {}).await;
+    let body = event_body("evt-x", "low_credit");
+    let ts = now();
+    let good = signature(SECRET, ts, &body);
+    type Case<'a> = (&'a str, Vec<u8>, Option<i64>, Option<String>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "no signature",
+            body.clone(),
+            Some(ts),
+            None,
+            "missing_signature",
+        ),
+        (
+            "no timestamp",
+            body.clone(),
+            None,
+            Some(good.clone()),
+            "missing_signature",
+        ),
+        (
+            "wrong secret",
+            body.clone(),
+            Some(ts),
+            Some(signature("other", ts, &body)),
+            "bad_signature",
+        ),
+        (
+            "tampered body",
+            event_body("evt-y", "low_credit"),
+            Some(ts),
+            Some(good.clone()),
+            "bad_signature",
+        ),
+        (
+            "no sha256= prefix",
+            body.clone(),
+            Some(ts),
+            Some(good.trim_start_matches("sha256=").to_owned()),
+            "bad_signature",
+        ),
+        (
+            "stale",
+            body.clone(),
+            Some(ts - 301),
+            Some(signature(SECRET, ts - 301, &body)),
+            "stale_timestamp",
+        ),
+        (
+            "future",
+            body.clone(),
+            Some(ts + 301),
+            Some(signature(SECRET, ts + 301, &body)),
+            "stale_timestamp",
+        ),
+    ];
+    for (name, b, t, s, reason) in cases {
+        let (status, text) = post(&h.url, &b, t, s).await;
+        assert_eq!(status, 401, "{name}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"], reason, "{name}");
+        assert!(
+            !text.contains(&good[7..]),
+            "{name}: the expected signature must not be revealed"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(slack.received().is_empty());
+    assert_eq!(
+        h.relay.spool.stats().await.unwrap().pending
+            + h.relay.spool.stats().await.unwrap().delivered,
+        0
+    );
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_three_times_is_one_message() {
+    let slack = FakeSlack::start();
+    let h = start(&slack.url(), |_| {}).await;
+    let body = event_body("evt-dup", "instance_stopped");
+    for _ in 0..3 {
+        let ts = now();
+        assert_eq!(
+            post(&h.url, &body, Some(ts), Some(signature(SECRET, ts, &body)))
+                .await
+                .0,
+            204
+        );
+    }
+    wait_delivered(&slack, 1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(slack.delivered().len(), 1);
+    assert_eq!(
+        h.relay
+            .metrics
+            .received_count(vslack::relay::metrics::Received::Duplicate),
+        2
+    );
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_500_three_times_then_ok_delivers_once() {
+    let slack = FakeSlack::start();
+    slack.script(vec![
+        Answer::Status(500, "rollup_error"),
+        Answer::Status(500, "rollup_error"),
+        Answer::Status(500, "rollup_error"),
+    ]);
+    let h = start(&slack.url(), |_| {}).await;
+    assert_eq!(deliver(&h.url, "evt-500", "outbid").await, 204);
+    let got = wait_delivered(&slack, 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(slack.received().len(), 4, "three failures, one success");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(slack.delivered().len(), 1);
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_429_is_waited_out_for_retry_after() {
+    let slack = FakeSlack::start();
+    slack.script(vec![Answer::RateLimited(1)]);
+    let h = start(&slack.url(), |_| {}).await;
+    assert_eq!(deliver(&h.url, "evt-429", "outbid").await, 204);
+    wait_delivered(&slack, 1, Duration::from_secs(10)).await;
+    let r = slack.received();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].status_returned, 429);
+    let gap = r[1].at.duration_since(r[0].at);
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried after {gap:?}, before Retry-After"
+    );
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_410_dead_letters_while_later_events_flow() {
+    let slack = FakeSlack::start();
+    slack.script(vec![Answer::Status(410, "channel_is_archived")]);
+    let h = start(&slack.url(), |_| {}).await;
+    assert_eq!(deliver(&h.url, "evt-dead", "low_credit").await, 204);
+    let start_t = Instant::now();
+    while h.relay.spool.stats().await.unwrap().dead == 0
+        && start_t.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(deliver(&h.url, "evt-after", "low_credit").await, 204);
+    let got = wait_delivered(&slack, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    assert!(got[0].to_string().contains("evt-after"));
+    let stats = h.relay.spool.stats().await.unwrap();
+    assert_eq!((stats.dead, stats.delivered, stats.pending), (1, 1, 0));
+    let dead = h
+        .relay
+        .spool
+        .list(vslack::relay::spool::DEAD, 10)
+        .await
+        .unwrap();
+    assert_eq!(dead[0].event.event_id, "evt-dead");
+    assert!(dead[0].last_error.as_deref().unwrap().contains("410"));
+    let health: Value = reqwest::get(format!("{}health", h.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["dead_letters"], 1);
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_sent_as_digests_within_slack_limits() {
+    let slack = FakeSlack::start();
+    let h = start(&slack.url(), |o| {
+        o.forward.pace = Duration::from_millis(300)
+    })
+    .await;
+    let ids: Vec<String> = (0..120).map(|i| format!("evt-backlog-{i:04}")).collect();
+    for id in &ids {
+        assert_eq!(deliver(&h.url, id, "instance_stopped").await, 204);
+    }
+    let start_t = Instant::now();
+    while h.relay.spool.stats().await.unwrap().pending > 0
+        && start_t.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let messages = slack.delivered();
+    assert!(
+        messages.len() < ids.len() / 2,
+        "{} messages for {} events: not digested",
+        messages.len(),
+        ids.len()
+    );
+    assert!(
+        carried_ids(&messages, &ids).iter().all(|&n| n == 1),
+        "every id exactly once"
+    );
+    for m in &messages {
+        assert!(m["blocks"].as_array().unwrap().len() <= 50);
+        assert!(m["text"].as_str().unwrap().chars().count() <= 4000);
+    }
+    // Paced: consecutive messages at least ~the pace apart.
+    let r = slack.received();
+    for w in r.windows(2) {
+        assert!(w[1].at.duration_since(w[0].at) >= Duration::from_millis(250));
+    }
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_triggers_get_flat_string_variables_and_routes_apply() {
+    let slack = FakeSlack::start();
+    let trigger = slack.trigger_url();
+    let h = start(&slack.url(), |o| {
+        o.destinations.insert(
+            0,
+            Destination {
+                name: "instance_*".into(),
+                pattern: Some(glob::Pattern::new("instance_*").unwrap()),
+                url: Some(Secret::new(&trigger)),
+                format: Format::for_url(&trigger),
+            },
+        );
+    })
+    .await;
+    assert_eq!(deliver(&h.url, "evt-inst", "instance_started").await, 204);
+    assert_eq!(deliver(&h.url, "evt-bill", "low_credit").await, 204);
+    wait_delivered(&slack, 2, Duration::from_secs(5)).await;
+    let r = slack.received();
+    let wf = r
+        .iter()
+        .find(|x| x.path.contains("/triggers/"))
+        .expect("routed to the trigger");
+    assert!(wf.body["vast_notification_message"]
+        .as_str()
+        .unwrap()
+        .contains("evt-inst"));
+    assert!(wf.body.as_object().unwrap().values().all(Value::is_string));
+    let svc = r
+        .iter()
+        .find(|x| x.path.contains("/services/"))
+        .expect("default destination");
+    assert!(svc.body.to_string().contains("evt-bill"));
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_methods_paths_and_bad_json() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let slack = FakeSlack::start();
+    let h = start(&slack.url(), |_| {}).await;
+    let addr = h.relay.addr;
+    // A Content-Length over the limit is refused before the body is read.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // A chunked body (no Content-Length) is cut off at the limit.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = vec![b'a'; 16 * 1024];
+    for _ in 0..5 {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&chunk).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"));
+    // Methods and paths.
+    let c = reqwest::Client::new();
+    let r = c.get(&h.url).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_eq!(c.delete(&h.url).send().await.unwrap().status(), 405);
+    assert_eq!(
+        c.post(format!("{}health", h.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    assert_eq!(
+        c.get(format!("{}nope", h.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // Signed but not JSON / not an object.
+    for (body, reason) in [
+        (&b"{not json"[..], "invalid_json"),
+        (&b"[1,2]"[..], "invalid_payload"),
+    ] {
+        let ts = now();
+        let (status, text) = post(&h.url, body, Some(ts), Some(signature(SECRET, ts, body))).await;
+        assert_eq!(status, 400);
+        assert!(text.contains(reason), "{text}");
+    }
+    // Health and metrics.
+    assert_eq!(deliver(&h.url, "evt-m", "low_credit").await, 204);
+    wait_delivered(&slack, 1, Duration::from_secs(5)).await;
+    let health: Value = c
+        .get(format!("{}health", h.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["delivered"], 1);
+    assert!(health["last_delivery_at"].as_i64().is_some());
+    let metrics = c
+        .get(format!("{}metrics", h.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vslack_received_total{outcome=\"stored\"} 1",
+        "vslack_received_total{outcome=\"too_large\"} 2",
+        "vslack_received_total{outcome=\"invalid_json\"} 2",
+        "vslack_delivered_total 1",
+        "vslack_queue_depth 0",
+        "vslack_slack_request_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_answers_503_and_acknowledges_nothing_unstored() {
+    let slack = FakeSlack::start();
+    // Slack is down, so stored events stay in the store and fill it.
+    slack.script(
+        (0..10_000)
+            .map(|_| Answer::Status(500, "rollup_error"))
+            .collect(),
+    );
+    let h = start(&slack.url(), |o| {
+        o.spool.max_bytes = Some(256 * 1024);
+        o.forward.retry_initial = Duration::from_secs(60);
+    })
+    .await;
+    let filler = "x".repeat(8 * 1024);
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for i in 0..200 {
+        let id = format!("evt-full-{i}");
+        let body =
+            json!({"event_id": id, "notif_type": "low_credit", "message": filler}).to_string();
+        let ts = now();
+        let (status, text) = post(
+            &h.url,
+            body.as_bytes(),
+            Some(ts),
+            Some(signature(SECRET, ts, body.as_bytes())),
+        )
+        .await;
+        match status {
+            204 => acked.push(id),
+            503 => {
+                assert!(text.contains("store_unavailable"));
+                refused += 1;
+            }
+            s => panic!("unexpected {s}: {text}"),
+        }
+    }
+    assert!(refused > 0, "the store never filled up");
+    assert!(!acked.is_empty());
+    // Every acknowledged event is in the store, no refused one is.
+    let pending = h
+        .relay
+        .spool
+        .list(vslack::relay::spool::PENDING, 1000)
+        .await
+        .unwrap();
+    let stored: Vec<String> = pending.iter().map(|q| q.event.event_id.clone()).collect();
+    assert_eq!(stored, acked);
+    h.relay.shutdown().await;
+}

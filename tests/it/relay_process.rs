@@ -1,0 +1,226 @@
+//! `vslack serve` as a real process: start-up checks, the walkthrough's variables, secret
+//! rotation grace, and crash safety under SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::Env;
+use crate::relay::{event_body, now, signature, SECRET};
+use crate::support::fake_slack::FakeSlack;
+
+struct Serving {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `vslack serve` on a free port and wait for its "listening on" line.
+fn serve(env: &Env, extra: &[&str]) -> Serving {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--pace", "10ms"];
+    if !extra.contains(&"--retry-initial") {
+        args.extend_from_slice(&["--retry-initial", "50ms"]);
+    }
+    args.extend_from_slice(extra);
+    let mut child = env
+        .command(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                let _ = tx.send(rest.to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve did not start");
+    Serving { child, url }
+}
+
+fn post_blocking(url: &str, body: &[u8], ts: i64, sig: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(crate::relay::post(
+        url,
+        body,
+        Some(ts),
+        Some(sig.to_owned()),
+    ))
+    .0
+}
+
+fn wait_delivered(slack: &FakeSlack, n: usize) -> Vec<serde_json::Value> {
+    let start = Instant::now();
+    while slack.delivered().len() < n && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    slack.delivered()
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_secret_or_a_slack_url() {
+    let env = Env::new();
+    let out = env.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(
+        out.stderr.contains("no webhook signing secret")
+            && out.stderr.contains("VAST_WEBHOOK_SECRET"),
+        "{out:?}"
+    );
+    let mut env = Env::new();
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    let out = env.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(
+        out.stderr.contains("no Slack URL") && out.stderr.contains("vslack slack set"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn walkthrough_environment_variables_work_and_sigkill_loses_nothing() {
+    let slack = FakeSlack::start();
+    let mut env = Env::new();
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    // First run: Slack unreachable (a closed port), so the event stays queued.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/services/T/B/dead", dead.local_addr().unwrap());
+    drop(dead);
+    env.set("SLACK_WEBHOOK_URL", &dead_url);
+    let mut first = serve(&env, &["--retry-initial", "60s"]);
+    let body = event_body("evt-crash", "instance_offline");
+    let ts = now();
+    let sig = signature(SECRET, ts, &body);
+    assert_eq!(post_blocking(&first.url, &body, ts, &sig), 204);
+    // Killed right after acknowledging: no chance to clean up.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // Second run, Slack reachable: the acknowledged event arrives exactly once.
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    let second = serve(&env, &[]);
+    let got = wait_delivered(&slack, 1);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].to_string().contains("evt-crash"));
+    // A Vast.ai retry of the same event after the restart is still recognised.
+    let ts = now();
+    assert_eq!(
+        post_blocking(&second.url, &body, ts, &signature(SECRET, ts, &body)),
+        204
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(slack.delivered().len(), 1);
+}
+
+#[test]
+fn rotated_out_secret_is_accepted_only_during_the_grace_period() {
+    let slack = FakeSlack::start();
+    let env = Env::new();
+    let t = now();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    let config = format!(
+        "[slack]\nurl = \"{}\"\n\n[webhooks.1]\nsecret = \"new-1\"\nprevious_secret = \"old-1\"\nrotated_at = {}\n\n[webhooks.2]\nsecret = \"new-2\"\nprevious_secret = \"old-2\"\nrotated_at = {}\n",
+        slack.url(),
+        t - 3600,
+        t - 25 * 3600
+    );
+    vslack::secret::write_private(&env.config_file(), config.as_bytes()).unwrap();
+    for s in ["new-1", "old-1", "new-2", "old-2"] {
+        env.secret(s);
+    }
+    let s = serve(&env, &[]);
+    let send = |secret: &str, id: &str| {
+        let body = event_body(id, "low_credit");
+        let ts = now();
+        post_blocking(&s.url, &body, ts, &signature(secret, ts, &body))
+    };
+    assert_eq!(send("new-1", "a"), 204);
+    assert_eq!(
+        send("old-1", "b"),
+        204,
+        "rotated an hour ago: still in the 24 h grace period"
+    );
+    assert_eq!(send("new-2", "c"), 204);
+    assert_eq!(
+        send("old-2", "d"),
+        401,
+        "rotated 25 h ago: grace period over"
+    );
+    let start = Instant::now();
+    let carried = |id: &str| {
+        slack.delivered().iter().any(|m| {
+            m["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("event_id={id}"))
+        })
+    };
+    while !(carried("a") && carried("b") && carried("c"))
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(carried("a") && carried("b") && carried("c"));
+    assert!(!carried("d"));
+}
+
+#[test]
+fn queue_shows_dead_letters_and_retries_them() {
+    let slack = FakeSlack::start();
+    slack.script(vec![crate::support::fake_slack::Answer::Status(
+        404,
+        "channel_not_found",
+    )]);
+    let mut env = Env::new();
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env.secret(SECRET);
+    let s = serve(&env, &[]);
+    let body = event_body("evt-q", "low_credit");
+    let ts = now();
+    assert_eq!(
+        post_blocking(&s.url, &body, ts, &signature(SECRET, ts, &body)),
+        204
+    );
+    let start = Instant::now();
+    let mut listed = serde_json::Value::Null;
+    while start.elapsed() < Duration::from_secs(10) {
+        let out = env.run(&["queue", "--json"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        listed = serde_json::from_str(&out.stdout).unwrap();
+        if listed["dead"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(listed["dead"][0]["event"]["event_id"], "evt-q", "{listed}");
+    assert!(listed["dead"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("channel_not_found"));
+    let human = env.run(&["queue"]);
+    assert!(
+        human.stdout.contains("1 dead-lettered") && human.stdout.contains("evt-q"),
+        "{human:?}"
+    );
+    let out = env.run(&["queue", "retry", "--all"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let got = wait_delivered(&slack, 1);
+    assert!(got[0].to_string().contains("evt-q"));
+}
