@@ -89,6 +89,53 @@ pub fn slack_url(args: &ServeArgs, config: &Config) -> Result<Option<Secret>> {
     Ok(config.slack.url.clone())
 }
 
+fn grace(args: &ServeArgs, config: &Config) -> Duration {
+    args.secret_grace
+        .unwrap_or(Duration::from_secs(config.relay.secret_grace_hours.unwrap_or(24) * 3600))
+}
+
+/// Pick up secrets rotated or created while the relay runs: the config file is checked every
+/// two seconds and on SIGHUP. Runs until the process stops.
+pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let path = ctx.paths.config_file();
+    let modified = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let mut seen = modified();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+            _ = hangup => true,
+        };
+        let now = modified();
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        match ctx.config() {
+            Ok(config) => {
+                let keys = keys(&config, grace(args, &config));
+                if keys.is_empty() {
+                    tracing::warn!("the config now holds no signing secret; keeping the previous ones");
+                    continue;
+                }
+                let labels: Vec<String> = keys.iter().map(|k| k.label.clone()).collect();
+                relay.set_verifier(Verifier::new(keys, args.signature_window));
+                tracing::info!(secrets = %labels.join(", "), "reloaded signing secrets");
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot reload the config; keeping the current secrets"),
+        }
+    }
+}
+
 /// Build everything the relay needs, or say exactly what is missing.
 pub fn relay_options(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<RelayOptions> {
     let grace = args.secret_grace.unwrap_or(Duration::from_secs(
@@ -221,7 +268,11 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         "relay ready"
     );
     ctx.note(format!("listening on http://{}{path}", relay.addr));
-    super::shutdown_signal().await;
+    let watching = reload_secrets(ctx, &args, &relay);
+    tokio::select! {
+        _ = super::shutdown_signal() => {}
+        _ = watching => {}
+    }
     tracing::info!("shutting down: finishing requests in flight; queued events stay stored");
     relay.shutdown().await;
     Ok(())

@@ -230,17 +230,11 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     }
     if outcome.is_ok() {
         say("ready     waiting for events (Ctrl-C to stop)");
-        outcome = watch(
-            ctx,
-            &client,
-            &mut tunnel,
-            &how,
-            port,
-            &join,
-            pointed.id,
-            &mut activity,
-        )
-        .await;
+        let reload = super::serve::reload_secrets(ctx, &args.serve, &relay);
+        outcome = tokio::select! {
+            o = watch(&client, &mut tunnel, &how, port, &join, pointed.id, &mut activity) => o,
+            _ = reload => Ok(crate::exit::OK),
+        };
     }
 
     if let Some(t) = tunnel {
@@ -331,7 +325,6 @@ async fn test_round_trip(
 
 #[allow(clippy::too_many_arguments)]
 async fn watch(
-    ctx: &Ctx,
     client: &VastClient,
     tunnel: &mut Option<Tunnel>,
     how: &Reach,
@@ -399,7 +392,6 @@ async fn watch(
             )
             .await?;
         say(format!("webhook   {id} re-pointed -> {webhook_url}"));
-        let _ = ctx;
     }
 }
 

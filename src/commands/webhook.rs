@@ -89,7 +89,7 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
                 )?;
             }
             ctx.note(format!(
-                "Rotated the signing secret of webhook {id} and saved it in {}. A running relay keeps accepting the previous secret for {grace} h; restart it to load the new one.",
+                "Rotated the signing secret of webhook {id} and saved it in {}. A running `vslack serve` on this machine picks it up within seconds and keeps accepting the previous secret for {grace} h.",
                 ctx.paths.config_file().display()
             ));
             Ok(())

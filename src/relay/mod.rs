@@ -69,6 +69,7 @@ pub struct RelayOptions {
 
 /// A running relay.
 pub struct Relay {
+    app: Arc<App>,
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub spool: Spool,
@@ -92,14 +93,14 @@ impl Relay {
         let app = Arc::new(App {
             path: opts.path,
             limits: opts.limits,
-            verifier: opts.verifier,
+            verifier: std::sync::RwLock::new(Arc::new(opts.verifier)),
             spool: spool.clone(),
             metrics: metrics.clone(),
             activity: activity.clone(),
             log_payloads: opts.log_payloads,
         });
         let mut server_stop = stop_rx.clone();
-        let server = tokio::spawn(server::serve(listener, app, async move {
+        let server = tokio::spawn(server::serve(listener, app.clone(), async move {
             let _ = server_stop.wait_for(|s| *s).await;
         }));
         let forwarder = tokio::spawn(
@@ -113,6 +114,7 @@ impl Relay {
             .run(stop_rx),
         );
         Ok(Relay {
+            app,
             addr,
             metrics,
             spool,
@@ -121,6 +123,11 @@ impl Relay {
             server,
             forwarder,
         })
+    }
+
+    /// Replace the accepted signing secrets (after a rotation) for the next deliveries.
+    pub fn set_verifier(&self, verifier: Verifier) {
+        *self.app.verifier.write().expect("verifier lock") = Arc::new(verifier);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Activity> {

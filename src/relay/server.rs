@@ -52,7 +52,8 @@ impl Default for Limits {
 pub struct App {
     pub path: String,
     pub limits: Limits,
-    pub verifier: Verifier,
+    /// Swapped whole when the secrets change (rotation), without a restart.
+    pub verifier: std::sync::RwLock<Arc<Verifier>>,
     pub spool: Spool,
     pub metrics: Arc<Metrics>,
     pub activity: broadcast::Sender<Activity>,
@@ -232,7 +233,8 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "unreadable_body"),
     };
     let now = crate::commands::now_secs();
-    let key = match app.verifier.verify(
+    let verifier = app.verifier.read().expect("verifier lock").clone();
+    let key = match verifier.verify(
         header(&parts, "x-vast-timestamp"),
         header(&parts, "x-vast-signature-256"),
         &bytes,

@@ -224,3 +224,38 @@ fn queue_shows_dead_letters_and_retries_them() {
     let got = wait_delivered(&slack, 1);
     assert!(got[0].to_string().contains("evt-q"));
 }
+
+#[test]
+fn a_secret_rotated_while_serving_is_picked_up_without_a_restart() {
+    let slack = FakeSlack::start();
+    let env = Env::new();
+    let write = |secret: &str, previous: Option<&str>| {
+        let mut text = format!("[slack]\nurl = \"{}\"\n\n[webhooks.1]\nsecret = \"{secret}\"\n", slack.url());
+        if let Some(p) = previous {
+            text.push_str(&format!("previous_secret = \"{p}\"\nrotated_at = {}\n", now()));
+        }
+        vslack::secret::write_private(&env.config_file(), text.as_bytes()).unwrap();
+    };
+    write("first", None);
+    env.secret("first");
+    env.secret("second");
+    let s = serve(&env, &[]);
+    let send = |secret: &str, id: &str| {
+        let body = event_body(id, "low_credit");
+        let ts = now();
+        post_blocking(&s.url, &body, ts, &signature(secret, ts, &body))
+    };
+    assert_eq!(send("second", "before"), 401);
+    write("second", Some("first"));
+    let start = Instant::now();
+    let mut status = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        status = send("second", &format!("after-{}", start.elapsed().as_millis()));
+        if status == 204 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(status, 204, "the new secret was never accepted");
+    assert_eq!(send("first", "old-still-ok"), 204, "previous secret within its grace period");
+}
