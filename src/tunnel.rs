@@ -70,12 +70,18 @@ pub struct Tunnel {
     spec: TunnelSpec,
 }
 
-/// Find the first https URL in a line that the spec accepts.
+/// Find the first public URL in a line that the spec accepts: https, or plain http to a
+/// loopback address (a local forwarder, as used in tests).
 pub fn url_in(line: &str, spec: &TunnelSpec) -> Option<String> {
+    let usable = |w: &&str| {
+        (w.starts_with("https://") && w.len() > "https://".len())
+            || w.starts_with("http://127.0.0.1:")
+            || w.starts_with("http://localhost:")
+    };
     line.split(|c: char| {
         c.is_whitespace() || c == '"' || c == '\'' || c == '|' || c == '<' || c == '>'
     })
-    .filter(|w| w.starts_with("https://") && w.len() > "https://".len())
+    .filter(usable)
     .map(|w| w.trim_end_matches(['.', ',', ';', ')']).to_owned())
     .find(|w| spec.url_contains.is_none_or(|c| w.contains(c)))
 }

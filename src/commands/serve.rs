@@ -90,8 +90,9 @@ pub fn slack_url(args: &ServeArgs, config: &Config) -> Result<Option<Secret>> {
 }
 
 fn grace(args: &ServeArgs, config: &Config) -> Duration {
-    args.secret_grace
-        .unwrap_or(Duration::from_secs(config.relay.secret_grace_hours.unwrap_or(24) * 3600))
+    args.secret_grace.unwrap_or(Duration::from_secs(
+        config.relay.secret_grace_hours.unwrap_or(24) * 3600,
+    ))
 }
 
 /// Pick up secrets rotated or created while the relay runs: the config file is checked every
@@ -124,14 +125,18 @@ pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
             Ok(config) => {
                 let keys = keys(&config, grace(args, &config));
                 if keys.is_empty() {
-                    tracing::warn!("the config now holds no signing secret; keeping the previous ones");
+                    tracing::warn!(
+                        "the config now holds no signing secret; keeping the previous ones"
+                    );
                     continue;
                 }
                 let labels: Vec<String> = keys.iter().map(|k| k.label.clone()).collect();
                 relay.set_verifier(Verifier::new(keys, args.signature_window));
                 tracing::info!(secrets = %labels.join(", "), "reloaded signing secrets");
             }
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot reload the config; keeping the current secrets"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot reload the config; keeping the current secrets")
+            }
         }
     }
 }
@@ -246,6 +251,7 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 }
 
 pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
+    let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
     let opts = relay_options(ctx, &args, &config)?;
     let addr = listen_addr(&args, &config)?;
@@ -270,7 +276,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     ctx.note(format!("listening on http://{}{path}", relay.addr));
     let watching = reload_secrets(ctx, &args, &relay);
     tokio::select! {
-        _ = super::shutdown_signal() => {}
+        _ = shutdown.recv() => {}
         _ = watching => {}
     }
     tracing::info!("shutting down: finishing requests in flight; queued events stay stored");

@@ -161,6 +161,7 @@ fn describe(a: &Activity) -> String {
 }
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
+    let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
     let client = ctx.client(&config)?;
     if !args.serve.dry_run && super::serve::slack_url(&args.serve, &config)?.is_none() {
@@ -187,7 +188,10 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         Reach::Tunnel(spec) => {
             let spinner = spinner(ctx, &format!("starting {} on port {port}…", spec.program()));
             let mut t = Tunnel::start(spec, port)?;
-            let first = t.first_url(args.tunnel_timeout).await;
+            let first = tokio::select! {
+                r = t.first_url(args.tunnel_timeout) => r,
+                _ = shutdown.recv() => Err(anyhow::anyhow!("interrupted while waiting for the tunnel")),
+            };
             spinner.finish_and_clear();
             let url = match first {
                 Ok(u) => u,
@@ -222,17 +226,21 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     ));
 
     let mut outcome: Result<u8> = Ok(crate::exit::OK);
+    let mut interrupted = false;
     if !args.no_test {
-        match test_round_trip(&client, pointed.id, &mut activity).await {
-            Ok(()) => say("test      Vast.ai's test event was verified, stored and accepted by Slack: all links work"),
-            Err(e) => outcome = Err(e),
+        tokio::select! {
+            r = test_round_trip(&client, pointed.id, &mut activity) => match r {
+                Ok(()) => say("test      Vast.ai's test event was verified, stored and accepted by Slack: all links work"),
+                Err(e) => outcome = Err(e),
+            },
+            _ = shutdown.recv() => interrupted = true,
         }
     }
-    if outcome.is_ok() {
+    if outcome.is_ok() && !interrupted {
         say("ready     waiting for events (Ctrl-C to stop)");
         let reload = super::serve::reload_secrets(ctx, &args.serve, &relay);
         outcome = tokio::select! {
-            o = watch(&client, &mut tunnel, &how, port, &join, pointed.id, &mut activity) => o,
+            o = watch(&client, &mut tunnel, &how, port, &join, pointed.id, &mut activity, &mut shutdown) => o,
             _ = reload => Ok(crate::exit::OK),
         };
     }
@@ -332,14 +340,13 @@ async fn watch(
     join: &dyn Fn(&str) -> String,
     id: i64,
     activity: &mut tokio::sync::broadcast::Receiver<Activity>,
+    shutdown: &mut super::Shutdown,
 ) -> Result<u8> {
-    let signal = super::shutdown_signal();
-    tokio::pin!(signal);
     let mut restarts = 0;
     loop {
         let (exited, new_url) = match tunnel.as_mut() {
             Some(t) => tokio::select! {
-                _ = &mut signal => return Ok(crate::exit::OK),
+                _ = shutdown.recv() => return Ok(crate::exit::OK),
                 a = activity.recv() => { if let Ok(a) = a { say(describe(&a)); } continue; }
                 e = t.next_event() => match e {
                     TunnelEvent::Exited(status) => (Some(status), None),
@@ -347,7 +354,7 @@ async fn watch(
                 },
             },
             None => tokio::select! {
-                _ = &mut signal => return Ok(crate::exit::OK),
+                _ = shutdown.recv() => return Ok(crate::exit::OK),
                 a = activity.recv() => { if let Ok(a) = a { say(describe(&a)); } continue; }
             },
         };

@@ -86,6 +86,11 @@ impl Relay {
             return Err(RelayStartError("no Slack destination configured".into()).into());
         }
         let spool = Spool::open(&opts.spool_path, &opts.spool)?;
+        // Events waiting for a retry go out now: a restart usually follows a fix.
+        let rescheduled = spool.retry_now().await?;
+        if rescheduled > 0 {
+            tracing::info!(events = rescheduled, "retrying queued events now");
+        }
         let addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::default());
         let (activity, _) = broadcast::channel(1024);

@@ -93,6 +93,7 @@ enum Op {
     Requeue(Option<Vec<i64>>, Reply<usize>),
     Remove(Vec<i64>, Reply<usize>),
     Prune(i64, Reply<usize>),
+    RetryNow(Reply<usize>),
 }
 
 /// Handle to the store; cheap to clone.
@@ -204,6 +205,10 @@ impl Spool {
     /// Delete pending or dead events for good.
     pub async fn remove(&self, seqs: Vec<i64>) -> Result<usize, SpoolError> {
         self.ask(|r| Op::Remove(seqs, r)).await
+    }
+    /// Make every pending event due now (at start-up: a restart usually follows a fix).
+    pub async fn retry_now(&self) -> Result<usize, SpoolError> {
+        self.ask(Op::RetryNow).await
     }
     /// Forget delivered and dead events finished before `before` (Unix seconds).
     pub async fn prune(&self, before: i64) -> Result<usize, SpoolError> {
@@ -388,6 +393,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op, done: &mut Vec<Done>) -> Result
             for s in seqs {
                 n += stmt.execute([s])?;
             }
+            other(done, reply, Ok(n));
+        }
+        Op::RetryNow(reply) => {
+            let n = tx.execute(
+                "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
+                [],
+            )?;
             other(done, reply, Ok(n));
         }
         Op::Prune(before, reply) => {

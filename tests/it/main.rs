@@ -8,4 +8,5 @@ mod support;
 mod cli_basics;
 mod relay;
 mod relay_process;
+mod walkthrough;
 mod webhook;

@@ -230,9 +230,15 @@ fn a_secret_rotated_while_serving_is_picked_up_without_a_restart() {
     let slack = FakeSlack::start();
     let env = Env::new();
     let write = |secret: &str, previous: Option<&str>| {
-        let mut text = format!("[slack]\nurl = \"{}\"\n\n[webhooks.1]\nsecret = \"{secret}\"\n", slack.url());
+        let mut text = format!(
+            "[slack]\nurl = \"{}\"\n\n[webhooks.1]\nsecret = \"{secret}\"\n",
+            slack.url()
+        );
         if let Some(p) = previous {
-            text.push_str(&format!("previous_secret = \"{p}\"\nrotated_at = {}\n", now()));
+            text.push_str(&format!(
+                "previous_secret = \"{p}\"\nrotated_at = {}\n",
+                now()
+            ));
         }
         vslack::secret::write_private(&env.config_file(), text.as_bytes()).unwrap();
     };
@@ -257,5 +263,9 @@ fn a_secret_rotated_while_serving_is_picked_up_without_a_restart() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(status, 204, "the new secret was never accepted");
-    assert_eq!(send("first", "old-still-ok"), 204, "previous secret within its grace period");
+    assert_eq!(
+        send("first", "old-still-ok"),
+        204,
+        "previous secret within its grace period"
+    );
 }

@@ -1,0 +1,416 @@
+//! The one-command walkthrough: `up` with a stand-in tunnel, `setup` without prompts, `send`
+//! and `doctor`, all against the Vast.ai and Slack stand-ins (Vast.ai's test endpoint really
+//! signs and POSTs to the relay).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::common::{Env, API_KEY};
+use crate::support::fake_slack::FakeSlack;
+use crate::support::fake_vast::FakeVast;
+
+/// A stand-in tunnel: prints a URL the way tmole does, records its pid, stays running (or
+/// exits after `live` seconds). Odd runs print 127.0.0.1, even runs localhost, so a restart
+/// yields a new URL.
+fn tunnel_script(env: &Env, live: Option<u32>) -> String {
+    let path = env.dir.path().join("tunnel.sh");
+    let runs = env.dir.path().join("tunnel.runs");
+    let pid = env.dir.path().join("tunnel.pid");
+    let tail = match live {
+        Some(s) => format!("sleep {s}\nexit 1\n"),
+        None => "exec sleep 300\n".into(),
+    };
+    let script = format!(
+        "#!/bin/sh\necho $$ > {pid}\necho x >> {runs}\nif [ $(wc -l < {runs}) -eq 2 ]; then host=localhost; else host=127.0.0.1; fi\necho \"http://$host:$1 is forwarding to localhost:$1\"\n{tail}",
+        pid = pid.display(),
+        runs = runs.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    format!("sh {} {{port}}", path.display())
+}
+
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        if self.seen.iter().any(|l| l.contains(needle)) {
+            return true;
+        }
+        while let Some(left) = timeout.checked_sub(start.elapsed()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    self.seen.push(l);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+fn spawn(env: &Env, args: &[&str]) -> Running {
+    let mut child = env
+        .command(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    Running {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn setup_env(vast: &FakeVast, slack: &FakeSlack) -> Env {
+    let mut env = Env::with_vast(&vast.url());
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env
+}
+
+#[test]
+fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let env = setup_env(&vast, &slack);
+    let cmd = tunnel_script(&env, None);
+    let mut up = spawn(
+        &env,
+        &[
+            "up",
+            "--tunnel-cmd",
+            &cmd,
+            "--listen",
+            "127.0.0.1:0",
+            "--pace",
+            "10ms",
+            "--cleanup",
+        ],
+    );
+    assert!(
+        up.wait_for("ready", Duration::from_secs(30)),
+        "up never became ready: {:#?}",
+        up.seen
+    );
+    for w in vast.webhooks() {
+        env.secret(w["webhook_secret"].as_str().unwrap());
+    }
+    // The webhook was created pointing at the tunnel URL + path.
+    let hooks = vast.webhooks();
+    assert_eq!(hooks.len(), 1);
+    let url = hooks[0]["webhook_url"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
+    // Vast.ai's signed test delivery was accepted and reached Slack.
+    assert_eq!(vast.deliveries(), vec![Ok(204)]);
+    assert!(slack
+        .delivered()
+        .iter()
+        .any(|m| m.to_string().contains("webhook_test")));
+    assert!(
+        up.seen.iter().any(|l| l.contains("all links work")),
+        "{:#?}",
+        up.seen
+    );
+    // Events keep flowing, one line each.
+    let pid: i32 = std::fs::read_to_string(env.dir.path().join("tunnel.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    // Ctrl-C: tunnel stopped, webhook deleted (--cleanup), exit 0.
+    unsafe { libc::kill(up.child.id() as i32, libc::SIGINT) };
+    let status = up.child.wait().unwrap();
+    assert!(status.success(), "{status:?} {:#?}", up.seen);
+    assert!(!alive(pid), "the tunnel process outlived `vslack up`");
+    assert!(
+        vast.webhooks().is_empty(),
+        "--cleanup deletes the webhook it created"
+    );
+    while up.wait_for("stopped", Duration::from_millis(500)) {
+        break;
+    }
+    for l in &up.seen {
+        for s in env.secrets.lock().unwrap().iter() {
+            assert!(!l.contains(s.as_str()), "secret in output: {l}");
+        }
+    }
+}
+
+#[test]
+fn a_dying_tunnel_is_restarted_and_the_webhook_re_pointed_then_up_gives_up_clearly() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let env = setup_env(&vast, &slack);
+    let cmd = tunnel_script(&env, Some(1));
+    let mut up = spawn(
+        &env,
+        &[
+            "up",
+            "--tunnel-cmd",
+            &cmd,
+            "--listen",
+            "127.0.0.1:0",
+            "--no-test",
+        ],
+    );
+    assert!(
+        up.wait_for("re-pointed", Duration::from_secs(30)),
+        "{:#?}",
+        up.seen
+    );
+    let puts: Vec<String> = vast
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        puts.iter().any(|b| b.contains("http://localhost:")),
+        "re-pointed at the new URL: {puts:?}"
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = up.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "up did not give up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    up.wait_for("keeps exiting", Duration::from_secs(2));
+    assert_eq!(status.code(), Some(1), "{:#?}", up.seen);
+    assert!(
+        up.seen
+            .iter()
+            .any(|l| l.contains("the tunnel keeps exiting")),
+        "{:#?}",
+        up.seen
+    );
+}
+
+#[test]
+fn setup_without_prompts_creates_then_reuses_the_webhook() {
+    let vast = FakeVast::start(API_KEY);
+    let mut env = Env::with_vast(&vast.url());
+    let slack_file = env.dir.path().join("slack.txt");
+    std::fs::write(
+        &slack_file,
+        "https://hooks.slack.com/services/T1/B1/setupsecret\n",
+    )
+    .unwrap();
+    env.secret("setupsecret");
+    let slack_arg = slack_file.display().to_string();
+    // A missing value is an error naming its flag.
+    let out = env.run(&[
+        "setup",
+        "--no-input",
+        "--slack-url-file",
+        &slack_arg,
+        "--tunnel",
+        "tmole",
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--event"), "{out:?}");
+    let out = env.run(&[
+        "setup",
+        "--no-input",
+        "--slack-url-file",
+        &slack_arg,
+        "--event",
+        "low_credit",
+        "--tunnel",
+        "tmole",
+    ]);
+    for w in vast.webhooks() {
+        env.secret(w["webhook_secret"].as_str().unwrap());
+    }
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(vast.webhooks().len(), 1);
+    let cfg: toml::Value = toml::from_str(&env.config_text()).unwrap();
+    assert_eq!(cfg["relay"]["tunnel"].as_str(), Some("tmole"));
+    assert_eq!(cfg["default_webhook"].as_integer(), Some(1));
+    assert!(cfg["webhooks"]["1"]["secret"].as_str().is_some());
+    // Re-running reuses the webhook and changes only what changed.
+    env.unset("VSLACK_NOTHING");
+    let out = env.run(&[
+        "setup",
+        "--no-input",
+        "--event",
+        "low_credit",
+        "--event",
+        "outbid",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        vast.count("POST", "/api/v0/webhooks/"),
+        1,
+        "no second webhook"
+    );
+    assert_eq!(
+        vast.webhooks()[0]["event_types"],
+        serde_json::json!(["client:low_credit", "client:outbid"])
+    );
+}
+
+fn serve(env: &Env) -> (Child, String) {
+    let mut child = env
+        .command(&["serve", "--listen", "127.0.0.1:0", "--pace", "10ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(u) = l.strip_prefix("listening on ") {
+                let _ = tx.send(u.to_owned());
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    (child, url)
+}
+
+#[test]
+fn send_variants_get_the_expected_answers() {
+    let slack = FakeSlack::start();
+    let mut env = Env::new();
+    env.set("VAST_WEBHOOK_SECRET", "send-secret");
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env.secret("send-secret");
+    let (mut relay, url) = serve(&env);
+    let out = env.run(&["send", "--to", &url, "--type", "low_credit", "--duplicate"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.matches("-> 204").count(), 2, "{out:?}");
+    for (flag, reason) in [
+        ("--bad-signature", "bad_signature"),
+        ("--stale", "stale_timestamp"),
+    ] {
+        let out = env.run(&["send", "--to", &url, flag]);
+        assert_eq!(out.code, 0, "{flag}: {out:?}");
+        assert!(out.stdout.contains(&format!("-> 401 {reason}")), "{out:?}");
+    }
+    let out = env.run(&["send", "--to", &url, "--all-types", "--json"]);
+    assert_eq!(out.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["sent"].as_array().unwrap().len(), 14);
+    // One low_credit message despite the duplicate, plus the 14 others (possibly digested).
+    let start = Instant::now();
+    let count_ids = || {
+        let all = slack
+            .delivered()
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        v["sent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| all.contains(s["event_id"].as_str().unwrap()))
+            .count()
+    };
+    while count_ids() < 14 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count_ids(), 14);
+    // A wrong secret makes `send` fail: the relay's 401 was not expected.
+    let f = env.dir.path().join("wrong.txt");
+    std::fs::write(&f, "wrong").unwrap();
+    let out = env.run(&[
+        "send",
+        "--to",
+        &url,
+        "--secret-file",
+        &f.display().to_string(),
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let _ = relay.kill();
+    let _ = relay.wait();
+}
+
+#[test]
+fn doctor_names_a_wrong_secret_a_missing_webhook_and_a_stale_url() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let env = setup_env(&vast, &slack);
+    // This machine holds a secret that is not the webhook's.
+    vslack::secret::write_private(
+        &env.config_file(),
+        b"default_webhook = 1\n\n[webhooks.1]\nsecret = \"not-the-real-one\"\n",
+    )
+    .unwrap();
+    env.secret("not-the-real-one");
+    let (mut relay, url) = serve(&env);
+    let (id, real) = vast.insert_webhook("w", &url, &["client:low_credit"]);
+    env.secret(&real);
+    assert_eq!(id, 1);
+    let out = env.run(&["doctor"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("ok    api key"), "{out:?}");
+    assert!(out.stdout.contains("ok    relay"), "{out:?}");
+    assert!(
+        out.stdout.contains("FAIL  signature") && out.stdout.contains("rotate-secret"),
+        "{out:?}"
+    );
+    // A stale URL: nothing listens there any more.
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let out = env.run(&["doctor", "--json"]);
+    assert_eq!(out.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let relay_check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "relay")
+        .unwrap()
+        .clone();
+    assert_eq!(relay_check["level"], "fail");
+    assert!(relay_check["fix"].as_str().unwrap().contains("vslack up"));
+    // The default webhook no longer exists at Vast.ai.
+    vslack::secret::write_private(&env.config_file(), b"default_webhook = 7\n").unwrap();
+    let out = env.run(&["doctor"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("FAIL  webhook") && out.stdout.contains("does not exist"),
+        "{out:?}"
+    );
+}
