@@ -133,6 +133,20 @@ impl Forwarder {
                     Err(e) => tracing::warn!(error = %e, "cannot prune the event store"),
                 }
             }
+            // While every destination is paced there is nothing to send: skip the store.
+            let now = Instant::now();
+            if let Some(until) = states
+                .iter()
+                .map(|s| s.next_allowed)
+                .min()
+                .filter(|u| *u > now)
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep(until - now) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
             let wait = match self.step(&client, &mut states).await {
                 Ok(true) => continue,
                 Ok(false) => self.idle_wait(&states).await,

@@ -159,7 +159,11 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
         vast.webhooks().is_empty(),
         "--cleanup deletes the webhook it created"
     );
-    assert!(up.wait_for("stopped", Duration::from_secs(2)), "{:#?}", up.seen);
+    assert!(
+        up.wait_for("stopped", Duration::from_secs(2)),
+        "{:#?}",
+        up.seen
+    );
     for l in &up.seen {
         for s in env.secrets.lock().unwrap().iter() {
             assert!(!l.contains(s.as_str()), "secret in output: {l}");

@@ -1,0 +1,185 @@
+//! Load benchmark for `vslack serve`: spawns the release binary with a temporary store and a
+//! loopback Slack stand-in, then sends signed unique events (5 % redeliveries, 2 % bad
+//! signatures) over keep-alive connections at each concurrency level and reports stored events
+//! per second, p50/p99/max answer latency and the relay's RSS.
+//!
+//! cargo build --release && cargo run --release --example load -- [REQUESTS] [CONCURRENCY,...]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vslack::relay::verify::sign;
+use vslack::secret::Secret;
+use vslack::slack_sink::SlackSink;
+
+const SECRET: &str = "load-test-secret";
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Req {
+    body: Vec<u8>,
+    ts: String,
+    sig: String,
+    expect: u16,
+}
+
+fn requests(n: usize, tag: &str) -> Vec<Req> {
+    let secret = Secret::new(SECRET);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut out: Vec<Req> = Vec::with_capacity(n);
+    for i in 0..n {
+        let roll = i % 100;
+        if roll < 5 && i > 0 {
+            // A redelivery of an earlier event: same body, fresh signature.
+            let prev = &out[i / 2];
+            let body = prev.body.clone();
+            out.push(Req {
+                sig: sign(&secret, now, &body),
+                body,
+                ts: now.to_string(),
+                expect: 204,
+            });
+            continue;
+        }
+        let body = serde_json::json!({
+            "event_id": format!("{tag}-{i:08}"), "user_id": 1, "notif_type": "instance_stopped",
+            "subject": "Instance stopped", "message": format!("Instance {i} was stopped."), "timestamp": now as f64,
+        })
+        .to_string()
+        .into_bytes();
+        let (sig, expect) = if roll >= 98 {
+            (sign(&Secret::new("wrong"), now, &body), 401)
+        } else {
+            (sign(&secret, now, &body), 204)
+        };
+        out.push(Req {
+            body,
+            ts: now.to_string(),
+            sig,
+            expect,
+        });
+    }
+    out
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let levels: Vec<usize> = args
+        .get(2)
+        .map(|a| a.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or(vec![1, 16]);
+    let bin = std::env::var("VSLACK_BIN").unwrap_or_else(|_| "target/release/vslack".into());
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SlackSink::start().await.unwrap();
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "error")
+        .env("VSLACK_CONFIG_DIR", dir.path().join("c"))
+        .env("VSLACK_DATA_DIR", dir.path().join("d"))
+        .env("VAST_WEBHOOK_SECRET", SECRET)
+        .env("SLACK_WEBHOOK_URL", sink.url())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {bin} (build it with `cargo build --release`): {e}")
+        });
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let l = lines.next().expect("serve exited").unwrap();
+        if let Some(u) = l.strip_prefix("listening on ") {
+            break u.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.id();
+    println!(
+        "relay {url} (pid {pid}), idle RSS {:.1} MB",
+        rss_kb(pid) as f64 / 1024.0
+    );
+    println!(
+        "{:>11} {:>9} {:>12} {:>9} {:>9} {:>9} {:>11}",
+        "concurrency", "requests", "stored/s", "p50", "p99", "max", "unexpected"
+    );
+    for (li, &c) in levels.iter().enumerate() {
+        let reqs = Arc::new(requests(n, &format!("c{c}-{li}")));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..c {
+            let reqs = reqs.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .unwrap();
+                let mut lat = Vec::new();
+                let (mut stored, mut unexpected) = (0usize, 0usize);
+                for r in reqs.iter().skip(w).step_by(c) {
+                    let t = Instant::now();
+                    let resp = client
+                        .post(&url)
+                        .header("Content-Type", "application/json")
+                        .header("X-Vast-Timestamp", &r.ts)
+                        .header("X-Vast-Signature-256", &r.sig)
+                        .body(r.body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = resp.status().as_u16();
+                    let _ = resp.bytes().await;
+                    lat.push(t.elapsed());
+                    if status != r.expect {
+                        unexpected += 1;
+                    } else if status == 204 {
+                        stored += 1;
+                    }
+                }
+                (lat, stored, unexpected)
+            }));
+        }
+        let mut lat = Vec::new();
+        let (mut stored, mut unexpected) = (0, 0);
+        for t in tasks {
+            let (l, s, u) = t.await.unwrap();
+            lat.extend(l);
+            stored += s;
+            unexpected += u;
+        }
+        let elapsed = started.elapsed();
+        lat.sort();
+        println!(
+            "{:>11} {:>9} {:>12.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11}",
+            c,
+            n,
+            stored as f64 / elapsed.as_secs_f64(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            lat[lat.len() - 1],
+            unexpected
+        );
+    }
+    println!("RSS after load {:.1} MB", rss_kb(pid) as f64 / 1024.0);
+    let _ = child.kill();
+    let _ = child.wait();
+}
