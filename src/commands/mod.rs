@@ -152,13 +152,7 @@ pub fn read_secret(ctx: &Ctx, prompt: &str, flag_hint: &str) -> Result<crate::se
     Ok(crate::secret::Secret::new(value))
 }
 
-/// Unix time now, in seconds.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::relay::now_secs;
 
 /// SIGINT and SIGTERM. Handlers are installed when this is created (before anything is
 /// announced), so a signal that arrives early is not lost to the default action.

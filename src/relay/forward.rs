@@ -5,6 +5,7 @@
 //! other 4xx are dead-lettered at once. Events are marked only after Slack answers, so a crash
 //! can repeat a message but never lose one.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,23 @@ pub fn route(dests: &[Destination], notif_type: &str) -> usize {
         .unwrap_or(dests.len() - 1)
 }
 
+/// An outcome to write to the store.
+#[derive(Debug, Clone)]
+enum Mark {
+    Delivered(Vec<i64>),
+    Retry(Vec<i64>, i64, String),
+    Dead(Vec<i64>, String),
+}
+
+/// What the forwarder remembers between rounds.
+#[derive(Default)]
+struct Ledger {
+    /// Outcomes not yet written (the store refused); written before anything else is sent.
+    marks: Vec<Mark>,
+    /// Events to send alone because a digest carrying them was refused.
+    solo: std::collections::HashSet<i64>,
+}
+
 struct DestState {
     next_allowed: Instant,
     failures: u32,
@@ -121,10 +139,11 @@ impl Forwarder {
             })
             .collect();
         let mut last_prune = None::<Instant>;
+        let mut ledger = Ledger::default();
         while !*stop.borrow() {
             if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
                 last_prune = Some(Instant::now());
-                let before = crate::commands::now_secs() - self.opts.retention.as_secs() as i64;
+                let before = super::now_secs() - self.opts.retention.as_secs() as i64;
                 match self.spool.prune(before).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(forgotten = n, "pruned events past the retention window")
@@ -147,7 +166,7 @@ impl Forwarder {
                 }
                 continue;
             }
-            let wait = match self.step(&client, &mut states).await {
+            let wait = match self.step(&client, &mut states, &mut ledger).await {
                 Ok(true) => continue,
                 Ok(false) => self.idle_wait(&states).await,
                 Err(e) => {
@@ -184,7 +203,9 @@ impl Forwarder {
         &self,
         client: &SlackClient,
         states: &mut [DestState],
+        ledger: &mut Ledger,
     ) -> Result<bool, super::spool::SpoolError> {
+        self.record(ledger).await?;
         let due = self.spool.due(now_ms(), 500).await?;
         if due.is_empty() {
             return Ok(false);
@@ -198,7 +219,8 @@ impl Forwarder {
             if group.is_empty() || states[i].next_allowed > Instant::now() {
                 continue;
             }
-            self.send(client, i, group, &mut states[i]).await?;
+            self.send(client, i, group, &mut states[i], ledger).await;
+            self.record(ledger).await?;
             sent = true;
         }
         Ok(sent)
@@ -210,8 +232,15 @@ impl Forwarder {
         dest_index: usize,
         group: Vec<Queued>,
         state: &mut DestState,
-    ) -> Result<(), super::spool::SpoolError> {
+        ledger: &mut Ledger,
+    ) {
         let dest = &self.dests[dest_index];
+        // An event that broke a digest (Slack said 400) goes alone, to find the culprit.
+        let group = if ledger.solo.contains(&group[0].seq) {
+            group[..1].to_vec()
+        } else {
+            group
+        };
         let events: Vec<_> = group.iter().map(|q| q.event.clone()).collect();
         let (payload, n) = render_batch(&events, dest.format, &self.opts.console);
         let batch = &group[..n.clamp(1, group.len())];
@@ -232,35 +261,26 @@ impl Forwarder {
         }
         let now = Instant::now();
         let attempt = batch.iter().map(|q| q.attempts).max().unwrap_or(0) + 1;
+        let count = |c: &std::sync::atomic::AtomicU64, k: usize| c.fetch_add(k as u64, Relaxed);
         match outcome {
             Outcome::Delivered => {
-                self.spool
-                    .mark_delivered(seqs, crate::commands::now_secs())
-                    .await?;
-                self.metrics
-                    .delivered_events
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                self.metrics
-                    .slack_messages
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(event_ids = %ids.join(","), attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
                 state.failures = 0;
                 state.next_allowed = now + self.opts.pace;
+                ledger.marks.push(Mark::Delivered(seqs));
+                count(&self.metrics.delivered_events, n);
+                count(&self.metrics.slack_messages, 1);
+                tracing::info!(event_ids = %ids.join(","), attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
                 let _ = self.activity.send(Activity::Delivered { event_ids: ids });
             }
             Outcome::RateLimited(wait) => {
-                self.spool
-                    .mark_retry(
-                        seqs,
-                        now_ms() + wait.as_millis() as i64,
-                        "Slack rate limited (429)".into(),
-                    )
-                    .await?;
-                self.metrics
-                    .retried
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(event_ids = %ids.join(","), attempt, dest = %dest.label(), retry_after_s = wait.as_secs(), "Slack rate limited; waiting Retry-After");
                 state.next_allowed = now + wait;
+                ledger.marks.push(Mark::Retry(
+                    seqs,
+                    now_ms() + wait.as_millis() as i64,
+                    "Slack rate limited (429)".into(),
+                ));
+                count(&self.metrics.retried, n);
+                tracing::warn!(event_ids = %ids.join(","), attempt, dest = %dest.label(), retry_after_s = wait.as_secs(), "Slack rate limited; waiting Retry-After");
                 let _ = self.activity.send(Activity::Retrying {
                     event_ids: ids,
                     error: "429 rate limited".into(),
@@ -270,23 +290,18 @@ impl Forwarder {
             Outcome::Transient(err) => {
                 state.failures += 1;
                 let wait = backoff(self.opts.retry_initial, state.failures, self.opts.retry_max);
-                let oldest_allowed =
-                    crate::commands::now_secs() - self.opts.max_age.as_secs() as i64;
+                state.next_allowed = now + wait;
+                let oldest_allowed = super::now_secs() - self.opts.max_age.as_secs() as i64;
                 let (expired, retry): (Vec<&Queued>, Vec<&Queued>) = batch
                     .iter()
                     .partition(|q| q.event.received_at < oldest_allowed);
                 if !expired.is_empty() {
                     let e: Vec<String> = expired.iter().map(|q| q.event.event_id.clone()).collect();
-                    self.spool
-                        .mark_dead(
-                            expired.iter().map(|q| q.seq).collect(),
-                            format!("gave up after max age: {err}"),
-                            crate::commands::now_secs(),
-                        )
-                        .await?;
-                    self.metrics
-                        .dead_lettered
-                        .fetch_add(e.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    ledger.marks.push(Mark::Dead(
+                        expired.iter().map(|q| q.seq).collect(),
+                        format!("gave up after max age: {err}"),
+                    ));
+                    count(&self.metrics.dead_lettered, e.len());
                     tracing::error!(event_ids = %e.join(","), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
                     let _ = self.activity.send(Activity::DeadLettered {
                         event_ids: e,
@@ -295,16 +310,12 @@ impl Forwarder {
                 }
                 if !retry.is_empty() {
                     let r: Vec<String> = retry.iter().map(|q| q.event.event_id.clone()).collect();
-                    self.spool
-                        .mark_retry(
-                            retry.iter().map(|q| q.seq).collect(),
-                            now_ms() + wait.as_millis() as i64,
-                            err.clone(),
-                        )
-                        .await?;
-                    self.metrics
-                        .retried
-                        .fetch_add(r.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    ledger.marks.push(Mark::Retry(
+                        retry.iter().map(|q| q.seq).collect(),
+                        now_ms() + wait.as_millis() as i64,
+                        err.clone(),
+                    ));
+                    count(&self.metrics.retried, r.len());
                     tracing::warn!(event_ids = %r.join(","), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack failed; will retry");
                     let _ = self.activity.send(Activity::Retrying {
                         event_ids: r,
@@ -312,22 +323,47 @@ impl Forwarder {
                         wait,
                     });
                 }
-                state.next_allowed = now + wait;
+            }
+            Outcome::Permanent(err) if n > 1 && err.starts_with("HTTP 400") => {
+                // The digest itself may be what Slack refused: send its events one by one.
+                state.next_allowed = now + self.opts.pace;
+                ledger.solo.extend(seqs.iter().copied());
+                ledger.marks.push(Mark::Retry(seqs, now_ms(), err.clone()));
+                tracing::warn!(event_ids = %ids.join(","), dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
             }
             Outcome::Permanent(err) => {
-                self.spool
-                    .mark_dead(seqs, err.clone(), crate::commands::now_secs())
-                    .await?;
-                self.metrics
-                    .dead_lettered
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(event_ids = %ids.join(","), attempt, dest = %dest.label(), error = %err, "Slack refused the message; dead-lettered (see `vslack queue`)");
                 state.next_allowed = now + self.opts.pace;
+                ledger.marks.push(Mark::Dead(seqs, err.clone()));
+                count(&self.metrics.dead_lettered, n);
+                tracing::error!(event_ids = %ids.join(","), attempt, dest = %dest.label(), error = %err, "Slack refused the message; dead-lettered (see `vslack queue`)");
                 let _ = self.activity.send(Activity::DeadLettered {
                     event_ids: ids,
                     error: err,
                 });
             }
+        }
+    }
+
+    /// Write the outcomes of sent messages to the store. Until this succeeds nothing else is
+    /// sent, so a store that refuses writes cannot make the forwarder repeat a message.
+    async fn record(&self, ledger: &mut Ledger) -> Result<(), super::spool::SpoolError> {
+        while let Some(mark) = ledger.marks.first().cloned() {
+            match mark {
+                Mark::Delivered(seqs) => {
+                    self.spool
+                        .mark_delivered(seqs.clone(), super::now_secs())
+                        .await?;
+                    ledger.solo.retain(|s| !seqs.contains(s));
+                }
+                Mark::Retry(seqs, next, err) => self.spool.mark_retry(seqs, next, err).await?,
+                Mark::Dead(seqs, err) => {
+                    self.spool
+                        .mark_dead(seqs.clone(), err, super::now_secs())
+                        .await?;
+                    ledger.solo.retain(|s| !seqs.contains(s));
+                }
+            }
+            ledger.marks.remove(0);
         }
         Ok(())
     }

@@ -26,6 +26,14 @@ use server::{App, Limits};
 use spool::{Spool, SpoolOptions};
 use verify::Verifier;
 
+/// Unix time now, in seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// The relay cannot start: something it needs is missing or unsafe. The message says how to
 /// provide it.
 #[derive(Debug, thiserror::Error)]

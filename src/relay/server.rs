@@ -169,7 +169,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
 async fn health(app: &App) -> Resp {
     match app.spool.stats().await {
         Ok(s) => {
-            let now = crate::commands::now_secs();
+            let now = super::now_secs();
             let oldest_age = s.oldest_pending_at.map(|t| now - t);
             let degraded = s.dead > 0 || oldest_age.is_some_and(|a| a > 300);
             json_response(
@@ -232,7 +232,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         }
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "unreadable_body"),
     };
-    let now = crate::commands::now_secs();
+    let now = super::now_secs();
     let verifier = app.verifier.read().expect("verifier lock").clone();
     let key = match verifier.verify(
         header(&parts, "x-vast-timestamp"),

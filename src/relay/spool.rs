@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, Notify};
 
 use super::event::Event;
+use super::now_secs;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -39,6 +40,8 @@ CREATE INDEX IF NOT EXISTS events_done ON events(done_at) WHERE state <> 0;
 pub const PENDING: i64 = 0;
 pub const DELIVERED: i64 = 1;
 pub const DEAD: i64 = 2;
+/// Given up on by `vslack queue drop`; remembered for deduplication, then pruned.
+pub const DROPPED: i64 = 3;
 
 /// The store could not commit; the delivery must not be acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -81,20 +84,93 @@ pub struct Stats {
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
-enum Op {
-    Insert(Box<(Event, Vec<u8>)>, Reply<Inserted>),
-    Due(i64, usize, Reply<Vec<Queued>>),
-    NextDue(Reply<Option<i64>>),
-    Delivered(Vec<i64>, i64, Reply<()>),
-    Retry(Vec<i64>, i64, String, Reply<()>),
-    Dead(Vec<i64>, String, i64, Reply<()>),
-    Stats(Reply<Stats>),
-    List(i64, usize, Reply<Vec<Queued>>),
-    Requeue(Option<Vec<i64>>, Reply<usize>),
-    Remove(Vec<i64>, Reply<usize>),
-    Prune(i64, Reply<usize>),
-    RetryNow(Reply<usize>),
+/// What the writer thread is asked to do.
+enum Cmd {
+    Insert(Box<(Event, Vec<u8>)>),
+    Due(i64, usize),
+    NextDue,
+    Delivered(Vec<i64>, i64),
+    Retry(Vec<i64>, i64, String),
+    Dead(Vec<i64>, String, i64),
+    Stats,
+    List(i64, usize),
+    Requeue(Option<Vec<i64>>, i64),
+    Drop(Vec<i64>, i64),
+    Prune(i64),
+    RetryNow,
 }
+
+/// What it answers.
+enum Answer {
+    Inserted(Inserted),
+    Unit,
+    Rows(Vec<Queued>),
+    Time(Option<i64>),
+    Stats(Stats),
+    Count(usize),
+}
+
+/// Where the answer goes; the caller's type decides which variant.
+enum Slot {
+    Inserted(Reply<Inserted>),
+    Unit(Reply<()>),
+    Rows(Reply<Vec<Queued>>),
+    Time(Reply<Option<i64>>),
+    Stats(Reply<Stats>),
+    Count(Reply<usize>),
+}
+
+impl Slot {
+    fn send(self, answer: Result<Answer, SpoolError>) {
+        let mismatch = || SpoolError("internal: answer of the wrong kind".into());
+        match self {
+            Slot::Inserted(r) => drop(r.send(answer.and_then(|a| {
+                if let Answer::Inserted(v) = a {
+                    Ok(v)
+                } else {
+                    Err(mismatch())
+                }
+            }))),
+            Slot::Unit(r) => drop(r.send(answer.and_then(|a| {
+                if let Answer::Unit = a {
+                    Ok(())
+                } else {
+                    Err(mismatch())
+                }
+            }))),
+            Slot::Rows(r) => drop(r.send(answer.and_then(|a| {
+                if let Answer::Rows(v) = a {
+                    Ok(v)
+                } else {
+                    Err(mismatch())
+                }
+            }))),
+            Slot::Time(r) => drop(r.send(answer.and_then(|a| {
+                if let Answer::Time(v) = a {
+                    Ok(v)
+                } else {
+                    Err(mismatch())
+                }
+            }))),
+            Slot::Stats(r) => drop(r.send(answer.and_then(|a| {
+                if let Answer::Stats(v) = a {
+                    Ok(v)
+                } else {
+                    Err(mismatch())
+                }
+            }))),
+            Slot::Count(r) => drop(r.send(answer.and_then(|a| {
+                if let Answer::Count(v) = a {
+                    Ok(v)
+                } else {
+                    Err(mismatch())
+                }
+            }))),
+        }
+    }
+}
+
+type Op = (Cmd, Slot);
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -141,10 +217,10 @@ impl Spool {
         Ok(Spool { tx, arrived })
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, SpoolError> {
+    async fn ask<T>(&self, cmd: Cmd, slot: impl FnOnce(Reply<T>) -> Slot) -> Result<T, SpoolError> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.clone();
-        let op = make(reply);
+        let op = (cmd, slot(reply));
         // The channel is bounded: when the writer falls behind, wait without blocking the runtime.
         match tx.try_send(op) {
             Ok(()) => {}
@@ -161,18 +237,19 @@ impl Spool {
 
     /// Commit a verified event; `Duplicate` if its id was seen within the retention window.
     pub async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
-        self.ask(|r| Op::Insert(Box::new((event, body)), r)).await
+        self.ask(Cmd::Insert(Box::new((event, body))), Slot::Inserted)
+            .await
     }
     /// Pending events due at `now_ms`, oldest first.
     pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
-        self.ask(|r| Op::Due(now_ms, limit, r)).await
+        self.ask(Cmd::Due(now_ms, limit), Slot::Rows).await
     }
     /// When the next pending event becomes due (ms), if any.
     pub async fn next_due(&self) -> Result<Option<i64>, SpoolError> {
-        self.ask(Op::NextDue).await
+        self.ask(Cmd::NextDue, Slot::Time).await
     }
     pub async fn mark_delivered(&self, seqs: Vec<i64>, now: i64) -> Result<(), SpoolError> {
-        self.ask(|r| Op::Delivered(seqs, now, r)).await
+        self.ask(Cmd::Delivered(seqs, now), Slot::Unit).await
     }
     /// Count an attempt and schedule the next one.
     pub async fn mark_retry(
@@ -181,7 +258,7 @@ impl Spool {
         next_ms: i64,
         error: String,
     ) -> Result<(), SpoolError> {
-        self.ask(|r| Op::Retry(seqs, next_ms, error, r)).await
+        self.ask(Cmd::Retry(seqs, next_ms, error), Slot::Unit).await
     }
     pub async fn mark_dead(
         &self,
@@ -189,38 +266,34 @@ impl Spool {
         error: String,
         now: i64,
     ) -> Result<(), SpoolError> {
-        self.ask(|r| Op::Dead(seqs, error, now, r)).await
+        self.ask(Cmd::Dead(seqs, error, now), Slot::Unit).await
     }
     pub async fn stats(&self) -> Result<Stats, SpoolError> {
-        self.ask(Op::Stats).await
+        self.ask(Cmd::Stats, Slot::Stats).await
     }
     /// Events in `state` (PENDING or DEAD), oldest first.
     pub async fn list(&self, state: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
-        self.ask(|r| Op::List(state, limit, r)).await
+        self.ask(Cmd::List(state, limit), Slot::Rows).await
     }
-    /// Put dead letters back in the queue (all of them with `None`).
+    /// Put dead letters back in the queue (all of them with `None`); their age restarts now,
+    /// so `--max-age` counts from the retry.
     pub async fn requeue(&self, seqs: Option<Vec<i64>>) -> Result<usize, SpoolError> {
-        self.ask(|r| Op::Requeue(seqs, r)).await
+        self.ask(Cmd::Requeue(seqs, now_secs()), Slot::Count).await
     }
-    /// Delete pending or dead events for good.
+    /// Give up on pending or dead events for good. Their ids stay remembered (state
+    /// `dropped`) for the retention window, so a redelivery is not queued again.
     pub async fn remove(&self, seqs: Vec<i64>) -> Result<usize, SpoolError> {
-        self.ask(|r| Op::Remove(seqs, r)).await
+        self.ask(Cmd::Drop(seqs, now_secs()), Slot::Count).await
     }
     /// Make every pending event due now (at start-up: a restart usually follows a fix).
     pub async fn retry_now(&self) -> Result<usize, SpoolError> {
-        self.ask(Op::RetryNow).await
+        self.ask(Cmd::RetryNow, Slot::Count).await
     }
-    /// Forget delivered and dead events finished before `before` (Unix seconds).
+    /// Forget delivered and dropped events finished before `before` (Unix seconds). Dead
+    /// letters are kept until someone retries or drops them.
     pub async fn prune(&self, before: i64) -> Result<usize, SpoolError> {
-        self.ask(|r| Op::Prune(before, r)).await
+        self.ask(Cmd::Prune(before), Slot::Count).await
     }
-}
-
-/// Replies are held until the batch commits, then sent (or turned into errors).
-enum Done {
-    Inserted(Reply<Inserted>, Inserted),
-    Unit(Reply<()>),
-    Other(Box<dyn FnOnce(Option<SpoolError>) + Send>),
 }
 
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, notify: Arc<Notify>) {
@@ -232,189 +305,148 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, notify: Arc<Notify>) {
                 Err(_) => break,
             }
         }
-        let mut done = Vec::with_capacity(batch.len());
+        // Each command runs in its own savepoint, so one that fails (a full disk refusing an
+        // insert) rolls back alone and gets its own error; the rest share one commit.
+        let mut answers: Vec<(Slot, Result<Answer, SpoolError>)> = Vec::with_capacity(batch.len());
         let mut new_events = false;
-        let result = (|| -> Result<(), SpoolError> {
-            let tx = conn.transaction()?;
-            for op in batch {
-                if let Op::Insert(_, _) = &op {
+        let committed = (|| -> Result<(), SpoolError> {
+            let mut tx = conn.transaction()?;
+            for (cmd, slot) in batch.drain(..) {
+                let is_insert = matches!(cmd, Cmd::Insert(_));
+                let result = match tx.savepoint() {
+                    Ok(mut sp) => match apply(&sp, cmd) {
+                        Ok(a) => sp.commit().map(|_| a).map_err(SpoolError::from),
+                        Err(e) => {
+                            let _ = sp.rollback();
+                            Err(e)
+                        }
+                    },
+                    Err(e) => Err(SpoolError::from(e)),
+                };
+                if is_insert && matches!(result, Ok(Answer::Inserted(Inserted::New))) {
                     new_events = true;
                 }
-                apply(&tx, op, &mut done)?;
+                answers.push((slot, result));
             }
             tx.commit()?;
             Ok(())
         })();
-        let failure = result.err();
-        if let Some(e) = &failure {
+        if let Err(e) = &committed {
             tracing::error!(error = %e, "event store could not commit; deliveries are being refused with 503");
+        } else if answers.iter().any(|(_, r)| r.is_err()) {
+            tracing::error!("event store refused a write (disk full or --max-store-mb reached?); deliveries are answered 503");
         }
-        for d in done {
-            match d {
-                Done::Inserted(r, v) => {
-                    let _ = r.send(failure.clone().map_or(Ok(v), Err));
-                }
-                Done::Unit(r) => {
-                    let _ = r.send(failure.clone().map_or(Ok(()), Err));
-                }
-                Done::Other(f) => f(failure.clone()),
-            }
+        for (slot, result) in answers {
+            slot.send(match &committed {
+                Ok(()) => result,
+                Err(e) => Err(e.clone()),
+            });
         }
-        if new_events && failure.is_none() {
+        if new_events && committed.is_ok() {
             notify.notify_one();
         }
     }
 }
 
-fn other<T: Send + 'static>(done: &mut Vec<Done>, reply: Reply<T>, value: Result<T, SpoolError>) {
-    done.push(Done::Other(Box::new(move |failure| {
-        let _ = reply.send(match failure {
-            Some(e) => Err(e),
-            None => value,
-        });
-    })));
-}
-
-fn apply(tx: &rusqlite::Transaction<'_>, op: Op, done: &mut Vec<Done>) -> Result<(), SpoolError> {
-    match op {
-        Op::Insert(item, reply) => {
+fn apply(tx: &rusqlite::Savepoint<'_>, cmd: Cmd) -> Result<Answer, SpoolError> {
+    Ok(match cmd {
+        Cmd::Insert(item) => {
             let (event, body) = *item;
             let json = serde_json::to_string(&event).map_err(|e| SpoolError(e.to_string()))?;
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let n = stmt.execute(params![
-                event.event_id,
-                event.notif_type,
-                json,
-                body,
-                event.received_at
-            ])?;
-            done.push(Done::Inserted(
-                reply,
-                if n == 1 {
-                    Inserted::New
-                } else {
-                    Inserted::Duplicate
-                },
-            ));
+            let n = stmt.execute(params![event.event_id, event.notif_type, json, body, event.received_at])?;
+            Answer::Inserted(if n == 1 { Inserted::New } else { Inserted::Duplicate })
         }
-        Op::Due(now, limit, reply) => {
-            let rows = query(
-                tx,
-                "WHERE state = 0 AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
-                params![now, limit as i64],
-            );
-            other(done, reply, rows);
+        Cmd::Due(now, limit) => Answer::Rows(query(
+            tx,
+            "WHERE state = 0 AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
+            params![now, limit as i64],
+        )?),
+        Cmd::NextDue => Answer::Time(tx.query_row(
+            "SELECT MIN(next_attempt_ms) FROM events WHERE state = 0",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )?),
+        Cmd::Delivered(seqs, now) => {
+            each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", &seqs, now)?;
+            Answer::Unit
         }
-        Op::NextDue(reply) => {
-            let v = tx
-                .query_row(
-                    "SELECT MIN(next_attempt_ms) FROM events WHERE state = 0",
-                    [],
-                    |r| r.get::<_, Option<i64>>(0),
-                )
-                .map_err(SpoolError::from);
-            other(done, reply, v);
-        }
-        Op::Delivered(seqs, now, reply) => {
-            let mut stmt = tx.prepare_cached("UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1")?;
-            for s in seqs {
-                stmt.execute(params![s, now])?;
-            }
-            done.push(Done::Unit(reply));
-        }
-        Op::Retry(seqs, next, error, reply) => {
-            let mut stmt = tx.prepare_cached("UPDATE events SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1 AND state = 0")?;
+        Cmd::Retry(seqs, next, error) => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1 AND state = 0",
+            )?;
             for s in seqs {
                 stmt.execute(params![s, next, error])?;
             }
-            done.push(Done::Unit(reply));
+            Answer::Unit
         }
-        Op::Dead(seqs, error, now, reply) => {
-            let mut stmt = tx.prepare_cached("UPDATE events SET state = 2, attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE seq = ?1")?;
+        Cmd::Dead(seqs, error, now) => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET state = 2, attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE seq = ?1",
+            )?;
             for s in seqs {
                 stmt.execute(params![s, error, now])?;
             }
-            done.push(Done::Unit(reply));
+            Answer::Unit
         }
-        Op::Stats(reply) => {
-            let v = (|| {
-                let (pending, oldest): (i64, Option<i64>) = tx.query_row(
-                    "SELECT COUNT(*), MIN(received_at) FROM events WHERE state = 0",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                let dead: i64 =
-                    tx.query_row("SELECT COUNT(*) FROM events WHERE state = 2", [], |r| {
-                        r.get(0)
-                    })?;
-                let (delivered, last): (i64, Option<i64>) = tx.query_row(
-                    "SELECT COUNT(*), MAX(done_at) FROM events WHERE state = 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                Ok(Stats {
-                    pending,
-                    dead,
-                    delivered,
-                    last_delivered_at: last,
-                    oldest_pending_at: oldest,
-                })
-            })()
-            .map_err(|e: rusqlite::Error| SpoolError::from(e));
-            other(done, reply, v);
-        }
-        Op::List(state, limit, reply) => {
-            let rows = query(
-                tx,
-                "WHERE state = ?1 ORDER BY seq LIMIT ?2",
-                params![state, limit as i64],
-            );
-            other(done, reply, rows);
-        }
-        Op::Requeue(seqs, reply) => {
-            let n = match seqs {
-                None => tx.execute("UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL WHERE state = 2", [])?,
-                Some(seqs) => {
-                    let mut stmt = tx.prepare_cached("UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL WHERE seq = ?1 AND state = 2")?;
-                    let mut n = 0;
-                    for s in seqs {
-                        n += stmt.execute([s])?;
-                    }
-                    n
-                }
-            };
-            other(done, reply, Ok(n));
-        }
-        Op::Remove(seqs, reply) => {
-            let mut stmt = tx.prepare_cached("DELETE FROM events WHERE seq = ?1 AND state <> 1")?;
-            let mut n = 0;
-            for s in seqs {
-                n += stmt.execute([s])?;
-            }
-            other(done, reply, Ok(n));
-        }
-        Op::RetryNow(reply) => {
-            let n = tx.execute(
-                "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
+        Cmd::Stats => {
+            let (pending, oldest): (i64, Option<i64>) = tx.query_row(
+                "SELECT COUNT(*), MIN(received_at) FROM events WHERE state = 0",
                 [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            other(done, reply, Ok(n));
-        }
-        Op::Prune(before, reply) => {
-            let n = tx.execute(
-                "DELETE FROM events WHERE state <> 0 AND done_at < ?1",
-                [before],
+            let dead: i64 = tx.query_row("SELECT COUNT(*) FROM events WHERE state = 2", [], |r| r.get(0))?;
+            let (delivered, last): (i64, Option<i64>) = tx.query_row(
+                "SELECT COUNT(*), MAX(done_at) FROM events WHERE state = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            other(done, reply, Ok(n));
+            Answer::Stats(Stats { pending, dead, delivered, last_delivered_at: last, oldest_pending_at: oldest })
         }
+        Cmd::List(state, limit) => Answer::Rows(query(tx, "WHERE state = ?1 ORDER BY seq LIMIT ?2", params![state, limit as i64])?),
+        Cmd::Requeue(None, now) => Answer::Count(tx.execute(
+            "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
+            [now],
+        )?),
+        Cmd::Requeue(Some(seqs), now) => Answer::Count(each(
+            tx,
+            "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2 WHERE seq = ?1 AND state = 2",
+            &seqs,
+            now,
+        )?),
+        Cmd::Drop(seqs, now) => Answer::Count(each(
+            tx,
+            "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state IN (0, 2)",
+            &seqs,
+            now,
+        )?),
+        Cmd::Prune(before) => Answer::Count(tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [before])?),
+        Cmd::RetryNow => Answer::Count(tx.execute(
+            "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
+            [],
+        )?),
+    })
+}
+
+/// Run `sql` (params: seq, value) for each seq; returns the rows changed.
+fn each(
+    tx: &rusqlite::Savepoint<'_>,
+    sql: &str,
+    seqs: &[i64],
+    value: i64,
+) -> Result<usize, SpoolError> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut n = 0;
+    for s in seqs {
+        n += stmt.execute(params![s, value])?;
     }
-    Ok(())
+    Ok(n)
 }
 
 fn query(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Savepoint<'_>,
     clause: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<Queued>, SpoolError> {
@@ -441,7 +473,8 @@ fn query(
             state: match state {
                 PENDING => "pending",
                 DELIVERED => "delivered",
-                _ => "dead",
+                DEAD => "dead",
+                _ => "dropped",
             },
         });
     }

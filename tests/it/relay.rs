@@ -579,3 +579,111 @@ async fn a_full_store_answers_503_and_acknowledges_nothing_unstored() {
     assert_eq!(stored, acked);
     h.relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_slack_refuses_is_split_and_nothing_is_dead_lettered() {
+    let slack = FakeSlack::start();
+    let h = start(&slack.url(), |o| {
+        o.forward.pace = Duration::from_millis(300)
+    })
+    .await;
+    let ids: Vec<String> = (0..6).map(|i| format!("evt-split-{i}")).collect();
+    assert_eq!(deliver(&h.url, &ids[0], "low_credit").await, 204);
+    wait_delivered(&slack, 1, Duration::from_secs(5)).await;
+    // The next message (a digest of the backlog) is refused as a bad payload.
+    slack.script(vec![Answer::Status(400, "invalid_blocks")]);
+    for id in &ids[1..] {
+        assert_eq!(deliver(&h.url, id, "low_credit").await, 204);
+    }
+    let start_t = Instant::now();
+    while h.relay.spool.stats().await.unwrap().pending > 0
+        && start_t.elapsed() < Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = h.relay.spool.stats().await.unwrap();
+    assert_eq!((stats.dead, stats.pending, stats.delivered), (0, 0, 6));
+    let refused = slack
+        .received()
+        .into_iter()
+        .find(|r| r.status_returned == 400)
+        .expect("a refused digest");
+    assert!(
+        refused.body["blocks"].as_array().unwrap().len() > 4,
+        "the refused message was a digest"
+    );
+    assert!(carried_ids(&slack.delivered(), &ids)
+        .iter()
+        .all(|&n| n == 1));
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_slack_does_not_slow_the_answers_to_vast() {
+    let slack = FakeSlack::start();
+    slack.script(vec![Answer::Slow(Duration::from_secs(2))]);
+    let h = start(&slack.url(), |_| {}).await;
+    assert_eq!(deliver(&h.url, "evt-slow-0", "low_credit").await, 204);
+    tokio::time::sleep(Duration::from_millis(100)).await; // the forwarder is now waiting on Slack
+    for i in 1..20 {
+        let t = Instant::now();
+        assert_eq!(
+            deliver(&h.url, &format!("evt-slow-{i}"), "low_credit").await,
+            204
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "answer took {:?} while Slack was slow",
+            t.elapsed()
+        );
+    }
+    let ids: Vec<String> = (0..20).map(|i| format!("evt-slow-{i}")).collect();
+    let start_t = Instant::now();
+    while h.relay.spool.stats().await.unwrap().pending > 0
+        && start_t.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(carried_ids(&slack.delivered(), &ids)
+        .iter()
+        .all(|&n| n == 1));
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_dead_letters_and_dropped_ids_stay_deduplicated() {
+    use vslack::relay::event::Event;
+    use vslack::relay::spool::{Inserted, Spool, DEAD, PENDING};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("s.sqlite3"), &SpoolOptions::default()).unwrap();
+    let ev = |id: &str| Event::parse(&event_body(id, "low_credit"), None, now()).unwrap();
+    for id in ["delivered", "dead", "dropped"] {
+        assert_eq!(spool.insert(ev(id), vec![]).await.unwrap(), Inserted::New);
+    }
+    let rows = spool.list(PENDING, 10).await.unwrap();
+    spool
+        .mark_delivered(vec![rows[0].seq], now() - 10)
+        .await
+        .unwrap();
+    spool
+        .mark_dead(vec![rows[1].seq], "HTTP 410".into(), now() - 10)
+        .await
+        .unwrap();
+    assert_eq!(spool.remove(vec![rows[2].seq]).await.unwrap(), 1);
+    // A dropped event is not queued again when Vast.ai redelivers it.
+    assert_eq!(
+        spool.insert(ev("dropped"), vec![]).await.unwrap(),
+        Inserted::Duplicate
+    );
+    assert_eq!(spool.list(PENDING, 10).await.unwrap().len(), 0);
+    // Pruning forgets delivered and dropped ids, never a dead letter.
+    assert_eq!(spool.prune(now() + 3600).await.unwrap(), 2);
+    let dead = spool.list(DEAD, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event.event_id, "dead");
+    assert_eq!(
+        spool.insert(ev("delivered"), vec![]).await.unwrap(),
+        Inserted::New,
+        "forgotten after retention"
+    );
+}
