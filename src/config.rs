@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+
 use serde::{Deserialize, Serialize};
 
 use crate::paths::Paths;
@@ -81,10 +82,17 @@ impl Config {
         let path = paths.config_file();
         match read_private(&path)? {
             None => Ok(Config::default()),
-            Some(text) => toml::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a valid vslack config; fix it or move it aside",
-                    path.display()
+            Some(text) => toml::from_str(&text).map_err(|e: toml::de::Error| {
+                // toml's own message quotes the offending line, which may hold a secret:
+                // say where and what, not the line itself.
+                let line = e
+                    .span()
+                    .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
+                anyhow::anyhow!(
+                    "{} is not a valid vslack config{}: {}; fix it (or move it aside)",
+                    path.display(),
+                    line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+                    e.message()
                 )
             }),
         }

@@ -46,7 +46,8 @@ pub struct InsecureFile {
     pub mode: u32,
 }
 
-/// Create `dir` (and parents) with mode 0700; tighten an existing one of ours to 0700.
+/// Create `dir` (and parents) with mode 0700. An existing directory is not changed (it may
+/// be shared, like a home directory given as `--config-dir`), but a loose one is reported.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -54,11 +55,15 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        return Ok(());
     }
     let meta = fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private (chmod 700)", dir.display()))?;
+        tracing::warn!(
+            "{} is accessible to other users; secrets files in it stay 0600, but consider `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        );
     }
     Ok(())
 }

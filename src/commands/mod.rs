@@ -133,8 +133,13 @@ pub fn read_secret(ctx: &Ctx, prompt: &str, flag_hint: &str) -> Result<crate::se
             .interact()
             .context("could not read from the terminal")?
     } else if std::io::stdin().is_terminal() {
+        let why = if ctx.global.no_input {
+            "--no-input was given"
+        } else {
+            "stderr is not a terminal"
+        };
         return Err(crate::exit::usage(format!(
-            "{prompt}: refusing to prompt with --no-input; {flag_hint}"
+            "{prompt}: cannot prompt ({why}); {flag_hint}"
         )));
     } else {
         let mut line = String::new();

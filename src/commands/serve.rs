@@ -70,8 +70,12 @@ pub fn keys(config: &Config, grace: Duration) -> Vec<Key> {
 /// The Slack URL: --slack-url-file, else SLACK_WEBHOOK_URL, else `vslack slack set`.
 pub fn slack_url(args: &ServeArgs, config: &Config) -> Result<Option<Secret>> {
     if let Some(path) = &args.slack_url_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --slack-url-file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RelayStartError(format!(
+                "cannot read --slack-url-file {}: {e}",
+                path.display()
+            ))
+        })?;
         let url = text.trim();
         if url.is_empty() {
             return Err(

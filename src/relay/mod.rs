@@ -34,6 +34,30 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// Take the store's lock file (`<store>.lock`) exclusively, or explain who holds it.
+fn lock_store(spool_path: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    if let Some(dir) = spool_path.parent() {
+        crate::secret::ensure_private_dir(dir)?;
+    }
+    let path = spool_path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| RelayStartError(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(RelayStartError(format!(
+            "another vslack relay is already using the event store {} (stop it first, or give this one its own --data-dir)",
+            spool_path.display()
+        ))
+        .into());
+    }
+    Ok(file)
+}
+
 /// The relay cannot start: something it needs is missing or unsafe. The message says how to
 /// provide it.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +101,8 @@ pub struct RelayOptions {
 
 /// A running relay.
 pub struct Relay {
+    /// Held while running: two relays forwarding from one store would post events twice.
+    _lock: std::fs::File,
     app: Arc<App>,
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
@@ -93,6 +119,7 @@ impl Relay {
         if opts.destinations.is_empty() {
             return Err(RelayStartError("no Slack destination configured".into()).into());
         }
+        let lock = lock_store(&opts.spool_path)?;
         let spool = Spool::open(&opts.spool_path, &opts.spool)?;
         // Events waiting for a retry go out now: a restart usually follows a fix.
         let rescheduled = spool.retry_now().await?;
@@ -127,6 +154,7 @@ impl Relay {
             .run(stop_rx),
         );
         Ok(Relay {
+            _lock: lock,
             app,
             addr,
             metrics,

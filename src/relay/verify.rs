@@ -81,7 +81,7 @@ impl Verifier {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or(VerifyError::BadSignature)?;
-        if (now - ts_value).abs() > self.window_secs {
+        if now.abs_diff(ts_value) > self.window_secs.unsigned_abs() {
             return Err(VerifyError::StaleTimestamp);
         }
         let hex_part = sig

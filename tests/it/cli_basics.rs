@@ -118,3 +118,20 @@ fn demo_runs_the_pipeline_and_reports_every_outcome() {
     assert!(human.stdout.contains("All good"), "{human:?}");
     assert!(human.stdout.contains("Low credit balance"));
 }
+
+#[test]
+fn a_broken_config_file_is_reported_without_quoting_it() {
+    let env = Env::new();
+    env.secret("hunter2secret");
+    vslack::secret::write_private(
+        &env.config_file(),
+        b"default_webhook = 1\napi_key = hunter2secret\n",
+    )
+    .unwrap();
+    let out = env.run(&["config", "show"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("line 2") && out.stderr.contains("not a valid vslack config"),
+        "{out:?}"
+    );
+}

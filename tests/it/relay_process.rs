@@ -269,3 +269,16 @@ fn a_secret_rotated_while_serving_is_picked_up_without_a_restart() {
         "previous secret within its grace period"
     );
 }
+
+#[test]
+fn a_second_relay_on_the_same_store_is_refused() {
+    let slack = FakeSlack::start();
+    let mut env = Env::new();
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env.secret(SECRET);
+    let _first = serve(&env, &[]);
+    let out = env.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("another vslack relay"), "{out:?}");
+}
