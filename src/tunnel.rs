@@ -65,6 +65,8 @@ pub enum TunnelEvent {
 /// A running tunnel.
 pub struct Tunnel {
     child: Child,
+    /// The process group the tunnel runs in (its pid at spawn), signalled as a whole.
+    pgid: Option<i32>,
     /// Public https URLs as the tunnel prints them (the first, and any new one later).
     pub urls: mpsc::Receiver<String>,
     spec: TunnelSpec,
@@ -89,14 +91,24 @@ pub fn url_in(line: &str, spec: &TunnelSpec) -> Option<String> {
 impl Tunnel {
     pub fn start(spec: &TunnelSpec, port: u16) -> Result<Tunnel> {
         let command = spec.command.replace("{port}", &port.to_string());
-        let mut child = Command::new("sh")
+        let mut child = Command::new("sh");
+        child
             .arg("-c")
             .arg(format!("exec {command}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        // If vslack dies without cleaning up (SIGKILL), the tunnel gets SIGTERM from the kernel.
+        // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+        unsafe {
+            child.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = child
             .spawn()
             .with_context(|| format!("cannot start the tunnel `{command}`"))?;
         let (tx, urls) = mpsc::channel(8);
@@ -151,8 +163,10 @@ impl Tunnel {
                 }
             });
         }
+        let pgid = child.id().map(|p| p as i32);
         Ok(Tunnel {
             child,
+            pgid,
             urls,
             spec: spec.clone(),
         })
@@ -179,26 +193,26 @@ impl Tunnel {
         }
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// SIGTERM the whole process group, then SIGKILL after a grace period.
+    /// SIGTERM the whole process group (also what the tunnel started, even after the tunnel
+    /// itself exited), then SIGKILL after a grace period.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: kill(2) with a negative pid signals the process group we created.
+        let Some(pgid) = self.pgid else { return };
+        // SAFETY: kill(2) with a negative pid signals the process group we created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
+            .await
+            .is_err()
+        {
             unsafe {
-                libc::kill(-(pid as i32), libc::SIGTERM);
+                libc::kill(-pgid, libc::SIGKILL);
             }
-            if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
-                .await
-                .is_err()
-            {
-                unsafe {
-                    libc::kill(-(pid as i32), libc::SIGKILL);
-                }
-                let _ = self.child.wait().await;
-            }
+            let _ = self.child.wait().await;
+        }
+        // Stragglers in the group that ignored SIGTERM.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
         }
     }
 }

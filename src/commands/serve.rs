@@ -147,10 +147,18 @@ pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
 
 /// Build everything the relay needs, or say exactly what is missing.
 pub fn relay_options(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<RelayOptions> {
-    let grace = args.secret_grace.unwrap_or(Duration::from_secs(
-        config.relay.secret_grace_hours.unwrap_or(24) * 3600,
-    ));
-    let keys = keys(config, grace);
+    let keys = keys(config, grace(args, config));
+    relay_options_with(ctx, args, config, keys)
+}
+
+/// Everything but the secrets lookup: `up` checks its settings with these before it changes
+/// anything at Vast.ai.
+pub fn relay_options_with(
+    ctx: &Ctx,
+    args: &ServeArgs,
+    config: &Config,
+    keys: Vec<Key>,
+) -> Result<RelayOptions> {
     if keys.is_empty() {
         return Err(RelayStartError(
             "no webhook signing secret: create a webhook with `vslack webhook create` (it stores the secret), \

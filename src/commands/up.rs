@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use super::{now_secs, Ctx};
 use crate::cli::UpArgs;
 use crate::relay::metrics::Received;
+use crate::relay::verify::Key;
 use crate::relay::{Activity, Relay};
+use crate::secret::Secret;
 use crate::tunnel::{Tunnel, TunnelEvent, TunnelSpec};
 use crate::vast::types::{WebhookChange, WALKTHROUGH_EVENTS};
 use crate::vast::{VastClient, VastError};
@@ -169,115 +171,142 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
             "no Slack URL: run `vslack slack set` (or `vslack setup`), set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH".into()
         ));
     }
+    // Check every relay setting now, before anything changes at Vast.ai (the real secrets are
+    // known only once the webhook exists).
+    super::serve::relay_options_with(
+        ctx,
+        &args.serve,
+        &config,
+        vec![Key::new("preflight", &Secret::new("-"), None)],
+    )?;
     let how = reach(&args, &config)?;
     let addr = super::serve::listen_addr(&args.serve, &config)?;
     // Bind first: tunnels such as tmole only start once something listens.
     let listener = super::serve::bind(addr).await?;
-    let port = listener.local_addr()?.port();
-    let path = args
-        .serve
-        .path
-        .clone()
-        .or_else(|| config.relay.path.clone())
-        .unwrap_or_else(|| "/".into());
-    let join = |base: &str| format!("{}{}", base.trim_end_matches('/'), path);
 
-    let mut tunnel = None;
-    let public = match &how {
-        Reach::Public(u) => u.clone(),
-        Reach::Tunnel(spec) => {
-            let spinner = spinner(ctx, &format!("starting {} on port {port}…", spec.program()));
-            let mut t = Tunnel::start(spec, port)?;
-            let first = tokio::select! {
-                r = t.first_url(args.tunnel_timeout) => r,
-                _ = shutdown.recv() => Err(anyhow::anyhow!("interrupted while waiting for the tunnel")),
-            };
-            spinner.finish_and_clear();
-            let url = match first {
-                Ok(u) => u,
-                Err(e) => {
-                    t.stop().await;
-                    return Err(e);
-                }
-            };
-            say(format!("tunnel    {url} -> 127.0.0.1:{port}"));
-            tunnel = Some(t);
-            url
-        }
+    let mut s = Session {
+        tunnel: None,
+        pointed: None,
+        relay: None,
     };
-    let webhook_url = join(&public);
-    let pointed = match point(ctx, &client, &args, &webhook_url).await {
-        Ok(p) => p,
-        Err(e) => {
-            if let Some(t) = tunnel {
-                t.stop().await;
-            }
-            return Err(e);
-        }
-    };
-    say(format!("webhook   {} -> {webhook_url}", pointed.id));
+    let mut outcome = s
+        .run(ctx, &args, &client, &how, listener, &mut shutdown)
+        .await;
 
-    let config = ctx.config()?;
-    let opts = super::serve::relay_options(ctx, &args.serve, &config)?;
-    let relay = Relay::start(listener, opts).await?;
-    let mut activity = relay.subscribe();
-    say(format!(
-        "relay     listening on http://127.0.0.1:{port}{path}"
-    ));
-
-    let mut outcome: Result<u8> = Ok(crate::exit::OK);
-    let mut interrupted = false;
-    if !args.no_test {
-        tokio::select! {
-            r = test_round_trip(&client, pointed.id, &mut activity) => match r {
-                Ok(()) => say("test      Vast.ai's test event was verified, stored and accepted by Slack: all links work"),
-                Err(e) => outcome = Err(e),
-            },
-            _ = shutdown.recv() => interrupted = true,
-        }
-    }
-    if outcome.is_ok() && !interrupted {
-        say("ready     waiting for events (Ctrl-C to stop)");
-        let reload = super::serve::reload_secrets(ctx, &args.serve, &relay);
-        outcome = tokio::select! {
-            o = watch(&client, &mut tunnel, &how, port, &join, pointed.id, &mut activity, &mut shutdown) => o,
-            _ = reload => Ok(crate::exit::OK),
-        };
-    }
-
-    if let Some(t) = tunnel {
+    // Whatever happened: stop the tunnel and the relay, then undo what --cleanup asks.
+    if let Some(t) = s.tunnel.take() {
         t.stop().await;
     }
-    relay.shutdown().await;
-    if args.cleanup {
-        match (pointed.created, &pointed.previous_url) {
-            (true, _) => {
-                client.delete_webhook(pointed.id).await?;
-                let mut config = ctx.config()?;
-                config.forget_webhook(pointed.id);
-                config.save(&ctx.paths)?;
-                say(format!("cleanup   deleted webhook {}", pointed.id));
+    if let Some(r) = s.relay.take() {
+        r.shutdown().await;
+    }
+    if let (true, Some(p)) = (args.cleanup, &s.pointed) {
+        if let Err(e) = undo(ctx, &client, p).await {
+            eprintln!("error: cleanup failed: {e:#}");
+            if outcome.is_ok() {
+                outcome = Err(e);
             }
-            (false, Some(prev)) => {
-                client
-                    .update_webhook(
-                        pointed.id,
-                        &WebhookChange {
-                            webhook_url: Some(prev.clone()),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                say(format!(
-                    "cleanup   webhook {} points at {prev} again",
-                    pointed.id
-                ));
-            }
-            _ => {}
         }
     }
     say("stopped");
     outcome
+}
+
+/// What `up` has started or changed, so that it can be stopped and undone on every path.
+struct Session {
+    tunnel: Option<Tunnel>,
+    pointed: Option<Pointed>,
+    relay: Option<Relay>,
+}
+
+impl Session {
+    async fn run(
+        &mut self,
+        ctx: &Ctx,
+        args: &UpArgs,
+        client: &VastClient,
+        how: &Reach,
+        listener: tokio::net::TcpListener,
+        shutdown: &mut super::Shutdown,
+    ) -> Result<u8> {
+        let config = ctx.config()?;
+        let port = listener.local_addr()?.port();
+        let path = args
+            .serve
+            .path
+            .clone()
+            .or_else(|| config.relay.path.clone())
+            .unwrap_or_else(|| "/".into());
+        let join = |base: &str| format!("{}{}", base.trim_end_matches('/'), path);
+        let public = match how {
+            Reach::Public(u) => u.clone(),
+            Reach::Tunnel(spec) => {
+                let spinner = spinner(ctx, &format!("starting {} on port {port}…", spec.program()));
+                let t = self.tunnel.insert(Tunnel::start(spec, port)?);
+                let first = tokio::select! {
+                    r = t.first_url(args.tunnel_timeout) => r,
+                    _ = shutdown.recv() => Err(anyhow::anyhow!("interrupted while waiting for the tunnel")),
+                };
+                spinner.finish_and_clear();
+                let url = first?;
+                say(format!("tunnel    {url} -> 127.0.0.1:{port}"));
+                url
+            }
+        };
+        let webhook_url = join(&public);
+        let pointed = self
+            .pointed
+            .insert(point(ctx, client, args, &webhook_url).await?);
+        let id = pointed.id;
+        say(format!("webhook   {id} -> {webhook_url}"));
+
+        let config = ctx.config()?;
+        let opts = super::serve::relay_options(ctx, &args.serve, &config)?;
+        let relay = self.relay.insert(Relay::start(listener, opts).await?);
+        let mut activity = relay.subscribe();
+        say(format!(
+            "relay     listening on http://127.0.0.1:{port}{path}"
+        ));
+
+        if !args.no_test {
+            tokio::select! {
+                r = test_round_trip(client, id, &mut activity) => {
+                    r?;
+                    say("test      Vast.ai's test event was verified, stored and accepted by Slack: all links work");
+                }
+                _ = shutdown.recv() => return Ok(crate::exit::OK),
+            }
+        }
+        say("ready     waiting for events (Ctrl-C to stop)");
+        let reload = super::serve::reload_secrets(ctx, &args.serve, relay);
+        tokio::select! {
+            o = watch(client, &mut self.tunnel, how, port, &join, id, &mut activity, shutdown) => o,
+            _ = reload => Ok(crate::exit::OK),
+        }
+    }
+}
+
+/// `--cleanup`: delete a webhook `up` created, or give an existing one its URL back.
+async fn undo(ctx: &Ctx, client: &VastClient, p: &Pointed) -> Result<()> {
+    if p.created {
+        client.delete_webhook(p.id).await?;
+        let mut config = ctx.config()?;
+        config.forget_webhook(p.id);
+        config.save(&ctx.paths)?;
+        say(format!("cleanup   deleted webhook {}", p.id));
+    } else if let Some(prev) = &p.previous_url {
+        client
+            .update_webhook(
+                p.id,
+                &WebhookChange {
+                    webhook_url: Some(prev.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        say(format!("cleanup   webhook {} points at {prev} again", p.id));
+    }
+    Ok(())
 }
 
 async fn test_round_trip(
@@ -301,23 +330,25 @@ async fn test_round_trip(
                 Ok(Activity::Received {
                     event_id,
                     notif_type,
-                    outcome: Received::Stored | Received::Duplicate,
-                }) if notif_type.as_deref() == Some("webhook_test") => test_id = event_id,
-                Ok(Activity::Received { outcome, .. })
-                    if outcome != Received::Stored && outcome != Received::Duplicate =>
-                {
-                    bail!("the relay refused a delivery ({}): does this machine hold the webhook's current secret?", outcome.label())
+                    outcome,
+                }) if notif_type.as_deref() == Some("webhook_test") => {
+                    if outcome == Received::Duplicate {
+                        say("test      (Vast.ai's test event was already stored: a redelivery)");
+                        return Ok(());
+                    }
+                    test_id = event_id;
                 }
                 Ok(Activity::Delivered { event_ids })
                     if test_id.as_ref().is_some_and(|t| event_ids.contains(t)) =>
                 {
                     return Ok(())
                 }
-                Ok(Activity::DeadLettered { error, .. }) => {
-                    bail!("Slack refused the test message ({error}); check the Slack URL")
+                Ok(Activity::DeadLettered { event_ids, error })
+                    if test_id.as_ref().is_some_and(|t| event_ids.contains(t)) =>
+                {
+                    bail!("Slack refused the test message ({error}); check the Slack URL (`vslack slack set`)")
                 }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(e) => bail!("relay stopped: {e}"),
             }
         }
@@ -343,6 +374,7 @@ async fn watch(
     shutdown: &mut super::Shutdown,
 ) -> Result<u8> {
     let mut restarts = 0;
+    let mut since = std::time::Instant::now();
     loop {
         let (exited, new_url) = match tunnel.as_mut() {
             Some(t) => tokio::select! {
@@ -363,43 +395,71 @@ async fn watch(
                 let Reach::Tunnel(spec) = how else {
                     unreachable!("no tunnel, no exit")
                 };
+                // Whatever the dead tunnel left in its process group goes too.
+                if let Some(old) = tunnel.take() {
+                    old.stop().await;
+                }
+                // A tunnel that ran for a while before dying starts a fresh count.
+                if since.elapsed() > Duration::from_secs(300) {
+                    restarts = 0;
+                }
                 restarts += 1;
                 say(format!(
                     "tunnel    {} exited ({status}); restarting ({restarts}/3)",
                     spec.program()
                 ));
                 if restarts > 3 {
-                    *tunnel = None;
                     bail!("the tunnel keeps exiting; Vast.ai cannot reach this relay. Check `{}` on its own", spec.program());
                 }
-                let mut t = Tunnel::start(spec, port)?;
-                match t.first_url(Duration::from_secs(30)).await {
-                    Ok(u) => {
-                        *tunnel = Some(t);
-                        u
-                    }
-                    Err(e) => {
-                        t.stop().await;
-                        *tunnel = None;
-                        bail!("the tunnel could not be restarted: {e:#}. Vast.ai cannot reach this relay");
-                    }
+                let t = tunnel.insert(Tunnel::start(spec, port)?);
+                since = std::time::Instant::now();
+                tokio::select! {
+                    r = t.first_url(Duration::from_secs(30)) => r.map_err(|e| anyhow::anyhow!("the tunnel could not be restarted: {e:#}. Vast.ai cannot reach this relay"))?,
+                    _ = shutdown.recv() => return Ok(crate::exit::OK),
                 }
             }
             (None, Some(u)) => u,
             (None, None) => continue,
         };
         let webhook_url = join(&url);
-        client
-            .update_webhook(
-                id,
-                &WebhookChange {
-                    webhook_url: Some(webhook_url.clone()),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        say(format!("webhook   {id} re-pointed -> {webhook_url}"));
+        repoint(client, id, &webhook_url, shutdown).await?;
     }
+}
+
+/// Point the webhook at a new URL, retrying a few times: Vast.ai being briefly unreachable
+/// must not end `up`.
+async fn repoint(
+    client: &VastClient,
+    id: i64,
+    url: &str,
+    shutdown: &mut super::Shutdown,
+) -> Result<()> {
+    let change = WebhookChange {
+        webhook_url: Some(url.to_owned()),
+        ..Default::default()
+    };
+    for attempt in 1..=5 {
+        match client.update_webhook(id, &change).await {
+            Ok(_) => {
+                say(format!("webhook   {id} re-pointed -> {url}"));
+                return Ok(());
+            }
+            Err(e @ (VastError::Unauthorized { .. } | VastError::WebhookNotFound { .. })) => {
+                return Err(e.into())
+            }
+            Err(e) if attempt < 5 => {
+                say(format!(
+                    "webhook   re-pointing failed ({e}); retrying in 5 s"
+                ));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = shutdown.recv() => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn spinner(ctx: &Ctx, msg: &str) -> indicatif::ProgressBar {
