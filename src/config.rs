@@ -17,6 +17,9 @@ pub struct Config {
     /// Saved by `vslack login`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret>,
+    /// Events for the webhook `vslack up` creates (chosen by `vslack setup`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
     /// The webhook that commands act on when no ID is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_webhook: Option<i64>,

@@ -53,6 +53,9 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
         print!("{text}");
         return Ok(());
     }
+    // systemd refuses to start a unit whose ReadWritePaths do not exist.
+    crate::secret::ensure_private_dir(&ctx.paths.config_dir)?;
+    crate::secret::ensure_private_dir(&ctx.paths.data_dir)?;
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())

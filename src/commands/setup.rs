@@ -11,9 +11,6 @@ use crate::secret::Secret;
 use crate::vast::types::{WebhookChange, WALKTHROUGH_EVENTS};
 use crate::vast::{key, ApiKey, KeySource, VastClient, VastError};
 
-/// Where a webhook waits until `vslack up` points it at a tunnel.
-pub const PENDING_URL: &str = "https://example.com/vslack-pending-tunnel";
-
 pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     let interactive = ctx.interactive();
     let mut config = ctx.config()?;
@@ -126,10 +123,11 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     } else if !args.events.is_empty() {
         resolve_events(&args.events, Some(&catalogue))?
     } else if interactive {
-        let current: Vec<String> = existing
-            .as_ref()
-            .map(|w| w.event_types.clone())
-            .unwrap_or_else(|| WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect());
+        let current: Vec<String> = match (&existing, config.events.is_empty()) {
+            (Some(w), _) => w.event_types.clone(),
+            (None, false) => config.events.clone(),
+            (None, true) => WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect(),
+        };
         let labels: Vec<String> = catalogue
             .iter()
             .map(|t| format!("{}  {}", t.key, t.display_name.as_deref().unwrap_or("")))
@@ -146,6 +144,8 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             .collect()
     } else if let Some(w) = &existing {
         w.event_types.clone()
+    } else if !config.events.is_empty() {
+        config.events.clone()
     } else {
         return Err(usage(
             "which events? pass --event KEY (repeatable) or --all-events",
@@ -209,6 +209,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         .map(|u| format!("{}{path}", u.trim_end_matches('/')));
 
     // 6. Create or reuse the webhook.
+    config.events = events.clone();
     let id = match &existing {
         Some(w) => {
             let change = WebhookChange {
@@ -220,22 +221,30 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                 client.update_webhook(w.id, &change).await?;
             }
             ctx.note(format!("Webhook {}: reused and updated", w.id));
-            w.id
+            Some(w.id)
         }
-        None => {
-            let created = client
-                .create_webhook(&WebhookChange {
-                    name: Some("vslack".into()),
-                    webhook_url: Some(url.clone().unwrap_or_else(|| PENDING_URL.into())),
-                    event_types: Some(events.clone()),
-                })
-                .await?;
-            let id = created.webhook.id;
-            config.store_secret(id, created.secret, now_secs());
-            config.default_webhook = Some(id);
-            ctx.note(format!("Webhook {id}: created, signing secret saved"));
-            id
-        }
+        None => match &url {
+            Some(url) => {
+                let created = client
+                    .create_webhook(&WebhookChange {
+                        name: Some("vslack".into()),
+                        webhook_url: Some(url.clone()),
+                        event_types: Some(events.clone()),
+                    })
+                    .await?;
+                let id = created.webhook.id;
+                config.store_secret(id, created.secret, now_secs());
+                config.default_webhook = Some(id);
+                ctx.note(format!("Webhook {id}: created, signing secret saved"));
+                Some(id)
+            }
+            None => {
+                // A webhook needs a URL, and a tunnel's URL is known only when it runs: `up`
+                // creates the webhook then, so no event is ever sent to a placeholder address.
+                ctx.note("Webhook: `vslack up` will create it once the tunnel's URL is known");
+                None
+            }
+        },
     };
     config.save(&ctx.paths)?;
     if ctx.global.json {

@@ -94,11 +94,13 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
             existing.len()
         )));
     }
-    let events = if args.events.is_empty() {
-        WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect()
-    } else {
+    let events = if !args.events.is_empty() {
         let cat = client.notification_types().await.ok();
         super::webhook::resolve_events(&args.events, cat.as_deref())?
+    } else if !config.events.is_empty() {
+        config.events.clone()
+    } else {
+        WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect()
     };
     let created = client
         .create_webhook(&WebhookChange {

@@ -135,3 +135,32 @@ fn a_broken_config_file_is_reported_without_quoting_it() {
         "{out:?}"
     );
 }
+
+#[test]
+fn service_install_writes_a_hardened_unit_and_creates_its_directories() {
+    let mut env = Env::new();
+    let xdg = env.dir.path().join("xdg");
+    env.set("XDG_CONFIG_HOME", &xdg.display().to_string());
+    let out = env.run(&["service", "install", "--print"]);
+    assert_eq!(out.code, 0);
+    for line in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "Restart=on-failure",
+        "serve",
+    ] {
+        assert!(out.stdout.contains(line), "missing {line}: {}", out.stdout);
+    }
+    assert!(out.stdout.contains(&format!(
+        "ReadWritePaths={} {}",
+        env.config_dir().display(),
+        env.data_dir().display()
+    )));
+    let out = env.run(&["service", "install"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let unit = std::fs::read_to_string(xdg.join("systemd/user/vslack.service")).unwrap();
+    assert!(unit.contains("ExecStart="));
+    assert!(env.config_dir().is_dir() && env.data_dir().is_dir());
+    assert!(out.stderr.contains("systemctl --user enable --now vslack"));
+}

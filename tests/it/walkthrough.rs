@@ -228,7 +228,7 @@ fn a_dying_tunnel_is_restarted_and_the_webhook_re_pointed_then_up_gives_up_clear
 #[test]
 fn setup_without_prompts_creates_then_reuses_the_webhook() {
     let vast = FakeVast::start(API_KEY);
-    let mut env = Env::with_vast(&vast.url());
+    let env = Env::with_vast(&vast.url());
     let slack_file = env.dir.path().join("slack.txt");
     std::fs::write(
         &slack_file,
@@ -248,6 +248,7 @@ fn setup_without_prompts_creates_then_reuses_the_webhook() {
     ]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--event"), "{out:?}");
+    // Tunnel mode: settings saved; the webhook waits for `up` (no placeholder URL at Vast.ai).
     let out = env.run(&[
         "setup",
         "--no-input",
@@ -258,17 +259,38 @@ fn setup_without_prompts_creates_then_reuses_the_webhook() {
         "--tunnel",
         "tmole",
     ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("vslack up"), "{out:?}");
+    assert_eq!(vast.count("POST", "/api/v0/webhooks/"), 0);
+    let cfg: toml::Value = toml::from_str(&env.config_text()).unwrap();
+    assert_eq!(cfg["relay"]["tunnel"].as_str(), Some("tmole"));
+    assert_eq!(
+        cfg["events"].as_array().unwrap()[0].as_str(),
+        Some("client:low_credit")
+    );
+    assert!(cfg["slack"]["url"].as_str().is_some());
+    // A deployed relay: the webhook is created at its public URL and its secret stored.
+    let out = env.run(&[
+        "setup",
+        "--no-input",
+        "--public-url",
+        "https://relay.example.com",
+    ]);
     for w in vast.webhooks() {
         env.secret(w["webhook_secret"].as_str().unwrap());
     }
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(vast.webhooks().len(), 1);
+    let hooks = vast.webhooks();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0]["webhook_url"], "https://relay.example.com/");
+    assert_eq!(
+        hooks[0]["event_types"],
+        serde_json::json!(["client:low_credit"])
+    );
     let cfg: toml::Value = toml::from_str(&env.config_text()).unwrap();
-    assert_eq!(cfg["relay"]["tunnel"].as_str(), Some("tmole"));
     assert_eq!(cfg["default_webhook"].as_integer(), Some(1));
     assert!(cfg["webhooks"]["1"]["secret"].as_str().is_some());
     // Re-running reuses the webhook and changes only what changed.
-    env.unset("VSLACK_NOTHING");
     let out = env.run(&[
         "setup",
         "--no-input",
