@@ -438,3 +438,50 @@ fn doctor_names_a_wrong_secret_a_missing_webhook_and_a_stale_url() {
         "{out:?}"
     );
 }
+
+#[test]
+fn setup_interactively_through_a_terminal() {
+    let vast = FakeVast::start(API_KEY);
+    let mut env = Env::with_vast(&vast.url());
+    env.set("TERM", "xterm");
+    let mut cmd = env.command(&["setup"]);
+    cmd.env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).expect("spawn in a pty");
+    p.exp_string("API key: accepted").unwrap();
+    p.exp_string("Slack incoming webhook URL").unwrap();
+    p.send_line("https://hooks.slack.com/services/T9/B9/ptysecret")
+        .unwrap();
+    p.exp_string("Slack URL: saved").unwrap();
+    p.exp_string("[Y/n]").unwrap();
+    // dialoguer switches the terminal to raw mode just after drawing; a key sent earlier
+    // would wait in the line buffer.
+    let settle = || std::thread::sleep(Duration::from_millis(300));
+    settle();
+    p.send("n").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Events to send to Slack").unwrap();
+    p.exp_string("host:maintenance_scheduled").unwrap(); // the whole list is drawn
+    settle();
+    p.send("\r").unwrap();
+    p.flush().unwrap(); // keep the pre-selected walkthrough events
+    p.exp_string("How will Vast.ai reach the relay?").unwrap();
+    p.exp_string("deployed relay").unwrap();
+    settle();
+    p.send("\r").unwrap();
+    p.flush().unwrap(); // tmole
+    p.exp_string("vslack up").unwrap();
+    p.exp_eof().unwrap();
+    let cfg: toml::Value = toml::from_str(&env.config_text()).unwrap();
+    assert_eq!(
+        cfg["slack"]["url"].as_str(),
+        Some("https://hooks.slack.com/services/T9/B9/ptysecret")
+    );
+    assert_eq!(cfg["relay"]["tunnel"].as_str(), Some("tmole"));
+    let events: Vec<&str> = cfg["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(events, vslack::vast::types::WALKTHROUGH_EVENTS);
+}
