@@ -66,27 +66,34 @@ pub enum LogFormat {
 pub enum Command {
     /// Save a Vast.ai API key (hidden prompt, or one line on stdin), checked with Vast.ai first
     #[command(after_help = "Examples:\n  vslack login\n  vslack login < ~/vast-key.txt")]
+    #[command(display_order = 10)]
     Login,
     /// Forget the API key saved by `vslack login`
+    #[command(display_order = 11)]
     Logout,
     /// Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)
     #[command(subcommand)]
+    #[command(display_order = 9)]
     Webhook(WebhookCmd),
     /// Save, check or forget the Slack webhook URL the relay posts to
     #[command(subcommand)]
+    #[command(display_order = 12)]
     Slack(SlackCmd),
     /// Show the configuration (secrets redacted) or where files live
     #[command(subcommand)]
+    #[command(display_order = 13)]
     Config(ConfigCmd),
-    /// Guided first run: API key, Slack URL, events, how Vast.ai reaches you; creates the webhook
+    /// Guided first run: API key, Slack URL, events, and how Vast.ai reaches the relay
     #[command(
         after_help = "Examples:\n  vslack setup\n  vslack setup --no-input --api-key-file key.txt --slack-url-file slack.txt --event low_credit --tunnel tmole\n\n\
         Safe to re-run: current values are offered as defaults and the existing webhook is reused. Every \
         prompt has a flag; with --no-input (or no terminal) a missing value is an error naming the flag."
     )]
+    #[command(display_order = 2)]
     Setup(SetupArgs),
     /// Write a hardened systemd user unit for `vslack serve`
     #[command(subcommand)]
+    #[command(display_order = 14)]
     Service(ServiceCmd),
     /// The walkthrough in one terminal: relay + tunnel + point the webhook at it + test event
     #[command(
@@ -96,12 +103,14 @@ pub enum Command {
         one line per event. Ctrl-C stops the tunnel and the relay; --cleanup also deletes the webhook it created \
         (or restores the previous URL of an existing one)."
     )]
+    #[command(display_order = 3)]
     Up(UpArgs),
     /// Check every link (API key, webhook, relay, secret, clock, Slack, queue) and name the broken one
     #[command(
         after_help = "Examples:\n  vslack doctor\n  vslack doctor --send   # also post a message to Slack\n\n\
         Each check prints ok, warn or FAIL with the fix. Exit code 0 when nothing failed, 1 otherwise."
     )]
+    #[command(display_order = 7)]
     Doctor {
         /// Also post a \"vslack is connected\" message to check Slack accepts the URL
         #[arg(long)]
@@ -112,6 +121,7 @@ pub enum Command {
     },
     /// Queue depth, dead letters, last delivery and webhook settings at a glance
     #[command(after_help = "Example:\n  vslack status --json")]
+    #[command(display_order = 6)]
     Status,
     /// Run the relay: verify Vast.ai deliveries, store them, post them to Slack
     #[command(
@@ -120,6 +130,7 @@ pub enum Command {
         Slack URL: SLACK_WEBHOOK_URL, --slack-url-file, or `vslack slack set`.\n\
         Health: GET /health (JSON), metrics: GET /metrics (Prometheus)."
     )]
+    #[command(display_order = 4)]
     Serve(ServeArgs),
     /// The whole pipeline on this machine, no accounts: relay + Slack stand-in + sample events
     #[command(after_help = "Example:\n  vslack demo\n\n\
@@ -127,6 +138,7 @@ pub enum Command {
         stand-in for Slack that shows each message. Sends one event of each kind, a duplicate, a forged \
         signature and a stale one, and reports what happened to each. Exit code 0 only if every outcome \
         was right. Leaves nothing behind.")]
+    #[command(display_order = 1)]
     Demo,
     /// Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)
     #[command(
@@ -134,12 +146,14 @@ pub enum Command {
         The secret is --secret-file, else VAST_WEBHOOK_SECRET, else the default webhook's stored secret. \
         Exit code 0 when every answer was the expected one (204, or 401 for --bad-signature/--stale)."
     )]
+    #[command(display_order = 5)]
     Send(SendArgs),
     /// Inspect the relay's queue: pending and dead-lettered events; retry or drop them
     #[command(
         subcommand_required = false,
         after_help = "Examples:\n  vslack queue\n  vslack queue retry --all\n  vslack queue drop 17 --yes"
     )]
+    #[command(display_order = 8)]
     Queue {
         #[command(subcommand)]
         cmd: Option<QueueCmd>,
@@ -148,6 +162,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  vslack completions bash > ~/.local/share/bash-completion/completions/vslack"
     )]
+    #[command(display_order = 15)]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

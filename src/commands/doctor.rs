@@ -208,31 +208,44 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
         ),
         Err(e) => r.fail("slack url", format!("{e:#}"), "fix --slack-url-file"),
     }
-    if let Some(sp) = spool::open_existing(&ctx.paths.spool_file())? {
-        let s = sp.stats().await?;
-        if s.dead > 0 {
-            r.warn(
-                "queue",
-                format!("{} dead letter(s)", s.dead),
-                "`vslack queue` shows why; `vslack queue retry --all` after fixing",
-            );
+    let store = async {
+        match spool::open_existing(&ctx.paths.spool_file())? {
+            Some(sp) => Ok::<_, anyhow::Error>(Some(sp.stats().await?)),
+            None => Ok(None),
         }
-        let age = s
-            .oldest_pending_at
-            .map(|t| super::now_secs() - t)
-            .unwrap_or(0);
-        if age > 300 {
-            r.warn(
-                "queue",
-                format!("{} pending, oldest {age} s old", s.pending),
-                "Slack may be failing: see the relay's log",
-            );
-        } else {
-            r.ok(
-                "queue",
-                format!("{} pending, {} delivered", s.pending, s.delivered),
-            );
+    };
+    match store.await {
+        Ok(Some(s)) => {
+            if s.dead > 0 {
+                r.warn(
+                    "queue",
+                    format!("{} dead letter(s)", s.dead),
+                    "`vslack queue` shows why; `vslack queue retry --all` after fixing",
+                );
+            }
+            let age = s
+                .oldest_pending_at
+                .map(|t| super::now_secs() - t)
+                .unwrap_or(0);
+            if age > 300 {
+                r.warn(
+                    "queue",
+                    format!("{} pending, oldest {age} s old", s.pending),
+                    "Slack may be failing: see the relay's log",
+                );
+            } else {
+                r.ok(
+                    "queue",
+                    format!("{} pending, {} delivered", s.pending, s.delivered),
+                );
+            }
         }
+        Ok(None) => {}
+        Err(e) => r.fail(
+            "queue",
+            format!("cannot read the event store: {e:#}"),
+            format!("check {}", ctx.paths.data_dir.display()),
+        ),
     }
     let failed = r.0.iter().any(|c| c.level == Level::Fail);
     if ctx.global.json {
