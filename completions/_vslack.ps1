@@ -468,9 +468,9 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
         'vslack;setup' {
             [CompletionResult]::new('--slack-url-file', '--slack-url-file', [CompletionResultType]::ParameterName, 'Read the Slack incoming-webhook URL from this file')
             [CompletionResult]::new('--event', '--event', [CompletionResultType]::ParameterName, 'Event to subscribe to (repeatable)')
-            [CompletionResult]::new('--tunnel', '--tunnel', [CompletionResultType]::ParameterName, 'Reach the relay through this tunnel program (tmole, cloudflared, ngrok)')
-            [CompletionResult]::new('--tunnel-cmd', '--tunnel-cmd', [CompletionResultType]::ParameterName, 'Reach the relay through this tunnel command ({port} is replaced)')
-            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The relay is deployed at this public https URL')
+            [CompletionResult]::new('--tunnel', '--tunnel', [CompletionResultType]::ParameterName, 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]')
+            [CompletionResult]::new('--tunnel-cmd', '--tunnel-cmd', [CompletionResultType]::ParameterName, 'Any tunnel command; {port} is replaced by the relay''s port; its first https URL is used')
+            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The relay''s public https URL when it is deployed (no tunnel is started)')
             [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
             [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Vast.ai console base URL')
@@ -538,7 +538,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
         'vslack;up' {
             [CompletionResult]::new('--tunnel', '--tunnel', [CompletionResultType]::ParameterName, 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]')
             [CompletionResult]::new('--tunnel-cmd', '--tunnel-cmd', [CompletionResultType]::ParameterName, 'Any tunnel command; {port} is replaced by the relay''s port; its first https URL is used')
-            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The relay''s public https URL when it is already reachable (no tunnel is started)')
+            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The relay''s public https URL when it is deployed (no tunnel is started)')
             [CompletionResult]::new('--event', '--event', [CompletionResultType]::ParameterName, 'Events for a webhook that `up` has to create [default: the walkthrough''s six]')
             [CompletionResult]::new('--tunnel-timeout', '--tunnel-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the tunnel''s URL')
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]')

@@ -425,9 +425,9 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;setup'= {
             cand --slack-url-file 'Read the Slack incoming-webhook URL from this file'
             cand --event 'Event to subscribe to (repeatable)'
-            cand --tunnel 'Reach the relay through this tunnel program (tmole, cloudflared, ngrok)'
-            cand --tunnel-cmd 'Reach the relay through this tunnel command ({port} is replaced)'
-            cand --public-url 'The relay is deployed at this public https URL'
+            cand --tunnel 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]'
+            cand --tunnel-cmd 'Any tunnel command; {port} is replaced by the relay''s port; its first https URL is used'
+            cand --public-url 'The relay''s public https URL when it is deployed (no tunnel is started)'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
             cand --vast-url 'Vast.ai console base URL'
@@ -489,7 +489,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;up'= {
             cand --tunnel 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]'
             cand --tunnel-cmd 'Any tunnel command; {port} is replaced by the relay''s port; its first https URL is used'
-            cand --public-url 'The relay''s public https URL when it is already reachable (no tunnel is started)'
+            cand --public-url 'The relay''s public https URL when it is deployed (no tunnel is started)'
             cand --event 'Events for a webhook that `up` has to create [default: the walkthrough''s six]'
             cand --tunnel-timeout 'How long to wait for the tunnel''s URL'
             cand --listen 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]'

@@ -309,9 +309,9 @@ complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_su
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l slack-url-file -d 'Read the Slack incoming-webhook URL from this file' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l event -d 'Event to subscribe to (repeatable)' -r
-complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel -d 'Reach the relay through this tunnel program (tmole, cloudflared, ngrok)' -r
-complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel-cmd -d 'Reach the relay through this tunnel command ({port} is replaced)' -r
-complete -c vslack -n "__fish_vslack_using_subcommand setup" -l public-url -d 'The relay is deployed at this public https URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel -d 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel-cmd -d 'Any tunnel command; {port} is replaced by the relay\'s port; its first https URL is used' -r
+complete -c vslack -n "__fish_vslack_using_subcommand setup" -l public-url -d 'The relay\'s public https URL when it is deployed (no tunnel is started)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l vast-url -d 'Vast.ai console base URL' -r
@@ -355,7 +355,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l tunnel -d 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l tunnel-cmd -d 'Any tunnel command; {port} is replaced by the relay\'s port; its first https URL is used' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l public-url -d 'The relay\'s public https URL when it is already reachable (no tunnel is started)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l public-url -d 'The relay\'s public https URL when it is deployed (no tunnel is started)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l event -d 'Events for a webhook that `up` has to create [default: the walkthrough\'s six]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l tunnel-timeout -d 'How long to wait for the tunnel\'s URL' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l listen -d 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]' -r

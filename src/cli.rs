@@ -387,15 +387,8 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["tunnel_cmd", "public_url"])]
-    pub tunnel: Option<String>,
-    /// Any tunnel command; {port} is replaced by the relay's port; its first https URL is used
-    #[arg(long, value_name = "COMMAND", conflicts_with = "public_url")]
-    pub tunnel_cmd: Option<String>,
-    /// The relay's public https URL when it is already reachable (no tunnel is started)
-    #[arg(long, value_name = "URL")]
-    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub reach: ReachArgs,
     /// On exit, delete the webhook if `up` created it, or restore the previous URL
     #[arg(long)]
     pub cleanup: bool,
@@ -412,11 +405,18 @@ pub struct UpArgs {
     pub serve: ServeArgs,
 }
 
-impl ServeArgs {
-    /// No flags: the environment and config alone decide (for checks outside `serve`).
-    pub fn default_for_checks() -> ServeArgs {
-        ServeArgs::default()
-    }
+/// How Vast.ai reaches the relay (`setup` saves it, `up` uses it).
+#[derive(Debug, Args)]
+pub struct ReachArgs {
+    /// Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tunnel_cmd", "public_url"])]
+    pub tunnel: Option<String>,
+    /// Any tunnel command; {port} is replaced by the relay's port; its first https URL is used
+    #[arg(long, value_name = "COMMAND", conflicts_with = "public_url")]
+    pub tunnel_cmd: Option<String>,
+    /// The relay's public https URL when it is deployed (no tunnel is started)
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -430,15 +430,8 @@ pub struct SetupArgs {
     /// Subscribe to every notification type
     #[arg(long)]
     pub all_events: bool,
-    /// Reach the relay through this tunnel program (tmole, cloudflared, ngrok)
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["tunnel_cmd", "public_url"])]
-    pub tunnel: Option<String>,
-    /// Reach the relay through this tunnel command ({port} is replaced)
-    #[arg(long, value_name = "COMMAND", conflicts_with = "public_url")]
-    pub tunnel_cmd: Option<String>,
-    /// The relay is deployed at this public https URL
-    #[arg(long, value_name = "URL")]
-    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub reach: ReachArgs,
     /// Post a "vslack is connected" message to Slack
     #[arg(long)]
     pub send_hello: bool,

@@ -184,7 +184,7 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
             }
         }
     }
-    match super::serve::slack_url(&crate::cli::ServeArgs::default_for_checks(), &config) {
+    match super::serve::slack_url(&crate::cli::ServeArgs::default(), &config) {
         Ok(Some(url)) => {
             r.ok(
                 "slack url",

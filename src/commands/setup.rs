@@ -156,11 +156,11 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     }
 
     // 5. How Vast.ai reaches the relay.
-    if let Some(u) = &args.public_url {
+    if let Some(u) = &args.reach.public_url {
         check_webhook_url(u)?;
         config.relay.public_url = Some(u.clone());
         config.relay.tunnel = None;
-    } else if let Some(t) = args.tunnel.clone().or(args.tunnel_cmd.clone()) {
+    } else if let Some(t) = args.reach.tunnel.clone().or(args.reach.tunnel_cmd.clone()) {
         if t.contains("{port}") {
             crate::tunnel::TunnelSpec::custom(&t)?;
         } else {

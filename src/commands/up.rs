@@ -22,13 +22,13 @@ enum Reach {
 }
 
 fn reach(args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
-    if let Some(url) = &args.public_url {
+    if let Some(url) = &args.reach.public_url {
         return Ok(Reach::Public(url.clone()));
     }
-    if let Some(cmd) = &args.tunnel_cmd {
+    if let Some(cmd) = &args.reach.tunnel_cmd {
         return Ok(Reach::Tunnel(TunnelSpec::custom(cmd)?));
     }
-    if let Some(name) = &args.tunnel {
+    if let Some(name) = &args.reach.tunnel {
         return Ok(Reach::Tunnel(TunnelSpec::named(name)?));
     }
     match (&config.relay.tunnel, &config.relay.public_url) {

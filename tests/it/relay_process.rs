@@ -9,9 +9,9 @@ use crate::common::Env;
 use crate::relay::{event_body, now, signature, SECRET};
 use crate::support::fake_slack::FakeSlack;
 
-struct Serving {
-    child: Child,
-    url: String,
+pub struct Serving {
+    pub child: Child,
+    pub url: String,
 }
 
 impl Drop for Serving {
@@ -22,7 +22,7 @@ impl Drop for Serving {
 }
 
 /// Start `vslack serve` on a free port and wait for its "listening on" line.
-fn serve(env: &Env, extra: &[&str]) -> Serving {
+pub fn serve(env: &Env, extra: &[&str]) -> Serving {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--pace", "10ms"];
     if !extra.contains(&"--retry-initial") {
         args.extend_from_slice(&["--retry-initial", "50ms"]);

@@ -311,27 +311,6 @@ fn setup_without_prompts_creates_then_reuses_the_webhook() {
     );
 }
 
-fn serve(env: &Env) -> (Child, String) {
-    let mut child = env
-        .command(&["serve", "--listen", "127.0.0.1:0", "--pace", "10ms"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(u) = l.strip_prefix("listening on ") {
-                let _ = tx.send(u.to_owned());
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    (child, url)
-}
-
 #[test]
 fn send_variants_get_the_expected_answers() {
     let slack = FakeSlack::start();
@@ -339,7 +318,8 @@ fn send_variants_get_the_expected_answers() {
     env.set("VAST_WEBHOOK_SECRET", "send-secret");
     env.set("SLACK_WEBHOOK_URL", &slack.url());
     env.secret("send-secret");
-    let (mut relay, url) = serve(&env);
+    let relay = crate::relay_process::serve(&env, &[]);
+    let url = relay.url.clone();
     let out = env.run(&["send", "--to", &url, "--type", "low_credit", "--duplicate"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.matches("-> 204").count(), 2, "{out:?}");
@@ -386,8 +366,7 @@ fn send_variants_get_the_expected_answers() {
         &f.display().to_string(),
     ]);
     assert_eq!(out.code, 1, "{out:?}");
-    let _ = relay.kill();
-    let _ = relay.wait();
+    drop(relay);
 }
 
 #[test]
@@ -402,7 +381,8 @@ fn doctor_names_a_wrong_secret_a_missing_webhook_and_a_stale_url() {
     )
     .unwrap();
     env.secret("not-the-real-one");
-    let (mut relay, url) = serve(&env);
+    let relay = crate::relay_process::serve(&env, &[]);
+    let url = relay.url.clone();
     let (id, real) = vast.insert_webhook("w", &url, &["client:low_credit"]);
     env.secret(&real);
     assert_eq!(id, 1);
@@ -415,8 +395,7 @@ fn doctor_names_a_wrong_secret_a_missing_webhook_and_a_stale_url() {
         "{out:?}"
     );
     // A stale URL: nothing listens there any more.
-    let _ = relay.kill();
-    let _ = relay.wait();
+    drop(relay);
     let out = env.run(&["doctor", "--json"]);
     assert_eq!(out.code, 1);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
