@@ -196,6 +196,9 @@ pub fn relay_options_with(
                 r.events
             ))
         })?;
+        if let Some(w) = crate::relay::slack::check_url(r.url.expose())? {
+            tracing::warn!("route {}: {w}", r.events);
+        }
         let url = (!args.dry_run).then(|| r.url.clone());
         destinations.push(Destination {
             name: r.events.clone(),

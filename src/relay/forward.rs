@@ -130,8 +130,21 @@ impl Forwarder {
                 return;
             }
         };
-        let mut states: Vec<DestState> = self
-            .dests
+        // Pacing and backoff belong to a Slack URL: routes that share one share its state.
+        let mut slots: Vec<Option<&str>> = Vec::new();
+        let mut slot_of = Vec::new();
+        for d in &self.dests {
+            let url = d.url.as_ref().map(|u| u.expose());
+            let i = match slots.iter().position(|s| url.is_some() && *s == url) {
+                Some(i) => i,
+                None => {
+                    slots.push(url);
+                    slots.len() - 1
+                }
+            };
+            slot_of.push(i);
+        }
+        let mut states: Vec<DestState> = slots
             .iter()
             .map(|_| DestState {
                 next_allowed: Instant::now(),
@@ -166,9 +179,9 @@ impl Forwarder {
                 }
                 continue;
             }
-            let wait = match self.step(&client, &mut states, &mut ledger).await {
-                Ok(true) => continue,
-                Ok(false) => self.idle_wait(&states).await,
+            let wait = match self.step(&client, &mut states, &slot_of, &mut ledger).await {
+                Ok(None) => continue,
+                Ok(Some(wait)) => wait,
                 Err(e) => {
                     tracing::error!(error = %e, "event store unavailable to the forwarder; retrying");
                     Duration::from_secs(1)
@@ -182,33 +195,24 @@ impl Forwarder {
         }
     }
 
-    /// How long to sleep when nothing could be sent now.
-    async fn idle_wait(&self, states: &[DestState]) -> Duration {
-        let mut wait = Duration::from_secs(1);
-        if let Ok(Some(due)) = self.spool.next_due().await {
-            let ms = (due - now_ms()).max(0) as u64;
-            wait = wait.min(Duration::from_millis(ms));
-        }
-        let now = Instant::now();
-        for s in states {
-            if s.next_allowed > now {
-                wait = wait.min(s.next_allowed - now);
-            }
-        }
-        wait.max(Duration::from_millis(5))
-    }
-
-    /// Send at most one message per ready destination. Ok(true) when something was sent.
+    /// Send at most one message per ready destination. `Ok(None)` when something was sent,
+    /// else how long to wait: until the next retry is due or a paced destination with
+    /// waiting events may send again (at most a second; new events wake the loop sooner).
     async fn step(
         &self,
         client: &SlackClient,
         states: &mut [DestState],
+        slot_of: &[usize],
         ledger: &mut Ledger,
-    ) -> Result<bool, super::spool::SpoolError> {
+    ) -> Result<Option<Duration>, super::spool::SpoolError> {
         self.record(ledger).await?;
+        let mut wait = Duration::from_secs(1);
         let due = self.spool.due(now_ms(), 500).await?;
         if due.is_empty() {
-            return Ok(false);
+            if let Some(next) = self.spool.next_due().await? {
+                wait = wait.min(Duration::from_millis((next - now_ms()).max(0) as u64));
+            }
+            return Ok(Some(wait.max(Duration::from_millis(5))));
         }
         let mut groups: Vec<Vec<Queued>> = vec![Vec::new(); self.dests.len()];
         for q in due {
@@ -216,14 +220,20 @@ impl Forwarder {
         }
         let mut sent = false;
         for (i, group) in groups.into_iter().enumerate() {
-            if group.is_empty() || states[i].next_allowed > Instant::now() {
+            if group.is_empty() {
                 continue;
             }
-            self.send(client, i, group, &mut states[i], ledger).await;
+            let state = &mut states[slot_of[i]];
+            let now = Instant::now();
+            if state.next_allowed > now {
+                wait = wait.min(state.next_allowed - now);
+                continue;
+            }
+            self.send(client, i, group, state, ledger).await;
             self.record(ledger).await?;
             sent = true;
         }
-        Ok(sent)
+        Ok((!sent).then(|| wait.max(Duration::from_millis(5))))
     }
 
     async fn send(

@@ -687,3 +687,36 @@ async fn retention_keeps_dead_letters_and_dropped_ids_stay_deduplicated() {
         "forgotten after retention"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_sharing_a_slack_url_share_its_pace() {
+    let slack = FakeSlack::start();
+    let url = slack.url();
+    let h = start(&url, |o| {
+        o.forward.pace = Duration::from_millis(400);
+        o.destinations.insert(
+            0,
+            Destination {
+                name: "instance_*".into(),
+                pattern: Some(glob::Pattern::new("instance_*").unwrap()),
+                url: Some(Secret::new(&url)),
+                format: Format::Text,
+            },
+        );
+    })
+    .await;
+    assert_eq!(
+        deliver(&h.url, "evt-route-a", "instance_started").await,
+        204
+    );
+    assert_eq!(deliver(&h.url, "evt-route-b", "low_credit").await, 204);
+    let got = wait_delivered(&slack, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2);
+    let r = slack.received();
+    let gap = r[1].at.duration_since(r[0].at);
+    assert!(
+        gap >= Duration::from_millis(350),
+        "two messages to one URL {gap:?} apart"
+    );
+    h.relay.shutdown().await;
+}
