@@ -108,6 +108,32 @@ impl Config {
         write_private(&paths.config_file(), format!("{header}{text}").as_bytes())
     }
 
+    /// Read, change and write the config under an exclusive lock, so two commands running at
+    /// once (a rotation while `up` creates a webhook) cannot overwrite each other's secrets.
+    pub fn update<R>(paths: &Paths, change: impl FnOnce(&mut Config) -> R) -> Result<(Config, R)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        crate::secret::ensure_private_dir(&paths.config_dir)?;
+        let lock_path = paths.config_dir.join("config.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot lock {}", lock_path.display()));
+        }
+        let mut config = Config::load(paths)?;
+        let out = change(&mut config);
+        config.save(paths)?;
+        drop(lock);
+        Ok((config, out))
+    }
+
     pub fn webhook(&self, id: i64) -> Option<&WebhookSecrets> {
         self.webhooks.get(&id.to_string())
     }

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{read_secret, Ctx};
 use crate::cli::{ConfigCmd, SlackCmd};
+use crate::config::Config;
 use crate::output;
 use crate::vast::{ApiKey, KeySource, VastClient};
 
@@ -23,9 +24,7 @@ pub async fn login(ctx: &Ctx) -> Result<()> {
     )?;
     // A real call proves the key before it is saved.
     client.notification_types().await?;
-    let mut config = ctx.config()?;
-    config.api_key = Some(key);
-    config.save(&ctx.paths)?;
+    Config::update(&ctx.paths, |c| c.api_key = Some(key))?;
     if ctx.global.json {
         output::json(&json!({"saved": true, "path": ctx.paths.config_file()}))?;
     } else {
@@ -38,11 +37,8 @@ pub async fn login(ctx: &Ctx) -> Result<()> {
 }
 
 pub fn logout(ctx: &Ctx) -> Result<()> {
-    let mut config = ctx.config()?;
-    let had = config.api_key.take().is_some();
-    if had {
-        config.save(&ctx.paths)?;
-    }
+    let had = ctx.config()?.api_key.is_some()
+        && Config::update(&ctx.paths, |c| c.api_key.take().is_some())?.1;
     if ctx.global.json {
         output::json(&json!({"forgotten": had}))?;
     } else if had {
@@ -57,7 +53,7 @@ pub fn logout(ctx: &Ctx) -> Result<()> {
 }
 
 pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
-    let mut config = ctx.config()?;
+    let config = ctx.config()?;
     match cmd {
         SlackCmd::Set => {
             let url = read_secret(
@@ -68,16 +64,14 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
             if let Some(warning) = crate::relay::slack::check_url(url.expose())? {
                 ctx.note(format!("warning: {warning}"));
             }
-            config.slack.url = Some(url);
-            config.save(&ctx.paths)?;
+            Config::update(&ctx.paths, |c| c.slack.url = Some(url))?;
             ctx.note(format!(
                 "Slack URL saved in {}",
                 ctx.paths.config_file().display()
             ));
         }
         SlackCmd::Clear => {
-            let had = config.slack.url.take().is_some();
-            config.save(&ctx.paths)?;
+            let (_, had) = Config::update(&ctx.paths, |c| c.slack.url.take().is_some())?;
             ctx.note(if had {
                 "Forgot the saved Slack URL"
             } else {

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
-use super::{now_secs, Ctx};
+use super::Ctx;
 use crate::cli::UpArgs;
+use crate::config::Config;
 use crate::relay::metrics::Received;
 use crate::relay::verify::Key;
 use crate::relay::{Activity, Relay};
@@ -54,7 +55,7 @@ struct Pointed {
 }
 
 async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Result<Pointed> {
-    let mut config = ctx.config()?;
+    let config = ctx.config()?;
     if let Some(id) = config.default_webhook {
         match client.get_webhook(id).await {
             Ok(w) => {
@@ -82,7 +83,7 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
             }
             Err(VastError::WebhookNotFound { .. }) => {
                 ctx.note(format!("note: the default webhook {id} no longer exists at Vast.ai; creating a new one"));
-                config.forget_webhook(id);
+                Config::update(&ctx.paths, |c| c.forget_webhook(id))?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -110,11 +111,8 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
         })
         .await?;
     let id = created.webhook.id;
-    config.store_secret(id, created.secret, now_secs());
-    config.default_webhook = Some(id);
-    config.save(&ctx.paths).with_context(|| {
-        format!("webhook {id} was created but its secret could not be saved; run `vslack webhook rotate-secret {id}` after fixing this")
-    })?;
+    super::webhook::keep_secret(ctx, id, &created.secret, false)?;
+    Config::update(&ctx.paths, |c| c.default_webhook = Some(id))?;
     say(format!(
         "created webhook {id} (signing secret saved in {})",
         ctx.paths.config_file().display()
@@ -292,9 +290,7 @@ impl Session {
 async fn undo(ctx: &Ctx, client: &VastClient, p: &Pointed) -> Result<()> {
     if p.created {
         client.delete_webhook(p.id).await?;
-        let mut config = ctx.config()?;
-        config.forget_webhook(p.id);
-        config.save(&ctx.paths)?;
+        Config::update(&ctx.paths, |c| c.forget_webhook(p.id))?;
         say(format!("cleanup   deleted webhook {}", p.id));
     } else if let Some(prev) = &p.previous_url {
         client

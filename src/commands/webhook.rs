@@ -40,11 +40,11 @@ impl WebhookView {
 }
 
 pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
-    let mut config = ctx.config()?;
+    let config = ctx.config()?;
     let client = ctx.client(&config)?;
     match cmd {
         WebhookCmd::Types => types(ctx, &client).await,
-        WebhookCmd::Create(args) => create(ctx, &client, &mut config, args).await,
+        WebhookCmd::Create(args) => create(ctx, &client, args).await,
         WebhookCmd::List => list(ctx, &client, &config).await,
         WebhookCmd::Show { id } => {
             let id = resolve_id(id, &config)?;
@@ -74,12 +74,11 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
                 Err(e) => Err(e.into()),
             }
         }
-        WebhookCmd::Delete { id, yes } => delete(ctx, &client, &mut config, id, yes).await,
+        WebhookCmd::Delete { id, yes } => delete(ctx, &client, &config, id, yes).await,
         WebhookCmd::RotateSecret { id, print_secret } => {
             let id = resolve_id(id, &config)?;
             let rotated = client.rotate_secret(id).await?;
-            config.store_secret(id, rotated.secret.clone(), now_secs());
-            save_secret_or_explain(ctx, &config, id)?;
+            let (config, _) = keep_secret(ctx, id, &rotated.secret, false)?;
             let grace = config.relay.secret_grace_hours.unwrap_or(24);
             if print_secret {
                 println!("{}", rotated.secret.expose());
@@ -96,8 +95,7 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
         }
         WebhookCmd::Default { id } => {
             client.get_webhook(id).await?;
-            config.default_webhook = Some(id);
-            config.save(&ctx.paths)?;
+            let (config, _) = Config::update(&ctx.paths, |c| c.default_webhook = Some(id))?;
             if !config.webhooks.contains_key(&id.to_string()) {
                 ctx.note(format!("note: this machine does not hold webhook {id}'s secret; `vslack webhook rotate-secret {id}` fetches a new one"));
             }
@@ -318,12 +316,7 @@ fn pick_events(catalogue: &[NotificationType]) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn create(
-    ctx: &Ctx,
-    client: &VastClient,
-    config: &mut Config,
-    args: CreateArgs,
-) -> Result<()> {
+async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> {
     if let Some(w) = check_webhook_url(&args.url)? {
         ctx.note(format!("warning: {w}"));
     }
@@ -357,16 +350,11 @@ async fn create(
         })
         .await?;
     let id = created.webhook.id;
-    config.store_secret(id, created.secret.clone(), now_secs());
-    let first = config.default_webhook.is_none();
-    if first {
-        config.default_webhook = Some(id);
-    }
-    save_secret_or_explain(ctx, config, id)?;
+    let (config, first) = keep_secret(ctx, id, &created.secret, true)?;
     if args.print_secret {
         println!("{}", created.secret.expose());
     } else if ctx.global.json {
-        output::json(&WebhookView::new(created.webhook.clone(), config))?;
+        output::json(&WebhookView::new(created.webhook.clone(), &config))?;
     } else {
         println!("{id}");
     }
@@ -384,9 +372,25 @@ async fn create(
     Ok(())
 }
 
-/// The secret exists only in this answer: if it cannot be saved, say how to recover.
-fn save_secret_or_explain(ctx: &Ctx, config: &Config, id: i64) -> Result<()> {
-    config.save(&ctx.paths).with_context(|| {
+/// Store a secret Vast.ai just issued (the previous one is kept for the grace period); with
+/// `default`, make the webhook the default if there is none. Returns the config and whether
+/// it became the default. The secret exists only in Vast.ai's answer: if it cannot be saved,
+/// the error says how to recover.
+pub fn keep_secret(
+    ctx: &Ctx,
+    id: i64,
+    secret: &crate::secret::Secret,
+    default: bool,
+) -> Result<(Config, bool)> {
+    Config::update(&ctx.paths, |c| {
+        c.store_secret(id, secret.clone(), now_secs());
+        let first = default && c.default_webhook.is_none();
+        if first {
+            c.default_webhook = Some(id);
+        }
+        first
+    })
+    .with_context(|| {
         format!("Vast.ai issued a new secret for webhook {id} but it could not be saved; fix the problem and run `vslack webhook rotate-secret {id}` to get another")
     })
 }
@@ -450,7 +454,7 @@ async fn update(ctx: &Ctx, client: &VastClient, config: &Config, args: UpdateArg
 async fn delete(
     ctx: &Ctx,
     client: &VastClient,
-    config: &mut Config,
+    config: &Config,
     id: Option<i64>,
     yes: bool,
 ) -> Result<()> {
@@ -474,8 +478,7 @@ async fn delete(
         }
     }
     client.delete_webhook(id).await?;
-    let forgot = config.forget_webhook(id);
-    config.save(&ctx.paths)?;
+    let (_, forgot) = Config::update(&ctx.paths, |c| c.forget_webhook(id))?;
     if ctx.global.json {
         output::json(&json!({"id": id, "deleted": true, "secret_forgotten": forgot}))?;
     }

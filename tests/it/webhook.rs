@@ -456,3 +456,42 @@ fn api_key_lookup_order_and_login() {
     let out = env.run(&["webhook", "list"]);
     assert_eq!(out.code, 3, "back to the (bad) vastai file: {out:?}");
 }
+
+#[test]
+fn concurrent_commands_never_lose_a_stored_secret() {
+    let (vast, env) = vast();
+    let ids: Vec<i64> = (0..4)
+        .map(|i| {
+            vast.insert_webhook(
+                &format!("w{i}"),
+                "https://a.example.com/",
+                &["client:low_credit"],
+            )
+            .0
+        })
+        .collect();
+    for _round in 0..3 {
+        let children: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                env.command(&["webhook", "rotate-secret", &id.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+    }
+    let cfg: toml::Value = toml::from_str(&env.config_text()).unwrap();
+    for w in vast.webhooks() {
+        let id = w["id"].as_i64().unwrap().to_string();
+        assert_eq!(
+            cfg["webhooks"][&id]["secret"].as_str(),
+            w["webhook_secret"].as_str(),
+            "webhook {id}'s current secret was lost"
+        );
+    }
+}
