@@ -100,12 +100,17 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
                             Ok(d) => d.as_secs() as i64,
                             Err(e) => -(e.duration().as_secs() as i64),
                         };
+                        let how = format!(
+                            "this machine's clock is {} s {} Vast.ai's",
+                            skew.abs(),
+                            if skew < 0 { "behind" } else { "ahead of" }
+                        );
                         if skew.abs() > 240 {
-                            r.fail("clock", format!("this machine's clock is {skew:+} s off Vast.ai's"), "fix the clock (e.g. enable NTP): signatures older than 300 s are refused");
+                            r.fail("clock", how, "fix the clock (e.g. enable NTP): signatures older than 300 s are refused");
                         } else if skew.abs() > 30 {
                             r.warn(
                                 "clock",
-                                format!("{skew:+} s off Vast.ai's clock"),
+                                how,
                                 "enable NTP before the skew reaches the 300 s signature window",
                             );
                         } else {

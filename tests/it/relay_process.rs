@@ -219,10 +219,38 @@ fn queue_shows_dead_letters_and_retries_them() {
         human.stdout.contains("1 dead-lettered") && human.stdout.contains("evt-q"),
         "{human:?}"
     );
+    let status = env.run(&["status", "--json"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        (v["dead_letters"].as_i64(), v["queue_depth"].as_i64()),
+        (Some(1), Some(0)),
+        "{v}"
+    );
+    assert_eq!(
+        v["slack_host"],
+        serde_json::Value::Null,
+        "Slack URL came from the environment, not the config"
+    );
     let out = env.run(&["queue", "retry", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     let got = wait_delivered(&slack, 1);
     assert!(got[0].to_string().contains("evt-q"));
+    let start = Instant::now();
+    let mut v = serde_json::Value::Null;
+    while start.elapsed() < Duration::from_secs(5) {
+        v = serde_json::from_str(&env.run(&["status", "--json"]).stdout).unwrap();
+        if v["delivered"].as_i64() == Some(1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        (v["dead_letters"].as_i64(), v["delivered"].as_i64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
+    assert!(v["last_delivery_at"].as_i64().is_some());
 }
 
 #[test]

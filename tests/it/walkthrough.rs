@@ -464,3 +464,39 @@ fn setup_interactively_through_a_terminal() {
         .collect();
     assert_eq!(events, vslack::vast::types::WALKTHROUGH_EVENTS);
 }
+
+#[test]
+fn doctor_reports_clock_skew_against_vast() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let env = setup_env(&vast, &slack);
+    vast.set_clock_skew(600);
+    let out = env.run(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let clock = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "clock")
+        .expect("a clock check")
+        .clone();
+    assert_eq!(clock["level"], "fail", "{v}");
+    assert!(
+        clock["detail"]
+            .as_str()
+            .unwrap()
+            .contains("behind Vast.ai's"),
+        "{clock}"
+    );
+    vast.set_clock_skew(0);
+    let out = env.run(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let clock = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "clock")
+        .unwrap()
+        .clone();
+    assert_eq!(clock["level"], "ok", "{v}");
+}
