@@ -327,7 +327,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin')
-            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a \"vslack is connected\" message to the configured Slack URL')
+            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to the configured Slack URL')
             [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Forget the saved Slack URL')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -382,7 +382,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
         }
         'vslack;slack;help' {
             [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin')
-            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a \"vslack is connected\" message to the configured Slack URL')
+            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to the configured Slack URL')
             [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Forget the saved Slack URL')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -579,7 +579,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Vast.ai console base URL')
             [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
-            [CompletionResult]::new('--send', '--send', [CompletionResultType]::ParameterName, 'Also post a \"vslack is connected\" message to check Slack accepts the URL')
+            [CompletionResult]::new('--send', '--send', [CompletionResultType]::ParameterName, 'Also post a "vslack is connected" message to check Slack accepts the URL')
             [CompletionResult]::new('--no-test', '--no-test', [CompletionResultType]::ParameterName, 'Skip firing Vast.ai''s test event (which the relay will forward to Slack)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
@@ -851,7 +851,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
         }
         'vslack;help;slack' {
             [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin')
-            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a \"vslack is connected\" message to the configured Slack URL')
+            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to the configured Slack URL')
             [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Forget the saved Slack URL')
             break
         }

@@ -300,7 +300,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
             cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
-            cand test 'Post a \"vslack is connected\" message to the configured Slack URL'
+            cand test 'Post a "vslack is connected" message to the configured Slack URL'
             cand clear 'Forget the saved Slack URL'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -351,7 +351,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         }
         &'vslack;slack;help'= {
             cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
-            cand test 'Post a \"vslack is connected\" message to the configured Slack URL'
+            cand test 'Post a "vslack is connected" message to the configured Slack URL'
             cand clear 'Forget the saved Slack URL'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -529,7 +529,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --vast-url 'Vast.ai console base URL'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
-            cand --send 'Also post a \"vslack is connected\" message to check Slack accepts the URL'
+            cand --send 'Also post a "vslack is connected" message to check Slack accepts the URL'
             cand --no-test 'Skip firing Vast.ai''s test event (which the relay will forward to Slack)'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
             cand --no-input 'Never prompt; a missing value is an error naming its flag'
@@ -773,7 +773,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         }
         &'vslack;help;slack'= {
             cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
-            cand test 'Post a \"vslack is connected\" message to the configured Slack URL'
+            cand test 'Post a "vslack is connected" message to the configured Slack URL'
             cand clear 'Forget the saved Slack URL'
         }
         &'vslack;help;slack;set'= {

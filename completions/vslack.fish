@@ -228,7 +228,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -s q -l quiet -d 'Only errors on stderr'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "set" -d 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "test" -d 'Post a \\"vslack is connected\\" message to the configured Slack URL'
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "test" -d 'Post a "vslack is connected" message to the configured Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "clear" -d 'Forget the saved Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
@@ -265,7 +265,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -s q -l quiet -d 'Only errors on stderr'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "set" -d 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "test" -d 'Post a \\"vslack is connected\\" message to the configured Slack URL'
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "test" -d 'Post a "vslack is connected" message to the configured Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "clear" -d 'Forget the saved Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_seen_subcommand_from show path help" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
@@ -394,7 +394,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l vast-url -d 'Va
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
-complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l send -d 'Also post a \\"vslack is connected\\" message to check Slack accepts the URL'
+complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l send -d 'Also post a "vslack is connected" message to check Slack accepts the URL'
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l no-test -d 'Skip firing Vast.ai\'s test event (which the relay will forward to Slack)'
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
@@ -562,7 +562,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subc
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from webhook" -f -a "rotate-secret" -d 'Get a new signing secret; the old one stays valid in the relay for a grace period'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from webhook" -f -a "default" -d 'Make ID the webhook that commands use when no ID is given'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from slack" -f -a "set" -d 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
-complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from slack" -f -a "test" -d 'Post a \\"vslack is connected\\" message to the configured Slack URL'
+complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from slack" -f -a "test" -d 'Post a "vslack is connected" message to the configured Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from slack" -f -a "clear" -d 'Forget the saved Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the configuration with every secret shown as (redacted)'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "path" -d 'Print where vslack keeps its files'

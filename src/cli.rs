@@ -14,9 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         vslack manages your Vast.ai webhooks, keeps their signing secrets safe on this machine, and \
         runs a relay that verifies every delivery, stores it before answering, and posts it to Slack \
         exactly once.\n\n\
-        Start with `vslack demo` (no account needed), then `vslack login` and `vslack webhook create`.",
+        Start with `vslack demo` (no account needed), then `vslack setup` and `vslack up`.",
     after_help = "Environment: VAST_API_KEY, VAST_URL, VSLACK_CONFIG_DIR, VSLACK_DATA_DIR, SLACK_WEBHOOK_URL, \
-        VAST_WEBHOOK_SECRET, RUST_LOG, NO_COLOR. See the README for details."
+        VAST_WEBHOOK_SECRET, PORT, VAST_CONSOLE, RUST_LOG, NO_COLOR. See the README for details."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -112,7 +112,7 @@ pub enum Command {
     )]
     #[command(display_order = 7)]
     Doctor {
-        /// Also post a \"vslack is connected\" message to check Slack accepts the URL
+        /// Also post a "vslack is connected" message to check Slack accepts the URL
         #[arg(long)]
         send: bool,
         /// Skip firing Vast.ai's test event (which the relay will forward to Slack)
@@ -186,7 +186,10 @@ pub enum WebhookCmd {
     List,
     /// Show one webhook (default: the default webhook)
     #[command(after_help = "Example:\n  vslack webhook show 42")]
-    Show { id: Option<i64> },
+    Show {
+        /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
+        id: Option<i64>,
+    },
     /// Change a webhook's URL, name or events (only what you pass changes)
     #[command(
         after_help = "Examples:\n  vslack webhook update --url https://new.example.com/\n  vslack webhook update 42 --add-event client:outbid --remove-event client:low_credit"
@@ -194,10 +197,14 @@ pub enum WebhookCmd {
     Update(UpdateArgs),
     /// Ask Vast.ai to send its test event to the webhook and report its answer
     #[command(after_help = "Example:\n  vslack webhook test 42")]
-    Test { id: Option<i64> },
+    Test {
+        /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
+        id: Option<i64>,
+    },
     /// Delete a webhook at Vast.ai and forget its secret here
     #[command(after_help = "Example:\n  vslack webhook delete 42 --yes")]
     Delete {
+        /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
         id: Option<i64>,
         /// Do not ask for confirmation (required when not on a terminal)
         #[arg(long, short)]
@@ -209,6 +216,7 @@ pub enum WebhookCmd {
         after_help = "Example:\n  vslack webhook rotate-secret 42"
     )]
     RotateSecret {
+        /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
         id: Option<i64>,
         /// Print the new secret alone on stdout (for piping into another system)
         #[arg(long)]
@@ -216,7 +224,10 @@ pub enum WebhookCmd {
     },
     /// Make ID the webhook that commands use when no ID is given
     #[command(after_help = "Example:\n  vslack webhook default 42")]
-    Default { id: i64 },
+    Default {
+        /// Webhook ID (see `vslack webhook list`)
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +251,7 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
     pub id: Option<i64>,
     /// New delivery URL
     #[arg(long, value_name = "URL")]
@@ -263,7 +275,7 @@ pub enum SlackCmd {
     /// Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin
     #[command(after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt")]
     Set,
-    /// Post a \"vslack is connected\" message to the configured Slack URL
+    /// Post a "vslack is connected" message to the configured Slack URL
     Test,
     /// Forget the saved Slack URL
     Clear,
@@ -336,7 +348,7 @@ pub enum QueueCmd {
     },
     /// Put dead-lettered events back in the queue
     Retry {
-        /// Queue numbers (SEQ column) to retry
+        /// Queue numbers (the SEQ column of `vslack queue`) to retry
         seqs: Vec<i64>,
         /// Retry every dead letter
         #[arg(long, conflicts_with = "seqs")]
@@ -344,6 +356,7 @@ pub enum QueueCmd {
     },
     /// Delete pending or dead-lettered events for good
     Drop {
+        /// Queue numbers (the SEQ column of `vslack queue`) to drop
         #[arg(required = true)]
         seqs: Vec<i64>,
         /// Do not ask for confirmation

@@ -15,13 +15,24 @@ pub const AUTH: u8 = 3;
 pub const NOT_FOUND: u8 = 4;
 /// Vast.ai unreachable, rate limiting after retries, or failing with 5xx.
 pub const UNAVAILABLE: u8 = 5;
-/// A local file is unsafe or missing something required (secret, Slack URL).
+/// A local problem: a secrets file others can read, something required missing (secret,
+/// Slack URL), or the event store in use by another relay.
 pub const CONFIG: u8 = 6;
 
 /// A mistake in what the user asked for; the message says how to fix it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Something named does not exist (exit 4); the message says where to look.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFoundError(pub String);
+
+/// Something this machine needs is missing or unsafe (exit 6); the message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
 
 /// Shorthand for returning a [`UsageError`].
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -44,7 +55,10 @@ pub fn code(err: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>() {
             return USAGE;
         }
-        if cause.is::<InsecureFile>() || cause.is::<RelayStartError>() {
+        if cause.is::<NotFoundError>() {
+            return NOT_FOUND;
+        }
+        if cause.is::<InsecureFile>() || cause.is::<RelayStartError>() || cause.is::<SetupError>() {
             return CONFIG;
         }
     }

@@ -91,6 +91,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Warn (without refusing) when a file holding a secret that the user pointed us at can be
+/// read by other users.
+pub fn warn_if_loose(path: &Path) {
+    if let Ok(meta) = fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "{} holds a secret but other users can read it (mode {mode:o}); `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+
 /// Read a secrets file, refusing one that other users can read or write.
 /// `Ok(None)` when it does not exist.
 pub fn read_private(path: &Path) -> Result<Option<String>> {

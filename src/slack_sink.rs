@@ -84,6 +84,26 @@ impl Drop for SlackSink {
     }
 }
 
+/// Slack's `<url|text>` links as `text (url)`, the way they read on screen.
+fn links(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<http") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else {
+            break;
+        };
+        let inner = &rest[start + 1..start + end];
+        match inner.split_once('|') {
+            Some((url, label)) => out.push_str(&format!("{label} ({url})")),
+            None => out.push_str(inner),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Roughly how Slack shows a payload, as indented plain text.
 pub fn preview(payload: &Value) -> String {
     let mut lines = Vec::new();
@@ -108,7 +128,7 @@ pub fn preview(payload: &Value) -> String {
                             .flatten()
                         {
                             lines.push(format!(
-                                "[{}] -> {}",
+                                "[{}] ({})",
                                 text_of(e),
                                 e.get("url").and_then(Value::as_str).unwrap_or("")
                             ));
@@ -141,5 +161,5 @@ pub fn preview(payload: &Value) -> String {
                 .map(str::to_owned),
         ),
     }
-    lines.join("\n")
+    links(&lines.join("\n"))
 }

@@ -175,10 +175,25 @@ impl Tunnel {
     /// Wait for the first public URL, or fail if the program exits or the time runs out.
     pub async fn first_url(&mut self, timeout: Duration) -> Result<String> {
         let program = self.spec.program().to_owned();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
         tokio::select! {
-            url = self.urls.recv() => url.with_context(|| format!("{program} exited without printing a public https URL")),
-            status = self.child.wait() => bail!("{program} exited ({}) before printing a public URL; is it installed and logged in?", status.map(|s| s.to_string()).unwrap_or_default()),
-            _ = tokio::time::sleep(timeout) => bail!("{program} printed no public https URL within {}s; check that it works on its own", timeout.as_secs()),
+            Some(url) = self.urls.recv() => return Ok(url),
+            _ = &mut deadline => bail!("{program} printed no public https URL within {}s; check that it works on its own", timeout.as_secs()),
+            _ = self.child.wait() => {}
+        }
+        // It exited (its output may have closed first): the exit status says why.
+        let status = self.child.wait().await.ok();
+        match status.and_then(|s| s.code()) {
+            Some(127) => bail!(
+                "`{program}` was not found on PATH: install it (or pick another with --tunnel / --tunnel-cmd)"
+            ),
+            Some(126) => bail!("`{program}` is not executable"),
+            _ => bail!(
+                "{program} exited ({}) before printing a public URL; run `{}` on its own to see why",
+                status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into()),
+                self.spec.command.replace("{port}", "PORT")
+            ),
         }
     }
 

@@ -79,8 +79,25 @@ async fn metric(http: &reqwest::Client, origin: &str, line_prefix: &str) -> Opti
 }
 
 pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
-    let config = ctx.config()?;
     let mut r = Report::default();
+    let config = match ctx.config() {
+        Ok(c) => {
+            r.ok(
+                "config",
+                format!("{} readable, private", ctx.paths.config_file().display()),
+            );
+            c
+        }
+        Err(e) => {
+            r.fail(
+                "config",
+                format!("{e:#}"),
+                "fix the file as the message says; the checks below ignore it",
+            );
+            crate::config::Config::default()
+        }
+    };
+    let mut relay_checked = false;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
@@ -172,6 +189,7 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
                         .filter(|r| r.status().is_success()),
                     None => None,
                 };
+                relay_checked = true;
                 match (health, relay) {
                     (Some(h), Some(o)) => {
                         let body: serde_json::Value = h.json().await.unwrap_or_default();
@@ -186,6 +204,25 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
                         "start `vslack up` (re-points the webhook at a new tunnel), or fix the URL with `vslack webhook update --url`",
                     ),
                 }
+            }
+        }
+    }
+    if !relay_checked {
+        // No webhook to follow: at least look for a relay on this machine.
+        if let Ok(addr) = super::serve::listen_addr(&crate::cli::ServeArgs::default(), &config) {
+            match local_health(addr).await {
+                Some(h) => r.ok(
+                    "relay",
+                    format!(
+                        "a relay answers on {addr} ({})",
+                        h["status"].as_str().unwrap_or("?")
+                    ),
+                ),
+                None => r.warn(
+                    "relay",
+                    format!("no relay answers on {addr}"),
+                    "start one with `vslack serve` or `vslack up`",
+                ),
             }
         }
     }
@@ -309,32 +346,50 @@ async fn test_secret(
     }
 }
 
+/// The local relay's /health, if one answers at the configured address.
+async fn local_health(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("http://{host}:{}/health", addr.port());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .ok()?;
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
 pub async fn status(ctx: &Ctx) -> Result<()> {
     let config = ctx.config()?;
+    let serve = crate::cli::ServeArgs::default();
     let stats = match spool::open_existing(&ctx.paths.spool_file())? {
         Some(sp) => Some(sp.stats().await?),
         None => None,
     };
-    let webhooks: Vec<serde_json::Value> = config
-        .webhooks
-        .iter()
-        .map(|(id, w)| json!({"id": id.parse::<i64>().ok(), "default": config.default_webhook.map(|d| d.to_string()) == Some(id.clone()), "previous_secret_until": w.rotated_at.map(|t| t + config.relay.secret_grace_hours.unwrap_or(24) as i64 * 3600)}))
+    // What `vslack serve` would use: flags aside, the environment and the config file.
+    let grace = Duration::from_secs(config.relay.secret_grace_hours.unwrap_or(24) * 3600);
+    let secrets: Vec<String> = super::serve::keys(&config, grace)
+        .into_iter()
+        .map(|k| k.label)
         .collect();
-    let slack = config
-        .slack
-        .url
-        .as_ref()
-        .map(|u| crate::relay::slack::host_of(u.expose()));
+    let slack =
+        super::serve::slack_url(&serve, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
+    let listen = super::serve::listen_addr(&serve, &config)?;
+    let health = local_health(listen).await;
     let v = json!({
         "queue_depth": stats.as_ref().map(|s| s.pending),
         "dead_letters": stats.as_ref().map(|s| s.dead),
         "delivered": stats.as_ref().map(|s| s.delivered),
         "last_delivery_at": stats.as_ref().and_then(|s| s.last_delivered_at),
         "default_webhook": config.default_webhook,
-        "webhooks_with_secret": webhooks,
+        "secrets": secrets,
         "slack_host": slack,
         "routes": config.slack.routes.iter().map(|r| r.events.clone()).collect::<Vec<_>>(),
-        "listen": config.relay.listen.clone().unwrap_or_else(|| super::serve::DEFAULT_LISTEN.into()),
+        "listen": listen.to_string(),
+        "relay_running": health.is_some(),
+        "relay_status": health.as_ref().and_then(|h| h["status"].as_str().map(str::to_owned)),
         "tunnel": config.relay.tunnel,
         "public_url": config.relay.public_url,
         "store": ctx.paths.spool_file(),
@@ -348,43 +403,38 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
                 "queue         {} pending, {} dead-lettered, {} delivered",
                 s.pending, s.dead, s.delivered
             );
-            println!(
-                "last delivery {}",
-                s.last_delivered_at
-                    .map(|t| humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + Duration::from_secs(t as u64)
-                    )
-                    .to_string())
-                    .unwrap_or_else(|| "never".into())
-            );
+            let last = s.last_delivered_at.map(|t| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(t as u64),
+                )
+                .to_string()
+            });
+            println!("last delivery {}", last.unwrap_or_else(|| "never".into()));
         }
         None => println!("queue         no event store yet (the relay has not run)"),
     }
+    let default = config.default_webhook.map(|d| format!("{d} (default)"));
     println!(
         "webhook       {}",
-        config
-            .default_webhook
-            .map(|d| format!("{d} (default)"))
-            .unwrap_or_else(|| "none: `vslack setup`".into())
+        default.unwrap_or_else(|| "none: `vslack setup`".into())
     );
     println!(
-        "secrets held  {}",
-        if config.webhooks.is_empty() {
-            "none".to_owned()
+        "secrets       {}",
+        if secrets.is_empty() {
+            "none: `vslack webhook create` or VAST_WEBHOOK_SECRET".to_owned()
         } else {
-            config
-                .webhooks
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            secrets.join(", ")
         }
     );
     println!(
         "slack         {}",
-        slack.unwrap_or_else(|| "not set: `vslack slack set`".into())
+        slack.unwrap_or_else(|| "not set: `vslack slack set` or SLACK_WEBHOOK_URL".into())
     );
-    println!("relay         {}", v["listen"].as_str().unwrap_or_default());
+    let running = match health.as_ref().and_then(|h| h["status"].as_str()) {
+        Some(st) => format!("running ({st})"),
+        None => "not running".into(),
+    };
+    println!("relay         {listen}: {running}");
     if let Some(t) = &config.relay.tunnel {
         println!("tunnel        {t}");
     }

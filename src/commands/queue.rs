@@ -6,11 +6,23 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cli::QueueCmd;
-use crate::exit::usage;
+use crate::exit::{usage, NotFoundError};
 use crate::output;
 use crate::relay::spool::{self, Queued};
 
 pub async fn run(ctx: &Ctx, cmd: Option<QueueCmd>) -> Result<()> {
+    // Check what was asked before looking at the store.
+    match &cmd {
+        Some(QueueCmd::Retry { seqs, all }) if seqs.is_empty() && !all => {
+            return Err(usage(
+                "name the events to retry (SEQ from `vslack queue`) or pass --all",
+            ));
+        }
+        Some(QueueCmd::Drop { yes: false, .. }) if !ctx.interactive() => {
+            return Err(usage("dropping events loses them for good: pass --yes"));
+        }
+        _ => {}
+    }
     let path = ctx.paths.spool_file();
     let Some(spool) = spool::open_existing(&path)? else {
         if ctx.global.json {
@@ -73,9 +85,6 @@ pub async fn run(ctx: &Ctx, cmd: Option<QueueCmd>) -> Result<()> {
         }
         QueueCmd::Drop { seqs, yes } => {
             if !yes {
-                if !ctx.interactive() {
-                    return Err(usage("dropping events loses them for good: pass --yes"));
-                }
                 let ok = dialoguer::Confirm::new()
                     .with_prompt(format!("Delete {} event(s) for good?", seqs.len()))
                     .default(false)
@@ -84,7 +93,15 @@ pub async fn run(ctx: &Ctx, cmd: Option<QueueCmd>) -> Result<()> {
                     return Ok(());
                 }
             }
+            let asked = seqs.len();
             let n = spool.remove(seqs).await?;
+            if n < asked {
+                return Err(NotFoundError(format!(
+                    "{} of the {asked} event(s) named are not pending or dead (dropped {n}); see `vslack queue`",
+                    asked - n
+                ))
+                .into());
+            }
             if ctx.global.json {
                 output::json(&json!({"dropped": n}))?;
             }
@@ -107,12 +124,8 @@ fn rows_of(rows: &[Queued]) -> Vec<Vec<String>> {
                         + std::time::Duration::from_secs(q.event.received_at.max(0) as u64),
                 )
                 .to_string(),
-                q.last_error
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(60)
-                    .collect(),
+                // Last column: shown whole, the reason is what the person needs.
+                q.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect()

@@ -15,6 +15,7 @@ fn secret(args: &SendArgs, config: &Config) -> Result<Secret> {
     if let Some(path) = &args.secret_file {
         let s = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read --secret-file {}", path.display()))?;
+        crate::secret::warn_if_loose(path);
         return Ok(Secret::new(s.trim()));
     }
     if let Some(s) = std::env::var("VAST_WEBHOOK_SECRET")
@@ -28,7 +29,7 @@ fn secret(args: &SendArgs, config: &Config) -> Result<Secret> {
         .and_then(|id| config.webhook(id))
         .or_else(|| config.webhooks.values().next());
     held.map(|w| w.secret.clone()).ok_or_else(|| {
-        crate::exit::usage("no signing secret to sign with: pass --secret-file PATH, set VAST_WEBHOOK_SECRET, or create a webhook with `vslack webhook create`")
+        crate::exit::SetupError("no signing secret to sign with: pass --secret-file PATH, set VAST_WEBHOOK_SECRET, or create a webhook with `vslack webhook create`".into()).into()
     })
 }
 
@@ -71,6 +72,11 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     } else {
         vec![args.notif_type.clone()]
     };
+    for t in &types {
+        if !sample::SAMPLES.iter().any(|(k, _, _)| k == t) {
+            ctx.note(format!("note: {t:?} is not a type vslack knows a sample for; sending a generic one (`vslack send --help`)"));
+        }
+    }
     let ts = now_secs() - if args.stale { 600 } else { 0 };
     let expected_status = if args.bad_signature || args.stale {
         401
@@ -84,9 +90,11 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
             let d: Delivery = sample::delivery(t, &key, ts);
             let attempts = if args.duplicate { 2 } else { 1 };
             for attempt in 1..=attempts {
-                let answer = sample::post(&http, &url, &d, attempt)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                let answer = sample::post(&http, &url, &d, attempt).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e}; is a relay running there? (`vslack serve`, or pass --to URL)"
+                    )
+                })?;
                 let expected = answer.status == expected_status;
                 if !ctx.global.json {
                     println!(

@@ -76,6 +76,7 @@ pub fn slack_url(args: &ServeArgs, config: &Config) -> Result<Option<Secret>> {
                 path.display()
             ))
         })?;
+        crate::secret::warn_if_loose(path);
         let url = text.trim();
         if url.is_empty() {
             return Err(
@@ -159,29 +160,33 @@ pub fn relay_options_with(
     config: &Config,
     keys: Vec<Key>,
 ) -> Result<RelayOptions> {
-    if keys.is_empty() {
-        return Err(RelayStartError(
-            "no webhook signing secret: create a webhook with `vslack webhook create` (it stores the secret), \
-             run `vslack webhook rotate-secret ID` for an existing one, or set VAST_WEBHOOK_SECRET"
-                .into(),
-        )
-        .into());
-    }
     let url = if args.dry_run {
         None
     } else {
-        let url = slack_url(args, config)?.ok_or_else(|| {
-            RelayStartError(
-                "no Slack URL: run `vslack slack set`, set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH \
-                 (or --dry-run to print messages instead)"
-                    .into(),
-            )
-        })?;
-        if let Some(w) = crate::relay::slack::check_url(url.expose())? {
+        slack_url(args, config)?
+    };
+    // Say everything that is missing at once, not one thing per attempt.
+    let mut missing = Vec::new();
+    if keys.is_empty() {
+        missing.push(
+            "no webhook signing secret: create a webhook with `vslack webhook create` (it stores the secret), \
+             run `vslack webhook rotate-secret ID` for an existing one, or set VAST_WEBHOOK_SECRET",
+        );
+    }
+    if url.is_none() && !args.dry_run {
+        missing.push(
+            "no Slack URL: run `vslack slack set`, set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH \
+             (or --dry-run to print messages instead)",
+        );
+    }
+    if !missing.is_empty() {
+        return Err(RelayStartError(missing.join("\n       ")).into());
+    }
+    if let Some(u) = &url {
+        if let Some(w) = crate::relay::slack::check_url(u.expose())? {
             tracing::warn!("{w}");
         }
-        Some(url)
-    };
+    }
     let format_for = |u: &Option<Secret>| {
         args.format.unwrap_or_else(|| {
             u.as_ref()
@@ -244,7 +249,12 @@ pub fn relay_options_with(
                 .unwrap_or_else(|| "https://cloud.vast.ai".into()),
             ..ForwardOptions::default()
         },
-        spool_path: ctx.paths.spool_file(),
+        // A dry run must not mark real events delivered: it gets a store of its own.
+        spool_path: if args.dry_run {
+            ctx.paths.data_dir.join("dry-run").join("spool.sqlite3")
+        } else {
+            ctx.paths.spool_file()
+        },
         spool: SpoolOptions {
             max_bytes: args.max_store_mb.map(|mb| mb * 1024 * 1024),
         },

@@ -194,6 +194,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         .await;
 
     // Whatever happened: stop the tunnel and the relay, then undo what --cleanup asks.
+    let started = s.tunnel.is_some() || s.relay.is_some();
     if let Some(t) = s.tunnel.take() {
         t.stop().await;
     }
@@ -208,7 +209,9 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
             }
         }
     }
-    say("stopped");
+    if started {
+        say("stopped");
+    }
     outcome
 }
 

@@ -59,7 +59,10 @@ pub fn vastai_key_files() -> Vec<PathBuf> {
 
 fn read_key_file(path: &Path) -> Result<Option<Secret>> {
     match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => Ok(Some(Secret::new(s.trim()))),
+        Ok(s) if !s.trim().is_empty() => {
+            crate::secret::warn_if_loose(path);
+            Ok(Some(Secret::new(s.trim())))
+        }
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read API key file {}", path.display())),

@@ -19,7 +19,7 @@ pub enum VastError {
     Unauthorized { source_desc: String },
     #[error("webhook {id} not found; run `vslack webhook list`")]
     WebhookNotFound { id: i64 },
-    #[error("Vast.ai answered 404 Not Found for {path}")]
+    #[error("Vast.ai answered 404 Not Found for {path}; is the base URL right? (--vast-url / VAST_URL, default https://console.vast.ai)")]
     NotFound { path: String },
     #[error("Vast.ai refused the request: {msg}")]
     BadRequest { msg: String },

@@ -82,6 +82,10 @@ fn serve_refuses_to_start_without_a_secret_or_a_slack_url() {
             && out.stderr.contains("VAST_WEBHOOK_SECRET"),
         "{out:?}"
     );
+    assert!(
+        out.stderr.contains("no Slack URL"),
+        "both missing things at once: {out:?}"
+    );
     let mut env = Env::new();
     env.set("VAST_WEBHOOK_SECRET", SECRET);
     env.secret(SECRET);
@@ -228,10 +232,10 @@ fn queue_shows_dead_letters_and_retries_them() {
         "{v}"
     );
     assert_eq!(
-        v["slack_host"],
-        serde_json::Value::Null,
-        "Slack URL came from the environment, not the config"
+        v["slack_host"], "127.0.0.1",
+        "what serve uses (SLACK_WEBHOOK_URL): {v}"
     );
+    assert_eq!(v["secrets"], serde_json::json!(["VAST_WEBHOOK_SECRET"]));
     let out = env.run(&["queue", "retry", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     let got = wait_delivered(&slack, 1);
