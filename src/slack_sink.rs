@@ -27,9 +27,18 @@ impl SlackSink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
         let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            // Bounded like every listener here: connections, header time, body size.
+            let permits = Arc::new(tokio::sync::Semaphore::new(64));
+            loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
                 let store = store.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let store = store.clone();
                         async move {
@@ -56,6 +65,8 @@ impl SlackSink {
                         }
                     });
                     let _ = http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(std::time::Duration::from_secs(10))
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });

@@ -314,3 +314,65 @@ fn a_second_relay_on_the_same_store_is_refused() {
     assert_eq!(out.code, 6, "{out:?}");
     assert!(out.stderr.contains("another vslack relay"), "{out:?}");
 }
+
+#[test]
+fn dry_run_prints_payloads_logs_json_and_stops_cleanly_on_sigterm() {
+    let mut env = Env::new();
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    let mut child = env
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dry-run",
+            "--log-format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let logs = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                let _ = tx.send(rest.to_owned());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let url = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let body = event_body("evt-dry", "outbid");
+    let ts = now();
+    assert_eq!(
+        post_blocking(&url, &body, ts, &signature(SECRET, ts, &body)),
+        204
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let payload: serde_json::Value =
+        serde_json::from_str(stdout.trim()).expect("the Slack payload as JSON on stdout");
+    assert!(payload.to_string().contains("evt-dry"));
+    let logs = logs.join().unwrap();
+    let stored = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "stored")
+        .expect("a JSON log line for the stored event");
+    assert_eq!(stored["fields"]["event_id"], "evt-dry");
+    assert!(
+        logs.iter().any(|l| l.contains("shutting down")),
+        "{logs:#?}"
+    );
+    // The dry run kept its own store: the real one was never touched.
+    assert!(!env.data_dir().join("spool.sqlite3").exists());
+}

@@ -147,9 +147,27 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
     let d = vast.deliver_event(1, "instance_stopped", Some("evt-up-flow"), 1);
     assert_eq!(d.outcome, Ok(204));
     vast.deliver_event(1, "instance_stopped", Some("evt-up-flow"), 2);
-    assert!(up.wait_for("received  instance_stopped evt-up-flow", Duration::from_secs(10)), "{:#?}", up.seen);
-    assert!(up.wait_for("duplicate instance_stopped evt-up-flow", Duration::from_secs(10)), "{:#?}", up.seen);
-    assert!(up.wait_for("delivered evt-up-flow", Duration::from_secs(10)), "{:#?}", up.seen);
+    assert!(
+        up.wait_for(
+            "received  instance_stopped evt-up-flow",
+            Duration::from_secs(10)
+        ),
+        "{:#?}",
+        up.seen
+    );
+    assert!(
+        up.wait_for(
+            "duplicate instance_stopped evt-up-flow",
+            Duration::from_secs(10)
+        ),
+        "{:#?}",
+        up.seen
+    );
+    assert!(
+        up.wait_for("delivered evt-up-flow", Duration::from_secs(10)),
+        "{:#?}",
+        up.seen
+    );
     let pid: i32 = std::fs::read_to_string(env.dir.path().join("tunnel.pid"))
         .unwrap()
         .trim()
