@@ -305,40 +305,32 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, notify: Arc<Notify>) {
                 Err(_) => break,
             }
         }
-        // Each command runs in its own savepoint, so one that fails (a full disk refusing an
-        // insert) rolls back alone and gets its own error; the rest share one commit.
-        let mut answers: Vec<(Slot, Result<Answer, SpoolError>)> = Vec::with_capacity(batch.len());
-        let mut new_events = false;
-        let committed = (|| -> Result<(), SpoolError> {
-            let mut tx = conn.transaction()?;
-            for (cmd, slot) in batch.drain(..) {
-                let is_insert = matches!(cmd, Cmd::Insert(_));
-                let result = match tx.savepoint() {
-                    Ok(mut sp) => match apply(&sp, cmd) {
-                        Ok(a) => sp.commit().map(|_| a).map_err(SpoolError::from),
-                        Err(e) => {
-                            let _ = sp.rollback();
-                            Err(e)
-                        }
-                    },
-                    Err(e) => Err(SpoolError::from(e)),
-                };
-                if is_insert && matches!(result, Ok(Answer::Inserted(Inserted::New))) {
-                    new_events = true;
-                }
-                answers.push((slot, result));
-            }
-            tx.commit()?;
-            Ok(())
-        })();
+        let (cmds, slots): (Vec<Cmd>, Vec<Slot>) = batch.into_iter().unzip();
+        // Fast path: the whole batch in one transaction. If any command fails (a full disk
+        // refusing an insert), roll back and run the batch again with a savepoint per command,
+        // so only the failing ones fail and the rest still share one commit.
+        let mut result = run_batch(&mut conn, &cmds, false);
+        if matches!(&result, Ok(answers) if answers.iter().any(Result::is_err)) {
+            result = run_batch(&mut conn, &cmds, true);
+        }
+        let (committed, answers) = match result {
+            Ok(answers) => (Ok(()), answers),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let new_events = answers
+            .iter()
+            .any(|r| matches!(r, Ok(Answer::Inserted(Inserted::New))));
         if let Err(e) = &committed {
             tracing::error!(error = %e, "event store could not commit; deliveries are being refused with 503");
-        } else if answers.iter().any(|(_, r)| r.is_err()) {
+        } else if answers.iter().any(Result::is_err) {
             tracing::error!("event store refused a write (disk full or --max-store-mb reached?); deliveries are answered 503");
         }
-        for (slot, result) in answers {
+        let mut answers = answers.into_iter();
+        for slot in slots {
             slot.send(match &committed {
-                Ok(()) => result,
+                Ok(()) => answers
+                    .next()
+                    .unwrap_or_else(|| Err(SpoolError("internal: no answer".into()))),
                 Err(e) => Err(e.clone()),
             });
         }
@@ -348,10 +340,45 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, notify: Arc<Notify>) {
     }
 }
 
-fn apply(tx: &rusqlite::Savepoint<'_>, cmd: Cmd) -> Result<Answer, SpoolError> {
+/// Apply `cmds` in one transaction and commit it. With `isolate`, each command runs in a
+/// savepoint, so a failing one is rolled back alone; without, the first failure leaves the
+/// transaction uncommitted (the caller retries with `isolate`).
+fn run_batch(
+    conn: &mut Connection,
+    cmds: &[Cmd],
+    isolate: bool,
+) -> Result<Vec<Result<Answer, SpoolError>>, SpoolError> {
+    let mut tx = conn.transaction()?;
+    let mut answers = Vec::with_capacity(cmds.len());
+    for cmd in cmds {
+        let answer = if isolate {
+            let mut sp = tx.savepoint()?;
+            match apply(&sp, cmd) {
+                Ok(a) => sp.commit().map(|_| a).map_err(SpoolError::from),
+                Err(e) => {
+                    let _ = sp.rollback();
+                    Err(e)
+                }
+            }
+        } else {
+            let a = apply(&tx, cmd);
+            if a.is_err() {
+                // Dropping `tx` rolls everything back; the caller runs the isolated pass.
+                answers.push(a);
+                return Ok(answers);
+            }
+            a
+        };
+        answers.push(answer);
+    }
+    tx.commit()?;
+    Ok(answers)
+}
+
+fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
     Ok(match cmd {
         Cmd::Insert(item) => {
-            let (event, body) = *item;
+            let (event, body) = &**item;
             let json = serde_json::to_string(&event).map_err(|e| SpoolError(e.to_string()))?;
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -362,7 +389,7 @@ fn apply(tx: &rusqlite::Savepoint<'_>, cmd: Cmd) -> Result<Answer, SpoolError> {
         Cmd::Due(now, limit) => Answer::Rows(query(
             tx,
             "WHERE state = 0 AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
-            params![now, limit as i64],
+            params![now, *limit as i64],
         )?),
         Cmd::NextDue => Answer::Time(tx.query_row(
             "SELECT MIN(next_attempt_ms) FROM events WHERE state = 0",
@@ -370,7 +397,7 @@ fn apply(tx: &rusqlite::Savepoint<'_>, cmd: Cmd) -> Result<Answer, SpoolError> {
             |r| r.get::<_, Option<i64>>(0),
         )?),
         Cmd::Delivered(seqs, now) => {
-            each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", &seqs, now)?;
+            each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", seqs, *now)?;
             Answer::Unit
         }
         Cmd::Retry(seqs, next, error) => {
@@ -405,24 +432,24 @@ fn apply(tx: &rusqlite::Savepoint<'_>, cmd: Cmd) -> Result<Answer, SpoolError> {
             )?;
             Answer::Stats(Stats { pending, dead, delivered, last_delivered_at: last, oldest_pending_at: oldest })
         }
-        Cmd::List(state, limit) => Answer::Rows(query(tx, "WHERE state = ?1 ORDER BY seq LIMIT ?2", params![state, limit as i64])?),
+        Cmd::List(state, limit) => Answer::Rows(query(tx, "WHERE state = ?1 ORDER BY seq LIMIT ?2", params![state, *limit as i64])?),
         Cmd::Requeue(None, now) => Answer::Count(tx.execute(
             "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
-            [now],
+            [*now],
         )?),
         Cmd::Requeue(Some(seqs), now) => Answer::Count(each(
             tx,
             "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2 WHERE seq = ?1 AND state = 2",
-            &seqs,
-            now,
+            seqs,
+            *now,
         )?),
         Cmd::Drop(seqs, now) => Answer::Count(each(
             tx,
             "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state IN (0, 2)",
-            &seqs,
-            now,
+            seqs,
+            *now,
         )?),
-        Cmd::Prune(before) => Answer::Count(tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [before])?),
+        Cmd::Prune(before) => Answer::Count(tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [*before])?),
         Cmd::RetryNow => Answer::Count(tx.execute(
             "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
             [],
@@ -431,12 +458,7 @@ fn apply(tx: &rusqlite::Savepoint<'_>, cmd: Cmd) -> Result<Answer, SpoolError> {
 }
 
 /// Run `sql` (params: seq, value) for each seq; returns the rows changed.
-fn each(
-    tx: &rusqlite::Savepoint<'_>,
-    sql: &str,
-    seqs: &[i64],
-    value: i64,
-) -> Result<usize, SpoolError> {
+fn each(tx: &Connection, sql: &str, seqs: &[i64], value: i64) -> Result<usize, SpoolError> {
     let mut stmt = tx.prepare_cached(sql)?;
     let mut n = 0;
     for s in seqs {
@@ -446,7 +468,7 @@ fn each(
 }
 
 fn query(
-    tx: &rusqlite::Savepoint<'_>,
+    tx: &Connection,
     clause: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<Queued>, SpoolError> {
