@@ -367,7 +367,9 @@ workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-body -d 'Largest delivery body accepted, in bytes' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 'Most connections open at once' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 'Most connections open at once (more wait in the kernel\'s backlog)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l request-timeout -d 'Answer 408 to a request (body included) not complete within this time' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l pace -d 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-initial -d 'First retry delay after a Slack failure (doubles each time)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-max -d 'Longest delay between retries' -r
@@ -421,7 +423,9 @@ workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-body -d 'Largest delivery body accepted, in bytes' -r
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections -d 'Most connections open at once' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections -d 'Most connections open at once (more wait in the kernel\'s backlog)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l request-timeout -d 'Answer 408 to a request (body included) not complete within this time' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l pace -d 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-initial -d 'First retry delay after a Slack failure (doubles each time)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-max -d 'Longest delay between retries' -r

@@ -315,9 +315,15 @@ pub struct ServeArgs {
     /// Largest delivery body accepted, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = 65536)]
     pub max_body: usize,
-    /// Most connections open at once
+    /// Most connections open at once (more wait in the kernel's backlog)
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Close a connection whose request headers take longer than this to arrive
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// Answer 408 to a request (body included) not complete within this time
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
     /// Minimum gap between two Slack messages to one URL (Slack allows about one per second)
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     pub pace: std::time::Duration,

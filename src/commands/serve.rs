@@ -233,6 +233,8 @@ pub fn relay_options_with(
         limits: Limits {
             body_bytes: args.max_body,
             max_connections: args.max_connections.max(1),
+            header_timeout: args.header_timeout,
+            request_timeout: args.request_timeout,
             ..Limits::default()
         },
         verifier: Verifier::new(keys, args.signature_window),

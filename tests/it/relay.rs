@@ -720,3 +720,80 @@ async fn routes_sharing_a_slack_url_share_its_pace() {
     );
     h.relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_and_a_slow_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let slack = FakeSlack::start();
+    let h = start(&slack.url(), |o| {
+        o.limits.header_timeout = Duration::from_millis(300);
+        o.limits.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // Headers that never finish: the connection is closed.
+    let mut s = tokio::net::TcpStream::connect(h.relay.addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 256];
+    let started = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A body that trickles past the request deadline: 408, nothing stored.
+    let mut s = tokio::net::TcpStream::connect(h.relay.addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_eq!(h.relay.spool.stats().await.unwrap().pending, 0);
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let slack = FakeSlack::start();
+    let h = start(&slack.url(), |o| o.limits.max_connections = 1).await;
+    // One idle keep-alive connection holds the only slot.
+    let mut first = tokio::net::TcpStream::connect(h.relay.addr).await.unwrap();
+    first
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // A second client is not served while the first holds the slot...
+    let mut second = tokio::net::TcpStream::connect(h.relay.addr).await.unwrap();
+    second
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf))
+            .await
+            .is_err(),
+        "served beyond the connection cap"
+    );
+    // ...and is as soon as it is released.
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("served after the slot freed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    h.relay.shutdown().await;
+}
