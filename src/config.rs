@@ -169,7 +169,31 @@ impl Config {
         let mut value =
             toml::Value::try_from(self).unwrap_or(toml::Value::Table(Default::default()));
         redact(&mut value, false);
+        if let Some(relay) = value.get_mut("relay").and_then(toml::Value::as_table_mut) {
+            for (key, v) in relay.iter_mut() {
+                if let (true, Some(text)) = (key == "tunnel" || key == "public_url", v.as_str()) {
+                    *v = toml::Value::String(shown_safely(text));
+                }
+            }
+        }
         value
+    }
+}
+
+/// A tunnel command or public URL as it may be shown: a custom command can carry a token in
+/// its arguments and a URL credentials in its user part, so only the harmless part is kept.
+pub fn shown_safely(text: &str) -> String {
+    if let Ok(mut url) = reqwest::Url::parse(text) {
+        if !url.username().is_empty() || url.password().is_some() {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            return format!("{url} (credentials redacted)");
+        }
+        return text.to_owned();
+    }
+    match text.split_once(char::is_whitespace) {
+        Some((program, _)) => format!("{program} … (arguments redacted)"),
+        None => text.to_owned(),
     }
 }
 
@@ -210,6 +234,15 @@ mod tests {
             assert!(!shown.contains(s), "{s} leaked: {shown}");
         }
         assert!(shown.contains("(redacted)"));
+        assert_eq!(
+            shown_safely("cloudflared tunnel run --token abc {port}"),
+            "cloudflared … (arguments redacted)"
+        );
+        assert_eq!(
+            shown_safely("https://u:p@relay.example.com/"),
+            "https://relay.example.com/ (credentials redacted)"
+        );
+        assert_eq!(shown_safely("tmole"), "tmole");
         let round: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(round.webhook(4).unwrap().secret.expose(), "two");
     }

@@ -110,7 +110,7 @@ impl Tunnel {
         }
         let mut child = child
             .spawn()
-            .with_context(|| format!("cannot start the tunnel `{command}`"))?;
+            .with_context(|| format!("cannot start the tunnel program `{}`", spec.program()))?;
         let (tx, urls) = mpsc::channel(8);
         for stream in [
             child
@@ -190,9 +190,8 @@ impl Tunnel {
             ),
             Some(126) => bail!("`{program}` is not executable"),
             _ => bail!(
-                "{program} exited ({}) before printing a public URL; run `{}` on its own to see why",
-                status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into()),
-                self.spec.command.replace("{port}", "PORT")
+                "{program} exited ({}) before printing a public URL; run it on its own to see why",
+                status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into())
             ),
         }
     }

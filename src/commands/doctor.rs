@@ -390,8 +390,8 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "listen": listen.to_string(),
         "relay_running": health.is_some(),
         "relay_status": health.as_ref().and_then(|h| h["status"].as_str().map(str::to_owned)),
-        "tunnel": config.relay.tunnel,
-        "public_url": config.relay.public_url,
+        "tunnel": config.relay.tunnel.as_deref().map(crate::config::shown_safely),
+        "public_url": config.relay.public_url.as_deref().map(crate::config::shown_safely),
         "store": ctx.paths.spool_file(),
     });
     if ctx.global.json {
@@ -436,10 +436,10 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
     };
     println!("relay         {listen}: {running}");
     if let Some(t) = &config.relay.tunnel {
-        println!("tunnel        {t}");
+        println!("tunnel        {}", crate::config::shown_safely(t));
     }
     if let Some(u) = &config.relay.public_url {
-        println!("public url    {u}");
+        println!("public url    {}", crate::config::shown_safely(u));
     }
     Ok(())
 }
