@@ -621,22 +621,26 @@ async fn a_digest_slack_refuses_is_split_and_nothing_is_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_slack_does_not_slow_the_answers_to_vast() {
     let slack = FakeSlack::start();
-    slack.script(vec![Answer::Slow(Duration::from_secs(2))]);
+    slack.script(vec![Answer::Slow(Duration::from_secs(4))]);
     let h = start(&slack.url(), |_| {}).await;
     assert_eq!(deliver(&h.url, "evt-slow-0", "low_credit").await, 204);
-    tokio::time::sleep(Duration::from_millis(100)).await; // the forwarder is now waiting on Slack
+    // Wait until the forwarder's request is at Slack (recorded on arrival), then deliver more.
+    let start_t = Instant::now();
+    while slack.requests().is_empty() && start_t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for i in 1..20 {
-        let t = Instant::now();
         assert_eq!(
             deliver(&h.url, &format!("evt-slow-{i}"), "low_credit").await,
             204
         );
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "answer took {:?} while Slack was slow",
-            t.elapsed()
-        );
     }
+    // Every answer came back while Slack was still sitting on the first message: answers to
+    // Vast.ai never wait for Slack.
+    assert!(
+        slack.received().is_empty(),
+        "Slack answered before the deliveries were acknowledged"
+    );
     let ids: Vec<String> = (0..20).map(|i| format!("evt-slow-{i}")).collect();
     let start_t = Instant::now();
     while h.relay.spool.stats().await.unwrap().pending > 0
