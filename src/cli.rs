@@ -289,7 +289,7 @@ pub enum ConfigCmd {
     Path,
 }
 
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]
     #[arg(long, value_name = "ADDR")]

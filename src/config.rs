@@ -134,6 +134,16 @@ impl Config {
         Ok((config, out))
     }
 
+    /// How long a rotated-out secret stays valid (`relay.secret_grace_hours`, default 24 h).
+    pub fn secret_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.relay.secret_grace_hours.unwrap_or(24) * 3600)
+    }
+
+    /// The relay's webhook path (`relay.path`, default `/`).
+    pub fn relay_path(&self) -> &str {
+        self.relay.path.as_deref().unwrap_or("/")
+    }
+
     pub fn webhook(&self, id: i64) -> Option<&WebhookSecrets> {
         self.webhooks.get(&id.to_string())
     }

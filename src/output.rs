@@ -5,6 +5,16 @@ use std::io::IsTerminal;
 
 use serde::Serialize;
 
+/// The innermost cause of an error: the one a person can act on (refused, DNS, TLS), without
+/// the URLs that outer layers add.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut src = e;
+    while let Some(next) = src.source() {
+        src = next;
+    }
+    src.to_string()
+}
+
 /// Print `value` as pretty JSON on stdout.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

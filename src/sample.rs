@@ -102,11 +102,10 @@ pub async fn post(
         .send()
         .await
         .map_err(|e| {
-            let mut src: &dyn std::error::Error = &e;
-            while let Some(n) = src.source() {
-                src = n;
-            }
-            format!("cannot reach the relay at {url}: {src}")
+            format!(
+                "cannot reach the relay at {url}: {}",
+                crate::output::root_cause(&e)
+            )
         })?;
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();

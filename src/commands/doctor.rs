@@ -209,7 +209,7 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
     }
     if !relay_checked {
         // No webhook to follow: at least look for a relay on this machine.
-        if let Ok(addr) = super::serve::listen_addr(&crate::cli::ServeArgs::default(), &config) {
+        if let Ok(addr) = super::serve::listen_addr(None, &config) {
             match local_health(addr).await {
                 Some(h) => r.ok(
                     "relay",
@@ -226,7 +226,7 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
             }
         }
     }
-    match super::serve::slack_url(&crate::cli::ServeArgs::default(), &config) {
+    match super::serve::slack_url(None, &config) {
         Ok(Some(url)) => {
             r.ok(
                 "slack url",
@@ -363,20 +363,18 @@ async fn local_health(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
 
 pub async fn status(ctx: &Ctx) -> Result<()> {
     let config = ctx.config()?;
-    let serve = crate::cli::ServeArgs::default();
     let stats = match spool::open_existing(&ctx.paths.spool_file())? {
         Some(sp) => Some(sp.stats().await?),
         None => None,
     };
     // What `vslack serve` would use: flags aside, the environment and the config file.
-    let grace = Duration::from_secs(config.relay.secret_grace_hours.unwrap_or(24) * 3600);
-    let secrets: Vec<String> = super::serve::keys(&config, grace)
+    let secrets: Vec<String> = super::serve::keys(&config, config.secret_grace())
         .into_iter()
         .map(|k| k.label)
         .collect();
     let slack =
-        super::serve::slack_url(&serve, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
-    let listen = super::serve::listen_addr(&serve, &config)?;
+        super::serve::slack_url(None, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
+    let listen = super::serve::listen_addr(None, &config)?;
     let health = local_health(listen).await;
     let v = json!({
         "queue_depth": stats.as_ref().map(|s| s.pending),

@@ -33,18 +33,13 @@ fn secret(args: &SendArgs, config: &Config) -> Result<Secret> {
     })
 }
 
-fn default_target(config: &Config) -> String {
-    let listen = std::env::var("PORT")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .map(|p| format!("127.0.0.1:{p}"))
-        .or_else(|| config.relay.listen.clone())
-        .unwrap_or_else(|| super::serve::DEFAULT_LISTEN.into())
-        .replace("0.0.0.0", "127.0.0.1");
-    format!(
-        "http://{listen}{}",
-        config.relay.path.as_deref().unwrap_or("/")
-    )
+/// The relay `vslack serve` would run here (a wildcard address is reached on loopback).
+fn default_target(config: &Config) -> Result<String> {
+    let mut addr = super::serve::listen_addr(None, config)?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(format!("http://{addr}{}", config.relay_path()))
 }
 
 #[derive(serde::Serialize)]
@@ -63,7 +58,10 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     if args.bad_signature {
         key = Secret::new(format!("{}-wrong", key.expose()));
     }
-    let url = args.to.clone().unwrap_or_else(|| default_target(&config));
+    let url = match args.to.clone() {
+        Some(u) => u,
+        None => default_target(&config)?,
+    };
     let types: Vec<String> = if args.all_types {
         sample::SAMPLES
             .iter()

@@ -2,6 +2,7 @@
 //! variables, then the config file), start it, and run until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -20,12 +21,9 @@ use crate::secret::Secret;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 
 /// Where to listen: --listen, else the walkthrough's PORT, else the config, else 8787.
-pub fn listen_addr(args: &ServeArgs, config: &Config) -> Result<SocketAddr> {
-    let text = match (
-        &args.listen,
-        std::env::var("PORT").ok().filter(|p| !p.is_empty()),
-    ) {
-        (Some(l), _) => l.clone(),
+pub fn listen_addr(flag: Option<&str>, config: &Config) -> Result<SocketAddr> {
+    let text = match (flag, std::env::var("PORT").ok().filter(|p| !p.is_empty())) {
+        (Some(l), _) => l.to_owned(),
         (None, Some(port)) => format!("127.0.0.1:{port}"),
         (None, None) => config
             .relay
@@ -68,8 +66,8 @@ pub fn keys(config: &Config, grace: Duration) -> Vec<Key> {
 }
 
 /// The Slack URL: --slack-url-file, else SLACK_WEBHOOK_URL, else `vslack slack set`.
-pub fn slack_url(args: &ServeArgs, config: &Config) -> Result<Option<Secret>> {
-    if let Some(path) = &args.slack_url_file {
+pub fn slack_url(flag_file: Option<&Path>, config: &Config) -> Result<Option<Secret>> {
+    if let Some(path) = flag_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             RelayStartError(format!(
                 "cannot read --slack-url-file {}: {e}",
@@ -95,9 +93,7 @@ pub fn slack_url(args: &ServeArgs, config: &Config) -> Result<Option<Secret>> {
 }
 
 fn grace(args: &ServeArgs, config: &Config) -> Duration {
-    args.secret_grace.unwrap_or(Duration::from_secs(
-        config.relay.secret_grace_hours.unwrap_or(24) * 3600,
-    ))
+    args.secret_grace.unwrap_or_else(|| config.secret_grace())
 }
 
 /// Pick up secrets rotated or created while the relay runs: the config file is checked every
@@ -163,7 +159,7 @@ pub fn relay_options_with(
     let url = if args.dry_run {
         None
     } else {
-        slack_url(args, config)?
+        slack_url(args.slack_url_file.as_deref(), config)?
     };
     // Say everything that is missing at once, not one thing per attempt.
     let mut missing = Vec::new();
@@ -221,8 +217,7 @@ pub fn relay_options_with(
     let path = args
         .path
         .clone()
-        .or_else(|| config.relay.path.clone())
-        .unwrap_or_else(|| "/".into());
+        .unwrap_or_else(|| config.relay_path().to_owned());
     if !path.starts_with('/') || path == "/health" || path == "/metrics" {
         return Err(crate::exit::usage(format!(
             "--path {path:?} must start with / and cannot be /health or /metrics"
@@ -281,7 +276,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
     let opts = relay_options(ctx, &args, &config)?;
-    let addr = listen_addr(&args, &config)?;
+    let addr = listen_addr(args.listen.as_deref(), &config)?;
     let listener = bind(addr).await?;
     let path = opts.path.clone();
     let keys: Vec<String> = opts

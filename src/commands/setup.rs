@@ -97,7 +97,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                 .default(true)
                 .interact()?);
     if hello {
-        if let Some(u) = super::serve::slack_url(&crate::cli::ServeArgs::default(), &config)? {
+        if let Some(u) = super::serve::slack_url(None, &config)? {
             crate::relay::slack::post_hello(&u).await?;
             ctx.note("Slack: accepted the message, check the channel");
         }
@@ -201,7 +201,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     } else if config.relay.tunnel.is_none() && config.relay.public_url.is_none() {
         return Err(usage("how will Vast.ai reach the relay? pass --tunnel tmole|cloudflared|ngrok, --tunnel-cmd CMD, or --public-url URL"));
     }
-    let path = config.relay.path.clone().unwrap_or_else(|| "/".into());
+    let path = config.relay_path().to_owned();
     let url = config
         .relay
         .public_url

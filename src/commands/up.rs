@@ -166,7 +166,9 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
     let client = ctx.client(&config)?;
-    if !args.serve.dry_run && super::serve::slack_url(&args.serve, &config)?.is_none() {
+    if !args.serve.dry_run
+        && super::serve::slack_url(args.serve.slack_url_file.as_deref(), &config)?.is_none()
+    {
         bail!(crate::relay::RelayStartError(
             "no Slack URL: run `vslack slack set` (or `vslack setup`), set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH".into()
         ));
@@ -180,7 +182,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         vec![Key::new("preflight", &Secret::new("-"), None)],
     )?;
     let how = reach(&args, &config)?;
-    let addr = super::serve::listen_addr(&args.serve, &config)?;
+    let addr = super::serve::listen_addr(args.serve.listen.as_deref(), &config)?;
     // Bind first: tunnels such as tmole only start once something listens.
     let listener = super::serve::bind(addr).await?;
 
@@ -238,8 +240,7 @@ impl Session {
             .serve
             .path
             .clone()
-            .or_else(|| config.relay.path.clone())
-            .unwrap_or_else(|| "/".into());
+            .unwrap_or_else(|| config.relay_path().to_owned());
         let join = |base: &str| format!("{}{}", base.trim_end_matches('/'), path);
         let public = match how {
             Reach::Public(u) => u.clone(),

@@ -79,7 +79,7 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
             let id = resolve_id(id, &config)?;
             let rotated = client.rotate_secret(id).await?;
             let (config, _) = keep_secret(ctx, id, &rotated.secret, false)?;
-            let grace = config.relay.secret_grace_hours.unwrap_or(24);
+            let grace = config.secret_grace().as_secs() / 3600;
             if print_secret {
                 println!("{}", rotated.secret.expose());
             } else if ctx.global.json {

@@ -45,7 +45,7 @@ impl SlackClient {
             Err(e) => Outcome::Transient(format!(
                 "cannot reach {}: {}",
                 host_of(url.expose()),
-                root_cause(&e)
+                crate::output::root_cause(&e)
             )),
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -81,14 +81,6 @@ impl SlackClient {
         };
         (outcome, started.elapsed())
     }
-}
-
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut src = e;
-    while let Some(next) = src.source() {
-        src = next;
-    }
-    src.to_string()
 }
 
 /// The host part of a URL, safe to log.

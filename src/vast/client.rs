@@ -242,15 +242,11 @@ impl VastClient {
         let cause = if e.is_timeout() {
             "the request timed out".to_owned()
         } else {
-            // The innermost cause is the useful one (refused, DNS, TLS); the URL is left out.
-            let mut src: &dyn std::error::Error = &e;
-            while let Some(next) = src.source() {
-                src = next;
-            }
+            let src = crate::output::root_cause(&e);
             if e.is_connect() {
                 format!("connection failed ({src})")
             } else {
-                src.to_string()
+                src
             }
         };
         VastError::Network {
