@@ -92,8 +92,6 @@ enum Cmd {
     Delivered(Vec<i64>, i64),
     Retry(Vec<i64>, i64, String),
     Dead(Vec<i64>, String, i64),
-    Stats,
-    List(i64, usize),
     Requeue(Option<Vec<i64>>, i64),
     Drop(Vec<i64>, i64),
     Prune(i64),
@@ -103,10 +101,9 @@ enum Cmd {
 /// What it answers.
 enum Answer {
     Inserted(Inserted),
-    Unit,
+    Unit(()),
     Rows(Vec<Queued>),
     Time(Option<i64>),
-    Stats(Stats),
     Count(usize),
 }
 
@@ -116,56 +113,26 @@ enum Slot {
     Unit(Reply<()>),
     Rows(Reply<Vec<Queued>>),
     Time(Reply<Option<i64>>),
-    Stats(Reply<Stats>),
     Count(Reply<usize>),
 }
 
 impl Slot {
     fn send(self, answer: Result<Answer, SpoolError>) {
-        let mismatch = || SpoolError("internal: answer of the wrong kind".into());
+        // Hand the answer to the caller's channel if it is of the kind the caller asked for.
+        macro_rules! deliver {
+            ($reply:expr, $kind:ident) => {
+                drop($reply.send(answer.and_then(|a| match a {
+                    Answer::$kind(v) => Ok(v),
+                    _ => Err(SpoolError("internal: answer of the wrong kind".into())),
+                })))
+            };
+        }
         match self {
-            Slot::Inserted(r) => drop(r.send(answer.and_then(|a| {
-                if let Answer::Inserted(v) = a {
-                    Ok(v)
-                } else {
-                    Err(mismatch())
-                }
-            }))),
-            Slot::Unit(r) => drop(r.send(answer.and_then(|a| {
-                if let Answer::Unit = a {
-                    Ok(())
-                } else {
-                    Err(mismatch())
-                }
-            }))),
-            Slot::Rows(r) => drop(r.send(answer.and_then(|a| {
-                if let Answer::Rows(v) = a {
-                    Ok(v)
-                } else {
-                    Err(mismatch())
-                }
-            }))),
-            Slot::Time(r) => drop(r.send(answer.and_then(|a| {
-                if let Answer::Time(v) = a {
-                    Ok(v)
-                } else {
-                    Err(mismatch())
-                }
-            }))),
-            Slot::Stats(r) => drop(r.send(answer.and_then(|a| {
-                if let Answer::Stats(v) = a {
-                    Ok(v)
-                } else {
-                    Err(mismatch())
-                }
-            }))),
-            Slot::Count(r) => drop(r.send(answer.and_then(|a| {
-                if let Answer::Count(v) = a {
-                    Ok(v)
-                } else {
-                    Err(mismatch())
-                }
-            }))),
+            Slot::Inserted(r) => deliver!(r, Inserted),
+            Slot::Unit(r) => deliver!(r, Unit),
+            Slot::Rows(r) => deliver!(r, Rows),
+            Slot::Time(r) => deliver!(r, Time),
+            Slot::Count(r) => deliver!(r, Count),
         }
     }
 }
@@ -176,6 +143,9 @@ type Op = (Cmd, Slot);
 #[derive(Clone)]
 pub struct Spool {
     tx: mpsc::SyncSender<Op>,
+    /// A second, read-only connection: status, health, metrics and `vslack queue` read
+    /// through it (WAL lets readers run beside the writer), so they never delay a commit.
+    reader: Arc<std::sync::Mutex<Connection>>,
     /// Signalled after new events commit, to wake the forwarder.
     pub arrived: Arc<Notify>,
 }
@@ -208,13 +178,24 @@ impl Spool {
             let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
             conn.pragma_update(None, "max_page_count", (max as i64 / page).max(16))?;
         }
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open the event store {}", path.display()))?;
+        reader.busy_timeout(Duration::from_secs(5))?;
+        let reader = Arc::new(std::sync::Mutex::new(reader));
         let (tx, rx) = mpsc::sync_channel::<Op>(4096);
         let arrived = Arc::new(Notify::new());
         let notify = arrived.clone();
         std::thread::Builder::new()
             .name("vslack-spool".into())
             .spawn(move || writer(conn, rx, notify))?;
-        Ok(Spool { tx, arrived })
+        Ok(Spool {
+            tx,
+            reader,
+            arrived,
+        })
     }
 
     async fn ask<T>(&self, cmd: Cmd, slot: impl FnOnce(Reply<T>) -> Slot) -> Result<T, SpoolError> {
@@ -268,12 +249,58 @@ impl Spool {
     ) -> Result<(), SpoolError> {
         self.ask(Cmd::Dead(seqs, error, now), Slot::Unit).await
     }
-    pub async fn stats(&self) -> Result<Stats, SpoolError> {
-        self.ask(Cmd::Stats, Slot::Stats).await
+    /// Run a read on the reader connection, off the async runtime's threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .map_err(|_| SpoolError("reader poisoned".into()))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| SpoolError(e.to_string()))?
     }
+
+    pub async fn stats(&self) -> Result<Stats, SpoolError> {
+        self.read(|c| {
+            let (pending, oldest_pending_at) = c.query_row(
+                "SELECT COUNT(*), MIN(received_at) FROM events WHERE state = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let dead = c.query_row("SELECT COUNT(*) FROM events WHERE state = 2", [], |r| {
+                r.get(0)
+            })?;
+            let (delivered, last_delivered_at) = c.query_row(
+                "SELECT COUNT(*), MAX(done_at) FROM events WHERE state = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(Stats {
+                pending,
+                dead,
+                delivered,
+                last_delivered_at,
+                oldest_pending_at,
+            })
+        })
+        .await
+    }
+
     /// Events in `state` (PENDING or DEAD), oldest first.
     pub async fn list(&self, state: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
-        self.ask(Cmd::List(state, limit), Slot::Rows).await
+        self.read(move |c| {
+            query(
+                c,
+                "WHERE state = ?1 ORDER BY seq LIMIT ?2",
+                params![state, limit as i64],
+            )
+        })
+        .await
     }
     /// Put dead letters back in the queue (all of them with `None`); their age restarts now,
     /// so `--max-age` counts from the retry.
@@ -398,7 +425,7 @@ fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
         )?),
         Cmd::Delivered(seqs, now) => {
             each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", seqs, *now)?;
-            Answer::Unit
+            Answer::Unit(())
         }
         Cmd::Retry(seqs, next, error) => {
             let mut stmt = tx.prepare_cached(
@@ -407,7 +434,7 @@ fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
             for s in seqs {
                 stmt.execute(params![s, next, error])?;
             }
-            Answer::Unit
+            Answer::Unit(())
         }
         Cmd::Dead(seqs, error, now) => {
             let mut stmt = tx.prepare_cached(
@@ -416,23 +443,8 @@ fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
             for s in seqs {
                 stmt.execute(params![s, error, now])?;
             }
-            Answer::Unit
+            Answer::Unit(())
         }
-        Cmd::Stats => {
-            let (pending, oldest): (i64, Option<i64>) = tx.query_row(
-                "SELECT COUNT(*), MIN(received_at) FROM events WHERE state = 0",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let dead: i64 = tx.query_row("SELECT COUNT(*) FROM events WHERE state = 2", [], |r| r.get(0))?;
-            let (delivered, last): (i64, Option<i64>) = tx.query_row(
-                "SELECT COUNT(*), MAX(done_at) FROM events WHERE state = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            Answer::Stats(Stats { pending, dead, delivered, last_delivered_at: last, oldest_pending_at: oldest })
-        }
-        Cmd::List(state, limit) => Answer::Rows(query(tx, "WHERE state = ?1 ORDER BY seq LIMIT ?2", params![state, *limit as i64])?),
         Cmd::Requeue(None, now) => Answer::Count(tx.execute(
             "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
             [*now],
