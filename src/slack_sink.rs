@@ -131,31 +131,15 @@ pub fn preview(payload: &Value) -> String {
                 match b.get("type").and_then(Value::as_str) {
                     Some("header") => lines.push(format!("*{}*", text_of(b))),
                     Some("section") => lines.extend(text_of(b).lines().map(str::to_owned)),
-                    Some("actions") => {
-                        for e in b
-                            .get("elements")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                        {
-                            lines.push(format!(
-                                "[{}] ({})",
-                                text_of(e),
-                                e.get("url").and_then(Value::as_str).unwrap_or("")
-                            ));
-                        }
-                    }
-                    Some("context") => {
-                        for e in b
-                            .get("elements")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                        {
-                            lines.push(format!(
-                                "  {}",
-                                e.get("text").and_then(Value::as_str).unwrap_or("")
-                            ));
+                    Some(kind @ ("actions" | "context")) => {
+                        let elements = b.get("elements").and_then(Value::as_array);
+                        for e in elements.into_iter().flatten() {
+                            let str_of = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+                            lines.push(if kind == "actions" {
+                                format!("[{}] ({})", text_of(e), str_of("url"))
+                            } else {
+                                format!("  {}", str_of("text"))
+                            });
                         }
                     }
                     Some("divider") => lines.push("---".into()),

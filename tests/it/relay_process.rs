@@ -12,6 +12,21 @@ use crate::support::fake_slack::FakeSlack;
 pub struct Serving {
     pub child: Child,
     pub url: String,
+    /// Everything the relay logged so far.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Serving {
+    /// Assert that no log line holds any of `needles` (secrets, the Slack URL's path).
+    pub fn assert_logs_free_of(&self, needles: &[&str]) {
+        let logs = self.logs.lock().unwrap();
+        assert!(!logs.is_empty());
+        for line in logs.iter() {
+            for n in needles {
+                assert!(!line.contains(n), "{n:?} in the relay's log: {line}");
+            }
+        }
+    }
 }
 
 impl Drop for Serving {
@@ -37,17 +52,20 @@ pub fn serve(env: &Env, extra: &[&str]) -> Serving {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = logs.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.strip_prefix("listening on ") {
                 let _ = tx.send(rest.to_owned());
             }
+            keep.lock().unwrap().push(line);
         }
     });
     let url = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("serve did not start");
-    Serving { child, url }
+    Serving { child, url, logs }
 }
 
 fn post_blocking(url: &str, body: &[u8], ts: i64, sig: &str) -> u16 {
@@ -195,7 +213,8 @@ fn queue_shows_dead_letters_and_retries_them() {
     env.set("VAST_WEBHOOK_SECRET", SECRET);
     env.set("SLACK_WEBHOOK_URL", &slack.url());
     env.secret(SECRET);
-    let s = serve(&env, &[]);
+    // At -vv, the most a user can ask for, the log still holds no secret and no Slack path.
+    let s = serve(&env, &["-vv"]);
     let body = event_body("evt-q", "low_credit");
     let ts = now();
     assert_eq!(
@@ -240,6 +259,12 @@ fn queue_shows_dead_letters_and_retries_them() {
     assert_eq!(out.code, 0, "{out:?}");
     let got = wait_delivered(&slack, 1);
     assert!(got[0].to_string().contains("evt-q"));
+    let path = slack.url().split_once("/services/").unwrap().1.to_owned();
+    s.assert_logs_free_of(&[SECRET, &path]);
+    assert!(
+        s.logs.lock().unwrap().iter().any(|l| l.contains("evt-q")),
+        "outcome lines name the event"
+    );
     let start = Instant::now();
     let mut v = serde_json::Value::Null;
     while start.elapsed() < Duration::from_secs(5) {
