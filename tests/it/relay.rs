@@ -285,6 +285,24 @@ async fn slack_500_three_times_then_ok_delivers_once() {
     let got = wait_delivered(&slack, 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(slack.received().len(), 4, "three failures, one success");
+    // Counters move once the relay has the answer; the store records it last.
+    let start_t = Instant::now();
+    while h.relay.spool.stats().await.unwrap().delivered < 1
+        && start_t.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let metrics = reqwest::get(format!("{}metrics", h.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("vslack_retried_total 3\n"), "{metrics}");
+    assert!(
+        metrics.contains("vslack_slack_request_seconds_count 4\n"),
+        "{metrics}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(slack.delivered().len(), 1);
     h.relay.shutdown().await;
@@ -342,6 +360,19 @@ async fn slack_410_dead_letters_while_later_events_flow() {
         .unwrap();
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["dead_letters"], 1);
+    let metrics = reqwest::get(format!("{}metrics", h.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vslack_dead_lettered_total 1\n",
+        "vslack_dead_letters 1\n",
+        "vslack_delivered_total 1\n",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in {metrics}");
+    }
     h.relay.shutdown().await;
 }
 
