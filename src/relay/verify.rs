@@ -165,6 +165,13 @@ mod tests {
             v.verify(Some(b"900"), Some(sig.to_uppercase().as_bytes()), body, 900),
             Err(VerifyError::BadSignature)
         );
+        // Exactly 300 s either side is still inside the window; 301 s is not.
+        for now in [600, 1200] {
+            assert_eq!(
+                v.verify(Some(b"900"), Some(sig.as_bytes()), body, now),
+                Ok("current")
+            );
+        }
         assert_eq!(
             v.verify(Some(b"900"), Some(sig.as_bytes()), body, 1201),
             Err(VerifyError::StaleTimestamp)
