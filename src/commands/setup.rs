@@ -4,8 +4,9 @@
 use anyhow::{Context, Result};
 
 use super::webhook::{check_webhook_url, resolve_events};
-use super::{now_secs, Ctx};
+use super::Ctx;
 use crate::cli::SetupArgs;
+use crate::config::Config;
 use crate::exit::usage;
 use crate::secret::Secret;
 use crate::vast::types::{WebhookChange, WALKTHROUGH_EVENTS};
@@ -39,8 +40,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                 },
             )?;
             c.notification_types().await?;
-            config.api_key = Some(Secret::new(k.trim()));
-            config.save(&ctx.paths)?;
+            config = Config::update(&ctx.paths, |c| c.api_key = Some(Secret::new(k.trim())))?.0;
             ctx.note("API key: accepted and saved");
             c
         }
@@ -86,8 +86,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         if let Some(w) = crate::relay::slack::check_url(url.expose())? {
             ctx.note(format!("warning: {w}"));
         }
-        config.slack.url = Some(url);
-        config.save(&ctx.paths)?;
+        config = Config::update(&ctx.paths, |c| c.slack.url = Some(url))?.0;
         ctx.note("Slack URL: saved");
     }
     let hello = args.send_hello
@@ -108,7 +107,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         Some(id) => match client.get_webhook(id).await {
             Ok(w) => Some(w),
             Err(VastError::WebhookNotFound { .. }) => {
-                config.forget_webhook(id);
+                config = Config::update(&ctx.paths, |c| c.forget_webhook(id))?.0;
                 None
             }
             Err(e) => return Err(e.into()),
@@ -155,19 +154,17 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         return Err(usage("choose at least one event"));
     }
 
-    // 5. How Vast.ai reaches the relay.
-    if let Some(u) = &args.reach.public_url {
+    // 5. How Vast.ai reaches the relay: a tunnel, or the public URL of a deployed relay.
+    let (tunnel, public_url) = if let Some(u) = &args.reach.public_url {
         check_webhook_url(u)?;
-        config.relay.public_url = Some(u.clone());
-        config.relay.tunnel = None;
+        (None, Some(u.clone()))
     } else if let Some(t) = args.reach.tunnel.clone().or(args.reach.tunnel_cmd.clone()) {
         if t.contains("{port}") {
             crate::tunnel::TunnelSpec::custom(&t)?;
         } else {
             crate::tunnel::TunnelSpec::named(&t)?;
         }
-        config.relay.tunnel = Some(t);
-        config.relay.public_url = None;
+        (Some(t), None)
     } else if interactive {
         let options = [
             "tmole (Tunnelmole)",
@@ -192,24 +189,22 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                 .with_initial_text(config.relay.public_url.clone().unwrap_or_default())
                 .interact_text()?;
             check_webhook_url(&u)?;
-            config.relay.public_url = Some(u);
-            config.relay.tunnel = None;
+            (None, Some(u))
         } else {
-            config.relay.tunnel = Some(["tmole", "cloudflared", "ngrok"][pick].into());
-            config.relay.public_url = None;
+            (Some(["tmole", "cloudflared", "ngrok"][pick].into()), None)
         }
     } else if config.relay.tunnel.is_none() && config.relay.public_url.is_none() {
         return Err(usage("how will Vast.ai reach the relay? pass --tunnel tmole|cloudflared|ngrok, --tunnel-cmd CMD, or --public-url URL"));
-    }
+    } else {
+        (config.relay.tunnel.clone(), config.relay.public_url.clone())
+    };
     let path = config.relay_path().to_owned();
-    let url = config
-        .relay
-        .public_url
+    let url = public_url
         .as_ref()
         .map(|u| format!("{}{path}", u.trim_end_matches('/')));
 
-    // 6. Create or reuse the webhook.
-    config.events = events.clone();
+    // 6. Create or reuse the webhook. Every write below is a locked read-modify-write of the
+    // config, so a command running meanwhile (say, a rotate-secret) loses nothing.
     let id = match &existing {
         Some(w) => {
             let change = WebhookChange {
@@ -233,8 +228,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                     })
                     .await?;
                 let id = created.webhook.id;
-                config.store_secret(id, created.secret, now_secs());
-                config.default_webhook = Some(id);
+                super::webhook::keep_secret(ctx, id, &created.secret, true)?;
                 ctx.note(format!("Webhook {id}: created, signing secret saved"));
                 Some(id)
             }
@@ -246,7 +240,14 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             }
         },
     };
-    config.save(&ctx.paths)?;
+    let (config, ()) = Config::update(&ctx.paths, |c| {
+        c.events = events.clone();
+        c.relay.tunnel = tunnel;
+        c.relay.public_url = public_url;
+        if id.is_some() {
+            c.default_webhook = id;
+        }
+    })?;
     if ctx.global.json {
         crate::output::json(
             &serde_json::json!({"webhook": id, "events": events, "tunnel": config.relay.tunnel, "public_url": config.relay.public_url}),

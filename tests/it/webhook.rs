@@ -460,7 +460,9 @@ fn api_key_lookup_order_and_login() {
 #[test]
 fn concurrent_commands_never_lose_a_stored_secret() {
     let (vast, env) = vast();
-    let ids: Vec<i64> = (0..4)
+    // Three webhooks have their secrets rotated while `setup` creates (first round) and then
+    // reuses (later rounds) a fourth: every command's write must survive the others'.
+    let ids: Vec<i64> = (0..3)
         .map(|i| {
             vast.insert_webhook(
                 &format!("w{i}"),
@@ -470,11 +472,32 @@ fn concurrent_commands_never_lose_a_stored_secret() {
             .0
         })
         .collect();
+    let slack_file = env.dir.path().join("slack.txt");
+    std::fs::write(
+        &slack_file,
+        "https://hooks.slack.com/services/T1/B1/racesecret\n",
+    )
+    .unwrap();
+    env.secret("racesecret");
+    let slack_arg = slack_file.display().to_string();
+    let setup = [
+        "setup",
+        "--no-input",
+        "--slack-url-file",
+        &slack_arg,
+        "--event",
+        "low_credit",
+        "--public-url",
+        "https://relay.example.com",
+    ];
     for _round in 0..3 {
         let children: Vec<_> = ids
             .iter()
-            .map(|id| {
-                env.command(&["webhook", "rotate-secret", &id.to_string()])
+            .map(|id| vec!["webhook".to_owned(), "rotate-secret".into(), id.to_string()])
+            .chain(std::iter::once(setup.map(str::to_owned).to_vec()))
+            .map(|args| {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                env.command(&args)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
@@ -485,8 +508,24 @@ fn concurrent_commands_never_lose_a_stored_secret() {
             assert!(c.wait().unwrap().success());
         }
     }
+    let webhooks = vast.webhooks();
+    assert_eq!(
+        webhooks.len(),
+        4,
+        "setup created its webhook once, then reused it"
+    );
     let cfg: toml::Value = toml::from_str(&env.config_text()).unwrap();
-    for w in vast.webhooks() {
+    let created = webhooks.iter().map(|w| w["id"].as_i64().unwrap()).max();
+    assert_eq!(
+        cfg["default_webhook"].as_integer(),
+        created,
+        "setup's default was lost"
+    );
+    assert_eq!(
+        cfg["slack"]["url"].as_str(),
+        Some("https://hooks.slack.com/services/T1/B1/racesecret")
+    );
+    for w in webhooks {
         let id = w["id"].as_i64().unwrap().to_string();
         assert_eq!(
             cfg["webhooks"][&id]["secret"].as_str(),
