@@ -18,6 +18,8 @@ pub const UNAVAILABLE: u8 = 5;
 /// A local problem: a secrets file others can read, something required missing (secret,
 /// Slack URL), or the event store in use by another relay.
 pub const CONFIG: u8 = 6;
+/// A second Ctrl-C (or SIGTERM) cut `up`'s cleanup short (128 + SIGINT, as shells report).
+pub const INTERRUPTED: u8 = 130;
 
 /// A mistake in what the user asked for; the message says how to fix it.
 #[derive(Debug, thiserror::Error)]

@@ -195,26 +195,60 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         .run(ctx, &args, &client, &how, listener, &mut shutdown)
         .await;
 
-    // Whatever happened: stop the tunnel and the relay, then undo what --cleanup asks.
+    // Whatever happened: stop the tunnel (bounded: SIGTERM, then SIGKILL after 3 s) and the
+    // relay, then undo what --cleanup asks. A second Ctrl-C skips whatever is left of that and
+    // says what it leaves behind; the relay's store is durable, so nothing acknowledged is lost.
     let started = s.tunnel.is_some() || s.relay.is_some();
     if let Some(t) = s.tunnel.take() {
         t.stop().await;
     }
-    if let Some(r) = s.relay.take() {
-        r.shutdown().await;
-    }
-    if let (true, Some(p)) = (args.cleanup, &s.pointed) {
-        if let Err(e) = undo(ctx, &client, p).await {
-            eprintln!("error: cleanup failed: {e:#}");
-            if outcome.is_ok() {
-                outcome = Err(e);
+    let relay = s.relay.take();
+    let pointed = s.pointed.as_ref().filter(|_| args.cleanup);
+    let finish = async {
+        if let Some(r) = relay {
+            r.shutdown().await;
+        }
+        match pointed {
+            Some(p) => undo(ctx, &client, p).await,
+            None => Ok(()),
+        }
+    };
+    tokio::select! {
+        undone = finish => {
+            if let Err(e) = undone {
+                eprintln!("error: cleanup failed: {e:#}");
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                }
             }
+        }
+        _ = shutdown.recv(), if started => {
+            eprintln!("error: interrupted again: quitting without finishing the cleanup");
+            if let Some(hint) = pointed.and_then(left_behind) {
+                eprintln!("{hint}");
+            }
+            return Ok(crate::exit::INTERRUPTED);
         }
     }
     if started {
         say("stopped");
     }
     outcome
+}
+
+/// What an interrupted `--cleanup` leaves at Vast.ai, and the command that finishes the job.
+fn left_behind(p: &Pointed) -> Option<String> {
+    match (&p.previous_url, p.created) {
+        (_, true) => Some(format!(
+            "webhook {} still exists: delete it with `vslack webhook delete {}`",
+            p.id, p.id
+        )),
+        (Some(prev), false) => Some(format!(
+            "webhook {} still points at the tunnel: restore it with `vslack webhook update {} --url {prev}`",
+            p.id, p.id
+        )),
+        (None, false) => None,
+    }
 }
 
 /// What `up` has started or changed, so that it can be stopped and undone on every path.

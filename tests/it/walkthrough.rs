@@ -196,6 +196,65 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
 }
 
 #[test]
+fn a_second_ctrl_c_cuts_a_stuck_cleanup_short_and_says_what_is_left() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let env = setup_env(&vast, &slack);
+    let cmd = tunnel_script(&env, None);
+    let mut up = spawn(
+        &env,
+        &[
+            "up",
+            "--tunnel-cmd",
+            &cmd,
+            "--listen",
+            "127.0.0.1:0",
+            "--no-test",
+            "--cleanup",
+        ],
+    );
+    assert!(
+        up.wait_for("ready", Duration::from_secs(30)),
+        "{:#?}",
+        up.seen
+    );
+    for w in vast.webhooks() {
+        env.secret(w["webhook_secret"].as_str().unwrap());
+    }
+    let pid: i32 = std::fs::read_to_string(env.dir.path().join("tunnel.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Vast.ai stops answering, so --cleanup's DELETE hangs after the first Ctrl-C.
+    vast.stall_method("DELETE");
+    unsafe { libc::kill(up.child.id() as i32, libc::SIGINT) };
+    let start = Instant::now();
+    while vast.api_requests_matching("DELETE", "/api/v0/webhooks/") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "cleanup never sent its DELETE: {:#?}",
+            up.seen
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "the tunnel is stopped before the cleanup");
+    unsafe { libc::kill(up.child.id() as i32, libc::SIGINT) };
+    let status = up.child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{:#?}", up.seen);
+    assert!(
+        up.wait_for("vslack webhook delete 1", Duration::from_secs(5)),
+        "the message names what is left to undo: {:#?}",
+        up.seen
+    );
+    assert_eq!(
+        vast.webhooks().len(),
+        1,
+        "the stalled DELETE never completed"
+    );
+}
+
+#[test]
 fn a_dying_tunnel_is_restarted_and_the_webhook_re_pointed_then_up_gives_up_clearly() {
     let vast = FakeVast::start(API_KEY);
     let slack = FakeSlack::start();

@@ -102,6 +102,8 @@ struct State {
     next_id: i64,
     deliveries: Vec<Delivery>,
     skew: i64,
+    /// Requests with this method are recorded but never answered (an unresponsive Vast.ai).
+    stall: Option<String>,
 }
 
 impl State {
@@ -163,6 +165,11 @@ impl FakeVast {
             s.fail_queue
                 .push_back((Some(method.to_string()), status, body.to_string()));
         }
+    }
+
+    /// From now on, requests with `method` are recorded but never answered.
+    pub fn stall_method(&self, method: &str) {
+        lock(&self.state).stall = Some(method.to_string());
     }
 
     /// Number of recorded requests with exactly this method and path.
@@ -406,6 +413,20 @@ fn validate(body: &[u8]) -> Result<Fields, String> {
 }
 
 async fn handle(st: Arc<Mutex<State>>, client: reqwest::Client, req: Recorded) -> Resp {
+    let stalled = {
+        let mut s = lock(&st);
+        let stalled = s
+            .stall
+            .as_ref()
+            .is_some_and(|m| m.eq_ignore_ascii_case(&req.method));
+        if stalled {
+            s.requests.push(req.clone());
+        }
+        stalled
+    };
+    if stalled {
+        std::future::pending::<()>().await;
+    }
     let mut resp = route(&st, &client, &req).await;
     let date = http_date(unix_now() as i64 + lock(&st).skew);
     resp.headers_mut()
