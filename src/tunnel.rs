@@ -178,11 +178,20 @@ impl Tunnel {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         tokio::select! {
+            biased;
             Some(url) = self.urls.recv() => return Ok(url),
-            _ = &mut deadline => bail!("{program} printed no public https URL within {}s; check that it works on its own", timeout.as_secs()),
             _ = self.child.wait() => {}
+            _ = &mut deadline => bail!("{program} printed no public https URL within {}s; check that it works on its own", timeout.as_secs()),
         }
-        // It exited (its output may have closed first): the exit status says why.
+        // It exited. A URL it printed just before may still be in its output pipe: take it
+        // (the caller then sees the exit and restarts the tunnel) rather than claim it printed
+        // none.
+        if let Ok(Some(url)) =
+            tokio::time::timeout(Duration::from_millis(500), self.urls.recv()).await
+        {
+            return Ok(url);
+        }
+        // The exit status says why.
         let status = self.child.wait().await.ok();
         match status.and_then(|s| s.code()) {
             Some(127) => bail!(
@@ -261,5 +270,28 @@ mod tests {
         );
         assert!(TunnelSpec::named("nope").is_err());
         assert!(TunnelSpec::custom("echo hi").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_url_printed_just_before_exiting_is_still_reported() {
+        // The exit and the URL are ready together; the URL must win over "exited before
+        // printing a public URL".
+        for _ in 0..20 {
+            let spec =
+                TunnelSpec::custom("sh -c 'echo https://t.example.com {port}; exit 1'").unwrap();
+            let mut t = Tunnel::start(&spec, 8787).unwrap();
+            let url = t.first_url(Duration::from_secs(10)).await.unwrap();
+            assert_eq!(url, "https://t.example.com");
+            assert!(matches!(t.next_event().await, TunnelEvent::Exited(_)));
+            t.stop().await;
+        }
+        let spec = TunnelSpec::custom("sh -c 'exit 3; echo {port}'").unwrap();
+        let mut t = Tunnel::start(&spec, 8787).unwrap();
+        let err = t.first_url(Duration::from_secs(10)).await.unwrap_err();
+        assert!(
+            err.to_string().contains("before printing a public URL"),
+            "{err}"
+        );
+        t.stop().await;
     }
 }

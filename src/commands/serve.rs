@@ -101,7 +101,14 @@ fn grace(args: &ServeArgs, config: &Config) -> Duration {
 pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
     use tokio::signal::unix::{signal, SignalKind};
     let path = ctx.paths.config_file();
-    let modified = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    // The config is replaced by rename on every write, so its inode changes even when two
+    // writes land within the file system's timestamp resolution.
+    let modified = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&path)
+            .ok()
+            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+    };
     let mut seen = modified();
     let mut hup = signal(SignalKind::hangup()).ok();
     loop {

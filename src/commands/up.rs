@@ -359,8 +359,12 @@ async fn test_round_trip(
         Err(e) => return Err(e.into()),
     };
     say(format!("test      Vast.ai: {msg}"));
+    // The forwarder can report the delivery before the request handler reports the receipt
+    // (they are different tasks, both woken by the same commit), so outcomes seen before the
+    // test event's id is known are kept and checked once it is.
     let wait = async {
-        let mut test_id = None;
+        let mut test_id: Option<String> = None;
+        let mut outcomes: Vec<(Vec<String>, Option<String>)> = Vec::new();
         loop {
             match activity.recv().await {
                 Ok(Activity::Received {
@@ -374,18 +378,18 @@ async fn test_round_trip(
                     }
                     test_id = event_id;
                 }
-                Ok(Activity::Delivered { event_ids })
-                    if test_id.as_ref().is_some_and(|t| event_ids.contains(t)) =>
-                {
-                    return Ok(())
-                }
-                Ok(Activity::DeadLettered { event_ids, error })
-                    if test_id.as_ref().is_some_and(|t| event_ids.contains(t)) =>
-                {
-                    bail!("Slack refused the test message ({error}); check the Slack URL (`vslack slack set`)")
+                Ok(Activity::Delivered { event_ids }) => outcomes.push((event_ids, None)),
+                Ok(Activity::DeadLettered { event_ids, error }) => {
+                    outcomes.push((event_ids, Some(error)))
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(e) => bail!("relay stopped: {e}"),
+            }
+            let Some(id) = &test_id else { continue };
+            match outcomes.iter().find(|(ids, _)| ids.contains(id)) {
+                Some((_, None)) => return Ok(()),
+                Some((_, Some(error))) => bail!("Slack refused the test message ({error}); check the Slack URL (`vslack slack set`)"),
+                None => {}
             }
         }
     };

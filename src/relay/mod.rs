@@ -64,7 +64,9 @@ fn lock_store(spool_path: &std::path::Path) -> Result<std::fs::File> {
 #[error("{0}")]
 pub struct RelayStartError(pub String);
 
-/// What happened, as it happens (for `up`, `demo` and tests).
+/// What happened, as it happens (for `up` and tests). `Received` comes from the request
+/// handler and the outcomes from the forwarder, both woken by the same commit: an event's
+/// `Delivered` may be seen before its `Received`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Activity {
     Received {

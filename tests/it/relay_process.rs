@@ -122,10 +122,8 @@ fn walkthrough_environment_variables_work_and_sigkill_loses_nothing() {
     env.set("VAST_WEBHOOK_SECRET", SECRET);
     env.secret(SECRET);
     // First run: Slack unreachable (a closed port), so the event stays queued.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}/services/T/B/dead", dead.local_addr().unwrap());
-    drop(dead);
-    env.set("SLACK_WEBHOOK_URL", &dead_url);
+    // Port 1 is never handed out as an ephemeral port, so no other test's stand-in is there.
+    env.set("SLACK_WEBHOOK_URL", "http://127.0.0.1:1/services/T/B/dead");
     let mut first = serve(&env, &["--retry-initial", "60s"]);
     let body = event_body("evt-crash", "instance_offline");
     let ts = now();
@@ -367,6 +365,9 @@ fn dry_run_prints_payloads_logs_json_and_stops_cleanly_on_sigterm() {
             if let Some(rest) = line.strip_prefix("listening on ") {
                 let _ = tx.send(rest.to_owned());
             }
+            if line.contains("delivered to Slack") {
+                let _ = tx.send("delivered".to_owned());
+            }
             lines.push(line);
         }
         lines
@@ -378,7 +379,11 @@ fn dry_run_prints_payloads_logs_json_and_stops_cleanly_on_sigterm() {
         post_blocking(&url, &body, ts, &signature(SECRET, ts, &body)),
         204
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop only once the forwarder has printed the payload.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)).as_deref(),
+        Ok("delivered")
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();

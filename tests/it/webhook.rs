@@ -337,11 +337,9 @@ fn errors_map_to_exit_codes_with_actionable_messages() {
         out.stderr.contains("rejected") && out.stderr.contains("VAST_API_KEY"),
         "{out:?}"
     );
-    // Nothing listening: exit 5 naming the host.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
-    env.set("VAST_URL", &format!("http://{addr}"));
+    // Nothing listening (port 1 is never handed out as an ephemeral port): exit 5 naming
+    // the host.
+    env.set("VAST_URL", "http://127.0.0.1:1");
     env.set("VAST_API_KEY", API_KEY);
     let out = env.run(&["webhook", "list"]);
     assert_eq!(out.code, 5, "{out:?}");

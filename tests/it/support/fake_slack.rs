@@ -20,6 +20,8 @@ pub enum Answer {
     Slow(Duration),
     /// Close the connection without answering (a network error for the client).
     Disconnect,
+    /// Hold the request until `release()` is called, then answer as usual.
+    Hold,
 }
 
 /// One request Slack received and what it answered (`status_returned` 0 = disconnected).
@@ -46,6 +48,7 @@ struct State {
     requests: Vec<Recorded>,
     received: Vec<Received>,
     bucket: Option<Bucket>,
+    gate: Arc<tokio::sync::Notify>,
 }
 
 pub struct FakeSlack {
@@ -74,6 +77,12 @@ impl FakeSlack {
     /// Queue answers for the next requests (appended to any still queued).
     pub fn script(&self, answers: Vec<Answer>) {
         lock(&self.state).script.extend(answers);
+    }
+
+    /// Let one held request (`Answer::Hold`) be answered; if none is held yet, the next one
+    /// goes through at once.
+    pub fn release(&self) {
+        lock(&self.state).gate.notify_one();
     }
 
     /// Token bucket: refills `per_sec` tokens a second, holds at most `max(1, per_sec)`.
@@ -180,6 +189,11 @@ async fn handle(st: Arc<Mutex<State>>, req: Recorded) -> Option<Resp> {
         Some(Answer::Disconnect) => (0, ""),
         Some(Answer::Slow(d)) => {
             tokio::time::sleep(d).await;
+            default_answer(&req.method, &path, &body)
+        }
+        Some(Answer::Hold) => {
+            let gate = lock(&st).gate.clone();
+            gate.notified().await;
             default_answer(&req.method, &path, &body)
         }
         None => {
