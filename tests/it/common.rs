@@ -71,6 +71,16 @@ impl Env {
         self.secrets.lock().unwrap().push(s.into());
     }
 
+    /// Write `url` to a file for `--slack-url-file`, register its token as a secret, return the
+    /// file's path.
+    pub fn slack_url_file(&self, url: &str) -> String {
+        let path = self.dir.path().join("slack.txt");
+        std::fs::write(&path, format!("{url}\n")).unwrap();
+        // The token alone must not leak either.
+        self.secret(url.rsplit('/').next().unwrap());
+        path.display().to_string()
+    }
+
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }

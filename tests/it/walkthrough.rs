@@ -97,25 +97,13 @@ fn setup_env(vast: &FakeVast, slack: &FakeSlack) -> Env {
     env
 }
 
-#[test]
-fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
-    let vast = FakeVast::start(API_KEY);
-    let slack = FakeSlack::start();
-    let env = setup_env(&vast, &slack);
-    let cmd = tunnel_script(&env, None);
-    let mut up = spawn(
-        &env,
-        &[
-            "up",
-            "--tunnel-cmd",
-            &cmd,
-            "--listen",
-            "127.0.0.1:0",
-            "--pace",
-            "10ms",
-            "--cleanup",
-        ],
-    );
+/// `vslack up` with the stand-in tunnel (which stays running) on a free port, plus `extra`,
+/// once it says it is ready; the webhook secrets it got are registered for the leak check.
+fn up_until_ready(env: &Env, vast: &FakeVast, extra: &[&str]) -> Running {
+    let cmd = tunnel_script(env, None);
+    let mut args = vec!["up", "--tunnel-cmd", &cmd, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut up = spawn(env, &args);
     assert!(
         up.wait_for("ready", Duration::from_secs(30)),
         "up never became ready: {:#?}",
@@ -124,6 +112,24 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
     for w in vast.webhooks() {
         env.secret(w["webhook_secret"].as_str().unwrap());
     }
+    up
+}
+
+/// The pid the stand-in tunnel recorded.
+fn tunnel_pid(env: &Env) -> i32 {
+    std::fs::read_to_string(env.dir.path().join("tunnel.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let env = setup_env(&vast, &slack);
+    let mut up = up_until_ready(&env, &vast, &["--pace", "10ms", "--cleanup"]);
     // The webhook was created pointing at the tunnel URL + path.
     let hooks = vast.webhooks();
     assert_eq!(hooks.len(), 1);
@@ -168,11 +174,7 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
         "{:#?}",
         up.seen
     );
-    let pid: i32 = std::fs::read_to_string(env.dir.path().join("tunnel.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = tunnel_pid(&env);
     assert!(alive(pid));
     // Ctrl-C: tunnel stopped, webhook deleted (--cleanup), exit 0.
     unsafe { libc::kill(up.child.id() as i32, libc::SIGINT) };
@@ -200,32 +202,8 @@ fn a_second_ctrl_c_cuts_a_stuck_cleanup_short_and_says_what_is_left() {
     let vast = FakeVast::start(API_KEY);
     let slack = FakeSlack::start();
     let env = setup_env(&vast, &slack);
-    let cmd = tunnel_script(&env, None);
-    let mut up = spawn(
-        &env,
-        &[
-            "up",
-            "--tunnel-cmd",
-            &cmd,
-            "--listen",
-            "127.0.0.1:0",
-            "--no-test",
-            "--cleanup",
-        ],
-    );
-    assert!(
-        up.wait_for("ready", Duration::from_secs(30)),
-        "{:#?}",
-        up.seen
-    );
-    for w in vast.webhooks() {
-        env.secret(w["webhook_secret"].as_str().unwrap());
-    }
-    let pid: i32 = std::fs::read_to_string(env.dir.path().join("tunnel.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let mut up = up_until_ready(&env, &vast, &["--no-test", "--cleanup"]);
+    let pid = tunnel_pid(&env);
     // Vast.ai stops answering, so --cleanup's DELETE hangs after the first Ctrl-C.
     vast.stall_method("DELETE");
     unsafe { libc::kill(up.child.id() as i32, libc::SIGINT) };
@@ -312,14 +290,7 @@ fn a_dying_tunnel_is_restarted_and_the_webhook_re_pointed_then_up_gives_up_clear
 fn setup_without_prompts_creates_then_reuses_the_webhook() {
     let vast = FakeVast::start(API_KEY);
     let env = Env::with_vast(&vast.url());
-    let slack_file = env.dir.path().join("slack.txt");
-    std::fs::write(
-        &slack_file,
-        "https://hooks.slack.com/services/T1/B1/setupsecret\n",
-    )
-    .unwrap();
-    env.secret("setupsecret");
-    let slack_arg = slack_file.display().to_string();
+    let slack_arg = env.slack_url_file("https://hooks.slack.com/services/T1/B1/setupsecret");
     // A missing value is an error naming its flag.
     let out = env.run(&[
         "setup",

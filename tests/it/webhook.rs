@@ -470,14 +470,7 @@ fn concurrent_commands_never_lose_a_stored_secret() {
             .0
         })
         .collect();
-    let slack_file = env.dir.path().join("slack.txt");
-    std::fs::write(
-        &slack_file,
-        "https://hooks.slack.com/services/T1/B1/racesecret\n",
-    )
-    .unwrap();
-    env.secret("racesecret");
-    let slack_arg = slack_file.display().to_string();
+    let slack_arg = env.slack_url_file("https://hooks.slack.com/services/T1/B1/racesecret");
     let setup = [
         "setup",
         "--no-input",
