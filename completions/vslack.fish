@@ -361,7 +361,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l tunnel-timeout -d '
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l listen -d 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l path -d 'URL path that receives deliveries [default: /]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l slack-url-file -d 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l format -d 'Message shape; by default chosen from the Slack URL (…/triggers/… gets workflow variables)' -r -f -a "blocks\t'Block Kit message with a plain-text fallback (incoming webhooks)'
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l format -d 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)' -r -f -a "blocks\t'Block Kit message with a plain-text fallback (incoming webhooks)'
 text\t'Plain `text` only (incoming webhooks)'
 workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now' -r
@@ -417,7 +417,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand status" -s h -l help -d 'P
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l listen -d 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l path -d 'URL path that receives deliveries [default: /]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l slack-url-file -d 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l format -d 'Message shape; by default chosen from the Slack URL (…/triggers/… gets workflow variables)' -r -f -a "blocks\t'Block Kit message with a plain-text fallback (incoming webhooks)'
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l format -d 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)' -r -f -a "blocks\t'Block Kit message with a plain-text fallback (incoming webhooks)'
 text\t'Plain `text` only (incoming webhooks)'
 workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now' -r

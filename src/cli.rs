@@ -301,7 +301,8 @@ pub struct ServeArgs {
     /// Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)
     #[arg(long, value_name = "PATH")]
     pub slack_url_file: Option<PathBuf>,
-    /// Message shape; by default chosen from the Slack URL (…/triggers/… gets workflow variables)
+    /// Message shape for every destination, routes included; by default chosen from each Slack
+    /// URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)
     #[arg(long, value_enum)]
     pub format: Option<crate::relay::message::Format>,
     /// Print each Slack payload on stdout instead of posting it
