@@ -85,7 +85,7 @@ pub enum Command {
     Config(ConfigCmd),
     /// Guided first run: API key, Slack URL, events, and how Vast.ai reaches the relay
     #[command(
-        after_help = "Examples:\n  vslack setup\n  vslack setup --no-input --api-key-file key.txt --slack-url-file slack.txt --event low_credit --tunnel tmole\n\n\
+        after_help = "Examples:\n  vslack setup\n  vslack setup --no-input --api-key-file key.txt --slack-url-file slack.txt \\\n      --event low_credit --tunnel tmole\n\n\
         Safe to re-run: current values are offered as defaults and the existing webhook is reused. Every \
         prompt has a flag; with --no-input (or no terminal) a missing value is an error naming the flag."
     )]
@@ -177,7 +177,7 @@ pub enum WebhookCmd {
     Types,
     /// Create a webhook and store its signing secret on this machine
     #[command(
-        after_help = "Examples:\n  vslack webhook create --url https://relay.example.com/ --event client:low_credit --event client:instance_stopped\n  vslack webhook create --url https://relay.example.com/ --all-events --name 'Slack alerts'\n\n\
+        after_help = "Examples:\n  vslack webhook create --url https://relay.example.com/ \\\n      --event client:low_credit --event client:instance_stopped\n  vslack webhook create --url https://relay.example.com/ --all-events --name 'Slack alerts'\n\n\
         Event keys may be given without `client:`/`host:` when unambiguous (low_credit). On a terminal, \
         leaving out --event offers a multi-select. The secret is never printed unless --print-secret."
     )]
@@ -375,7 +375,8 @@ pub enum QueueCmd {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Event type (slug) to send, e.g. low_credit, instance_stopped, webhook_test
+    /// Event type (slug) to send: low_credit, instance_stopped, machine_offline, … (`--all-types`
+    /// sends one of each known type; an unknown type gets a generic sample)
     #[arg(
         long = "type",
         value_name = "TYPE",
@@ -389,8 +390,8 @@ pub struct SendArgs {
     /// Relay URL [default: the configured local relay, http://127.0.0.1:8787/]
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
-    /// How many events (of each type)
-    #[arg(long, default_value_t = 1)]
+    /// How many events (of each type), 1 to 10000
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub count: u32,
     /// Deliver each event a second time (as Vast.ai's retries do); expect it deduplicated
     #[arg(long)]

@@ -52,7 +52,20 @@ struct Sent {
     expected: bool,
 }
 
+/// `--to` must be an http(s) URL with a host: checked before anything is signed or sent.
+fn check_target(url: &str) -> Result<()> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(crate::exit::usage(format!(
+            "--to must be an http:// or https:// URL of a relay, like http://127.0.0.1:8787/ (got {url:?})"
+        ))),
+    }
+}
+
 pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
+    if let Some(u) = &args.to {
+        check_target(u)?;
+    }
     let config = ctx.config()?;
     let mut key = secret(&args, &config)?;
     if args.bad_signature {
@@ -72,7 +85,11 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     };
     for t in &types {
         if !sample::SAMPLES.iter().any(|(k, _, _)| k == t) {
-            ctx.note(format!("note: {t:?} is not a type vslack knows a sample for; sending a generic one (`vslack send --help`)"));
+            let known: Vec<&str> = sample::SAMPLES.iter().map(|(k, _, _)| *k).collect();
+            ctx.note(format!(
+                "note: {t:?} is not a type vslack has a sample for, so a generic one is sent; known types: {}",
+                known.join(", ")
+            ));
         }
     }
     let ts = now_secs() - if args.stale { 600 } else { 0 };

@@ -385,6 +385,15 @@ fn send_variants_get_the_expected_answers() {
         assert_eq!(out.code, 0, "{flag}: {out:?}");
         assert!(out.stdout.contains(&format!("-> 401 {reason}")), "{out:?}");
     }
+    // Bad input is refused before anything is sent.
+    for args in [&["--to", "ftp://x"][..], &["--to", &url, "--count", "0"]] {
+        let out = env.run(&[&["send"][..], args].concat());
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("--to") || out.stderr.contains("--count"),
+            "{out:?}"
+        );
+    }
     let out = env.run(&["send", "--to", &url, "--all-types", "--json"]);
     assert_eq!(out.code, 0);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
