@@ -507,13 +507,14 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;service;install' {
-            [CompletionResult]::new('--serve-args', '--serve-args', [CompletionResultType]::ParameterName, 'Extra arguments for `vslack serve` in the unit')
+            [CompletionResult]::new('--serve-args', '--serve-args', [CompletionResultType]::ParameterName, 'Extra arguments for `vslack serve` in the unit, as one string (e.g. --serve-args ''--listen 127.0.0.1:9000'')')
             [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
             [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Vast.ai console base URL')
             [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
             [CompletionResult]::new('--print', '--print', [CompletionResultType]::ParameterName, 'Print the unit instead of writing it')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Write the unit even though its relay would not start yet (no secret or Slack URL in the config)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
@@ -659,9 +660,9 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;send' {
-            [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'Event type (slug) to send, e.g. low_credit, instance_stopped, webhook_test')
+            [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'Event type (slug) to send: low_credit, instance_stopped, machine_offline, … (`--all-types` sends one of each known type; an unknown type gets a generic sample)')
             [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Relay URL [default: the configured local relay, http://127.0.0.1:8787/]')
-            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many events (of each type)')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many events (of each type), 1 to 10000')
             [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'Read the signing secret from this file')
             [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')

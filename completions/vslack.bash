@@ -1597,7 +1597,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__service__subcmd__install)
-            opts="-v -q -h --print --serve-args --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --print --serve-args --force --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

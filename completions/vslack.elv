@@ -462,13 +462,14 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;service;install'= {
-            cand --serve-args 'Extra arguments for `vslack serve` in the unit'
+            cand --serve-args 'Extra arguments for `vslack serve` in the unit, as one string (e.g. --serve-args ''--listen 127.0.0.1:9000'')'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
             cand --vast-url 'Vast.ai console base URL'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --print 'Print the unit instead of writing it'
+            cand --force 'Write the unit even though its relay would not start yet (no secret or Slack URL in the config)'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
             cand --no-input 'Never prompt; a missing value is an error naming its flag'
             cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
@@ -605,9 +606,9 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --help 'Print help'
         }
         &'vslack;send'= {
-            cand --type 'Event type (slug) to send, e.g. low_credit, instance_stopped, webhook_test'
+            cand --type 'Event type (slug) to send: low_credit, instance_stopped, machine_offline, … (`--all-types` sends one of each known type; an unknown type gets a generic sample)'
             cand --to 'Relay URL [default: the configured local relay, http://127.0.0.1:8787/]'
-            cand --count 'How many events (of each type)'
+            cand --count 'How many events (of each type), 1 to 10000'
             cand --secret-file 'Read the signing secret from this file'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'

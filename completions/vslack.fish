@@ -338,7 +338,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_se
 complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -f -a "install" -d 'Install ~/.config/systemd/user/vslack.service (or --print it)'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l serve-args -d 'Extra arguments for `vslack serve` in the unit' -r
+complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l serve-args -d 'Extra arguments for `vslack serve` in the unit, as one string (e.g. --serve-args \'--listen 127.0.0.1:9000\')' -r
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l vast-url -d 'Vast.ai console base URL' -r
@@ -346,6 +346,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l print -d 'Print the unit instead of writing it'
+complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l force -d 'Write the unit even though its relay would not start yet (no secret or Slack URL in the config)'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
@@ -455,9 +456,9 @@ complete -c vslack -n "__fish_vslack_using_subcommand demo" -l no-input -d 'Neve
 complete -c vslack -n "__fish_vslack_using_subcommand demo" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
 complete -c vslack -n "__fish_vslack_using_subcommand demo" -s q -l quiet -d 'Only errors on stderr'
 complete -c vslack -n "__fish_vslack_using_subcommand demo" -s h -l help -d 'Print help'
-complete -c vslack -n "__fish_vslack_using_subcommand send" -l type -d 'Event type (slug) to send, e.g. low_credit, instance_stopped, webhook_test' -r
+complete -c vslack -n "__fish_vslack_using_subcommand send" -l type -d 'Event type (slug) to send: low_credit, instance_stopped, machine_offline, … (`--all-types` sends one of each known type; an unknown type gets a generic sample)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l to -d 'Relay URL [default: the configured local relay, http://127.0.0.1:8787/]' -r
-complete -c vslack -n "__fish_vslack_using_subcommand send" -l count -d 'How many events (of each type)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand send" -l count -d 'How many events (of each type), 1 to 10000' -r
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l secret-file -d 'Read the signing secret from this file' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F

@@ -469,8 +469,13 @@ pub enum ServiceCmd {
         /// Print the unit instead of writing it
         #[arg(long)]
         print: bool,
-        /// Extra arguments for `vslack serve` in the unit
-        #[arg(long, value_name = "ARGS", default_value = "")]
+        /// Extra arguments for `vslack serve` in the unit, as one string
+        /// (e.g. --serve-args '--listen 127.0.0.1:9000')
+        #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
         serve_args: String,
+        /// Write the unit even though its relay would not start yet (no secret or Slack URL in
+        /// the config)
+        #[arg(long)]
+        force: bool,
     },
 }

@@ -2,8 +2,11 @@
 
 use anyhow::{Context, Result};
 
+use clap::Parser;
+
 use super::Ctx;
-use crate::cli::ServiceCmd;
+use crate::cli::{Cli, ServiceCmd};
+use crate::config::Config;
 
 /// The unit text. Only the config and data directories are writable.
 pub fn unit(exe: &str, ctx: &Ctx, serve_args: &str) -> String {
@@ -45,13 +48,59 @@ WantedBy=default.target\n"
     )
 }
 
+/// Why the unit's `vslack serve` would exit at once. The unit gets none of this shell's
+/// environment, so only the config file and the unit's own arguments count.
+fn would_not_start(config: &Config, serve_args: &[&str]) -> Vec<&'static str> {
+    let has = |flag: &str| {
+        serve_args
+            .iter()
+            .any(|w| *w == flag || w.starts_with(&format!("{flag}=")))
+    };
+    let mut missing = Vec::new();
+    if config.webhooks.is_empty() {
+        missing.push(
+            "no webhook signing secret in the config: run `vslack setup` or `vslack webhook create` \
+             (VAST_WEBHOOK_SECRET in this shell does not reach the unit)",
+        );
+    }
+    if config.slack.url.is_none() && !has("--slack-url-file") && !has("--dry-run") {
+        missing.push(
+            "no Slack URL in the config: run `vslack slack set` (SLACK_WEBHOOK_URL in this shell \
+             does not reach the unit), or pass --serve-args '--slack-url-file PATH'",
+        );
+    }
+    missing
+}
+
 pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
-    let ServiceCmd::Install { print, serve_args } = cmd;
+    let ServiceCmd::Install {
+        print,
+        serve_args,
+        force,
+    } = cmd;
+    // systemd splits ExecStart on whitespace; these words must be valid `serve` arguments.
+    let words: Vec<&str> = serve_args.split_whitespace().collect();
+    if let Err(e) = Cli::try_parse_from(["vslack", "serve"].iter().chain(&words)) {
+        let first = e.to_string();
+        let first = first.lines().next().unwrap_or_default();
+        return Err(crate::exit::usage(format!(
+            "--serve-args is not valid for `vslack serve`: {}",
+            first.trim_start_matches("error: ")
+        )));
+    }
     let exe = std::env::current_exe().context("cannot find the vslack executable")?;
     let text = unit(&exe.display().to_string(), ctx, serve_args.trim());
     if print {
         print!("{text}");
         return Ok(());
+    }
+    let missing = would_not_start(&ctx.config()?, &words);
+    if !missing.is_empty() && !force {
+        return Err(crate::exit::SetupError(format!(
+            "the unit's relay would not start:\n  - {}\nFix this first (or pass --force to write the unit anyway)",
+            missing.join("\n  - ")
+        ))
+        .into());
     }
     // systemd refuses to start a unit whose ReadWritePaths do not exist.
     crate::secret::ensure_private_dir(&ctx.paths.config_dir)?;
@@ -65,6 +114,11 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("vslack.service");
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    for m in &missing {
+        ctx.note(format!(
+            "warning: the relay will not start until this is fixed: {m}"
+        ));
+    }
     ctx.note(format!(
         "Wrote {}\nEnable it with:\n  systemctl --user daemon-reload\n  systemctl --user enable --now vslack\n  loginctl enable-linger $USER   # keep it running after logout\nLogs: journalctl --user -u vslack -f",
         path.display()

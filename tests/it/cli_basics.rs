@@ -157,9 +157,46 @@ fn service_install_writes_a_hardened_unit_and_creates_its_directories() {
         env.config_dir().display(),
         env.data_dir().display()
     )));
+    // Nothing configured: the unit's relay would exit at once, so nothing is written. This
+    // shell's environment does not reach the unit, so it does not count.
+    env.set(
+        "SLACK_WEBHOOK_URL",
+        "https://hooks.slack.com/services/T/B/envonly",
+    );
+    env.set("VAST_WEBHOOK_SECRET", "env-only-secret");
+    env.secret("envonly");
+    env.secret("env-only-secret");
     let out = env.run(&["service", "install"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(
+        out.stderr.contains("no webhook signing secret")
+            && out.stderr.contains("no Slack URL")
+            && out.stderr.contains("--force"),
+        "{out:?}"
+    );
+    assert!(!xdg.join("systemd/user/vslack.service").exists());
+    let out = env.run(&["service", "install", "--serve-args", "--no-such-flag"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--serve-args"), "{out:?}");
+    // With a secret in the config and the Slack URL from a file named in the unit, it is written.
+    vslack::secret::write_private(
+        &env.config_file(),
+        b"[webhooks.1]\nsecret = \"cfg-secret\"\n",
+    )
+    .unwrap();
+    env.secret("cfg-secret");
+    let out = env.run(&[
+        "service",
+        "install",
+        "--serve-args",
+        "--slack-url-file /etc/vslack/slack-url",
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     let unit = std::fs::read_to_string(xdg.join("systemd/user/vslack.service")).unwrap();
+    assert!(
+        unit.contains("serve --slack-url-file /etc/vslack/slack-url"),
+        "{unit}"
+    );
     assert!(unit.contains("ExecStart="));
     assert!(env.config_dir().is_dir() && env.data_dir().is_dir());
     assert!(out.stderr.contains("systemctl --user enable --now vslack"));
