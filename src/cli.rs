@@ -471,7 +471,12 @@ pub enum ServiceCmd {
         print: bool,
         /// Extra arguments for `vslack serve` in the unit, as one string
         /// (e.g. --serve-args '--listen 127.0.0.1:9000')
-        #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
+        #[arg(
+            long,
+            value_name = "ARGS",
+            default_value = "",
+            allow_hyphen_values = true
+        )]
         serve_args: String,
         /// Write the unit even though its relay would not start yet (no secret or Slack URL in
         /// the config)

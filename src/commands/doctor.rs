@@ -24,7 +24,7 @@ struct Check {
     name: &'static str,
     level: Level,
     detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `null` when there is nothing to fix.
     fix: Option<String>,
 }
 
@@ -82,10 +82,18 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
     let mut r = Report::default();
     let config = match ctx.config() {
         Ok(c) => {
-            r.ok(
-                "config",
-                format!("{} readable, private", ctx.paths.config_file().display()),
-            );
+            let path = ctx.paths.config_file();
+            if path.exists() {
+                r.ok("config", format!("{} readable, private", path.display()));
+            } else {
+                r.ok(
+                    "config",
+                    format!(
+                        "{} not created yet (`vslack setup` writes it)",
+                        path.display()
+                    ),
+                );
+            }
             c
         }
         Err(e) => {
@@ -252,12 +260,15 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
     }
     let store = async {
         match spool::open_existing(&ctx.paths.spool_file())? {
-            Some(sp) => Ok::<_, anyhow::Error>(Some(sp.stats().await?)),
+            Some(sp) => {
+                let head = sp.list(spool::PENDING, 1).await?.into_iter().next();
+                Ok::<_, anyhow::Error>(Some((sp.stats().await?, head)))
+            }
             None => Ok(None),
         }
     };
     match store.await {
-        Ok(Some(s)) => {
+        Ok(Some((s, head))) => {
             if s.dead > 0 {
                 r.warn(
                     "queue",
@@ -269,7 +280,19 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
                 .oldest_pending_at
                 .map(|t| super::now_secs() - t)
                 .unwrap_or(0);
-            if age > 300 {
+            // The head of the queue holds up everything behind it: if its last try failed,
+            // delivery is failing now, however young the queue is.
+            let failing = head.filter(|q| q.attempts > 0).and_then(|q| {
+                q.last_error
+                    .map(|e| format!("{e} (after {} tries)", q.attempts))
+            });
+            if let Some(error) = failing {
+                r.warn(
+                    "queue",
+                    format!("{} pending; the last delivery failed: {error}", s.pending),
+                    "check the Slack URL with `vslack slack test`; the relay keeps retrying on its own",
+                );
+            } else if age > 300 {
                 r.warn(
                     "queue",
                     format!("{} pending, oldest {age} s old", s.pending),

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::{Env, API_KEY};
-use crate::support::fake_slack::FakeSlack;
+use crate::support::fake_slack::{Answer, FakeSlack};
 use crate::support::fake_vast::FakeVast;
 
 /// A stand-in tunnel: prints a URL the way tmole does, records its pid, stays running (or
@@ -528,22 +528,28 @@ fn setup_interactively_through_a_terminal() {
     assert_eq!(events, vslack::vast::types::WALKTHROUGH_EVENTS);
 }
 
+/// One named check from `doctor --json`.
+fn doctor_check(env: &Env, extra: &[&str], name: &str) -> serde_json::Value {
+    let out = env.run(&[&["doctor", "--json"][..], extra].concat());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}): {out:?}"));
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {v}"))
+        .clone()
+}
+
 #[test]
 fn doctor_reports_clock_skew_against_vast() {
     let vast = FakeVast::start(API_KEY);
     let slack = FakeSlack::start();
     let env = setup_env(&vast, &slack);
     vast.set_clock_skew(600);
-    let out = env.run(&["doctor", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let clock = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "clock")
-        .expect("a clock check")
-        .clone();
-    assert_eq!(clock["level"], "fail", "{v}");
+    let clock = doctor_check(&env, &[], "clock");
+    assert_eq!(clock["level"], "fail", "{clock}");
     assert!(
         clock["detail"]
             .as_str()
@@ -552,14 +558,35 @@ fn doctor_reports_clock_skew_against_vast() {
         "{clock}"
     );
     vast.set_clock_skew(0);
-    let out = env.run(&["doctor", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let clock = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "clock")
-        .unwrap()
-        .clone();
-    assert_eq!(clock["level"], "ok", "{v}");
+    let clock = doctor_check(&env, &[], "clock");
+    assert_eq!(clock["level"], "ok", "{clock}");
+    assert!(clock["fix"].is_null(), "an ok check has a null fix: {clock}");
+}
+
+#[test]
+fn doctor_warns_while_slack_deliveries_fail() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    slack.script(vec![Answer::Status(500, "rollup_error"); 20]);
+    let mut env = setup_env(&vast, &slack);
+    env.set("VAST_WEBHOOK_SECRET", "doctor-secret");
+    env.secret("doctor-secret");
+    let relay = crate::relay_process::serve(&env, &["--retry-initial", "60s"]);
+    let out = env.run(&["send", "--to", &relay.url, "--type", "low_credit"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    // The queue is young, but its head's last try failed: that is worth a warning now.
+    let start = Instant::now();
+    let queue = loop {
+        let queue = doctor_check(&env, &["--no-test"], "queue");
+        if queue["level"] != "ok" || start.elapsed() > Duration::from_secs(10) {
+            break queue;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(queue["level"], "warn", "{queue}");
+    assert!(
+        queue["detail"].as_str().unwrap().contains("HTTP 500"),
+        "{queue}"
+    );
+    assert!(queue["fix"].as_str().unwrap().contains("vslack slack test"));
 }
