@@ -52,9 +52,51 @@ impl TunnelSpec {
     }
 
     /// The first word of the command, for messages.
+    /// A tunnel as saved in the config: a command if it holds `{port}`, else a tunnel's name.
+    pub fn from_config(saved: &str) -> Result<TunnelSpec> {
+        if saved.contains("{port}") {
+            TunnelSpec::custom(saved)
+        } else {
+            TunnelSpec::named(saved)
+        }
+    }
+
     pub fn program(&self) -> &str {
         self.command.split_whitespace().next().unwrap_or("tunnel")
     }
+
+    /// Fail before anything starts when the tunnel program is not installed, saying how to
+    /// get it. (`sh -c` runs the command, so a missing program would otherwise show up only
+    /// as exit status 127 once the relay is already running.)
+    pub fn check_installed(&self) -> Result<()> {
+        let program = self.program();
+        if find_program(program) {
+            return Ok(());
+        }
+        let how = match program {
+            "tmole" => "install Tunnelmole with `npm install -g tunnelmole` (see https://tunnelmole.com)",
+            "cloudflared" => "install cloudflared (see https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/)",
+            "ngrok" => "install ngrok and add your authtoken (see https://ngrok.com/download)",
+            _ => "install it, or fix --tunnel-cmd",
+        };
+        bail!(crate::exit::SetupError(format!(
+            "the tunnel program `{program}` was not found on PATH: {how}; or pick another with --tunnel / --tunnel-cmd, or use --public-url"
+        )))
+    }
+}
+
+/// Whether `program` names an executable file: as a path if it has a `/`, else on PATH.
+fn find_program(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
+    })
 }
 
 pub enum TunnelEvent {

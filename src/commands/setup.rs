@@ -156,14 +156,9 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
 
     // 5. How Vast.ai reaches the relay: a tunnel, or the public URL of a deployed relay.
     let (tunnel, public_url) = if let Some(u) = &args.reach.public_url {
-        check_webhook_url(u)?;
+        check_webhook_url("--public-url", u)?;
         (None, Some(u.clone()))
     } else if let Some(t) = args.reach.tunnel.clone().or(args.reach.tunnel_cmd.clone()) {
-        if t.contains("{port}") {
-            crate::tunnel::TunnelSpec::custom(&t)?;
-        } else {
-            crate::tunnel::TunnelSpec::named(&t)?;
-        }
         (Some(t), None)
     } else if interactive {
         let options = [
@@ -188,7 +183,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                 .with_prompt("Public https URL of the relay")
                 .with_initial_text(config.relay.public_url.clone().unwrap_or_default())
                 .interact_text()?;
-            check_webhook_url(&u)?;
+            check_webhook_url("the public URL", &u)?;
             (None, Some(u))
         } else {
             (Some(["tmole", "cloudflared", "ngrok"][pick].into()), None)
@@ -198,6 +193,13 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     } else {
         (config.relay.tunnel.clone(), config.relay.public_url.clone())
     };
+    if let Some(t) = &tunnel {
+        let spec = crate::tunnel::TunnelSpec::from_config(t)?;
+        // Not fatal here: it is needed only when `vslack up` runs.
+        if let Err(e) = spec.check_installed() {
+            ctx.note(format!("warning: {e}"));
+        }
+    }
     let path = config.relay_path().to_owned();
     let url = public_url
         .as_ref()

@@ -22,7 +22,22 @@ enum Reach {
     Public(String),
 }
 
+/// How Vast.ai will reach the relay, checked before anything starts: the public URL's shape,
+/// or that the tunnel program is installed.
 fn reach(args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
+    let how = reach_unchecked(args, config)?;
+    match &how {
+        Reach::Public(url) => {
+            if let Some(w) = super::webhook::check_webhook_url("--public-url", url)? {
+                eprintln!("warning: {w}");
+            }
+        }
+        Reach::Tunnel(spec) => spec.check_installed()?,
+    }
+    Ok(how)
+}
+
+fn reach_unchecked(args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
     if let Some(url) = &args.reach.public_url {
         return Ok(Reach::Public(url.clone()));
     }
@@ -33,8 +48,7 @@ fn reach(args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
         return Ok(Reach::Tunnel(TunnelSpec::named(name)?));
     }
     match (&config.relay.tunnel, &config.relay.public_url) {
-        (Some(t), _) if t.contains("{port}") => Ok(Reach::Tunnel(TunnelSpec::custom(t)?)),
-        (Some(t), _) => Ok(Reach::Tunnel(TunnelSpec::named(t)?)),
+        (Some(t), _) => Ok(Reach::Tunnel(TunnelSpec::from_config(t)?)),
         (None, Some(u)) => Ok(Reach::Public(u.clone())),
         (None, None) => Err(crate::exit::usage(
             "how should Vast.ai reach this relay? Pass --tunnel tmole|cloudflared|ngrok, --tunnel-cmd '<command with {port}>', or --public-url URL (or run `vslack setup` once)",
@@ -165,6 +179,7 @@ fn describe(a: &Activity) -> String {
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
+    let how = reach(&args, &config)?;
     let client = ctx.client(&config)?;
     if !args.serve.dry_run
         && super::serve::slack_url(args.serve.slack_url_file.as_deref(), &config)?.is_none()
@@ -181,7 +196,6 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         &config,
         vec![Key::new("preflight", &Secret::new("-"), None)],
     )?;
-    let how = reach(&args, &config)?;
     let addr = super::serve::listen_addr(args.serve.listen.as_deref(), &config)?;
     // Bind first: tunnels such as tmole only start once something listens.
     let listener = super::serve::bind(addr).await?;

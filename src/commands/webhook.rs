@@ -39,7 +39,27 @@ impl WebhookView {
     }
 }
 
+/// Check what can be checked without Vast.ai first, so a mistake is reported as such even
+/// when no API key is set up yet.
+fn check_args(ctx: &Ctx, cmd: &WebhookCmd) -> Result<()> {
+    let (url, name) = match cmd {
+        WebhookCmd::Create(a) => (Some(&a.url), Some(&a.name)),
+        WebhookCmd::Update(a) => (a.url.as_ref(), a.name.as_ref()),
+        _ => return Ok(()),
+    };
+    if let Some(w) = url
+        .map(|u| check_webhook_url("--url", u))
+        .transpose()?
+        .flatten()
+    {
+        ctx.note(format!("warning: {w}"));
+    }
+    name.map(|n| check_name(n)).transpose()?;
+    Ok(())
+}
+
 pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
+    check_args(ctx, &cmd)?;
     let config = ctx.config()?;
     let client = ctx.client(&config)?;
     match cmd {
@@ -197,22 +217,25 @@ fn fmt_time(secs: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Check a delivery URL before Vast.ai does. Returns a warning for loopback http.
-pub fn check_webhook_url(url: &str) -> Result<Option<String>> {
+/// Check a delivery URL (given with `flag`) before Vast.ai does. Returns a warning for
+/// loopback http.
+pub fn check_webhook_url(flag: &str, url: &str) -> Result<Option<String>> {
     if url.len() > 2048 {
         return Err(usage(format!(
-            "--url is {} characters; Vast.ai allows at most 2048",
+            "{flag} is {} characters; Vast.ai allows at most 2048",
             url.len()
         )));
     }
     let parsed = reqwest::Url::parse(url).map_err(|e| {
         usage(format!(
-            "--url {url:?} is not a valid URL ({e}); use https://host/path"
+            "{flag} {url:?} is not a valid URL ({e}); use https://host/path"
         ))
     })?;
     let host = parsed.host_str().unwrap_or_default();
     if host.is_empty() {
-        return Err(usage("--url needs a host, like https://relay.example.com/"));
+        return Err(usage(format!(
+            "{flag} needs a host, like https://relay.example.com/"
+        )));
     }
     let loopback = host == "localhost"
         || host
@@ -225,7 +248,7 @@ pub fn check_webhook_url(url: &str) -> Result<Option<String>> {
             "{url} is plain http on this machine: Vast.ai itself only delivers to public https URLs, so this is for local testing"
         ))),
         _ => Err(usage(format!(
-            "--url must be https:// (Vast.ai requires it); got {url}. For a relay on this machine use a tunnel: `vslack up --tunnel tmole`"
+            "{flag} must be https:// (Vast.ai requires it); got {url}. For a relay on this machine use a tunnel: `vslack up --tunnel tmole`"
         ))),
     }
 }
@@ -317,10 +340,6 @@ fn pick_events(catalogue: &[NotificationType]) -> Result<Vec<String>> {
 }
 
 async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> {
-    if let Some(w) = check_webhook_url(&args.url)? {
-        ctx.note(format!("warning: {w}"));
-    }
-    check_name(&args.name)?;
     let existing = client.list_webhooks().await?;
     if existing.len() >= MAX_WEBHOOKS {
         return Err(usage(format!(
@@ -397,17 +416,12 @@ pub fn keep_secret(
 
 async fn update(ctx: &Ctx, client: &VastClient, config: &Config, args: UpdateArgs) -> Result<()> {
     let id = resolve_id(args.id, config)?;
-    let mut change = WebhookChange::default();
-    if let Some(url) = &args.url {
-        if let Some(w) = check_webhook_url(url)? {
-            ctx.note(format!("warning: {w}"));
-        }
-        change.webhook_url = Some(url.clone());
-    }
-    if let Some(name) = &args.name {
-        check_name(name)?;
-        change.name = Some(name.clone());
-    }
+    // The URL and name were checked by `check_args`.
+    let mut change = WebhookChange {
+        webhook_url: args.url.clone(),
+        name: args.name.clone(),
+        ..Default::default()
+    };
     let touches_events =
         !args.events.is_empty() || !args.add_events.is_empty() || !args.remove_events.is_empty();
     if touches_events {

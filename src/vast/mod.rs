@@ -13,7 +13,7 @@ pub use types::{NotificationType, Webhook};
 /// contain the API key.
 #[derive(Debug, thiserror::Error)]
 pub enum VastError {
-    #[error("no Vast.ai API key found; looked in: {looked}. Run `vslack login`, set VAST_API_KEY, or pass --api-key-file PATH")]
+    #[error("no Vast.ai API key found; looked in: {looked}. Run `vslack login` (or `vslack setup`, which sets up everything), set VAST_API_KEY, or pass --api-key-file PATH")]
     NoApiKey { looked: String },
     #[error("Vast.ai rejected the API key from {source_desc} (HTTP 401); check the key or run `vslack login` to save a new one")]
     Unauthorized { source_desc: String },
@@ -27,7 +27,7 @@ pub enum VastError {
     RateLimited { tries: u32 },
     #[error("Vast.ai failed with HTTP {status}{}; try again later", msg.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Server { status: u16, msg: Option<String> },
-    #[error("cannot reach {host}: {cause}")]
+    #[error("cannot reach Vast.ai at {host}: {cause}; check the network, or the base URL if you set one (--vast-url / VAST_URL)")]
     Network { host: String, cause: String },
     #[error("unexpected answer from Vast.ai for {path}: {detail}")]
     Decode { path: String, detail: String },

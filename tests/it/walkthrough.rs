@@ -198,6 +198,31 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
 }
 
 #[test]
+fn up_checks_how_vast_reaches_the_relay_before_starting_anything() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let env = setup_env(&vast, &slack);
+    for (args, code, needle) in [
+        (
+            &["--tunnel-cmd", "no-such-tunnel-program {port}"][..],
+            6,
+            "`no-such-tunnel-program` was not found on PATH",
+        ),
+        (
+            &["--public-url", "http://relay.example.com"],
+            2,
+            "--public-url must be https://",
+        ),
+    ] {
+        let out = env.run(&[&["up", "--listen", "127.0.0.1:0"][..], args].concat());
+        assert_eq!(out.code, code, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(needle), "{args:?}: {out:?}");
+        assert!(!out.stdout.contains("relay"), "nothing started: {out:?}");
+    }
+    assert!(vast.requests().is_empty(), "nothing was asked of Vast.ai");
+}
+
+#[test]
 fn a_second_ctrl_c_cuts_a_stuck_cleanup_short_and_says_what_is_left() {
     let vast = FakeVast::start(API_KEY);
     let slack = FakeSlack::start();
@@ -560,7 +585,10 @@ fn doctor_reports_clock_skew_against_vast() {
     vast.set_clock_skew(0);
     let clock = doctor_check(&env, &[], "clock");
     assert_eq!(clock["level"], "ok", "{clock}");
-    assert!(clock["fix"].is_null(), "an ok check has a null fix: {clock}");
+    assert!(
+        clock["fix"].is_null(),
+        "an ok check has a null fix: {clock}"
+    );
 }
 
 #[test]

@@ -153,6 +153,15 @@ fn create_checks_inputs_before_calling_vast() {
         0,
         "nothing invalid reached Vast.ai"
     );
+    // A bad URL is reported as such even before an API key is set up.
+    let mut keyless = crate::common::Env::new();
+    keyless.set("VAST_URL", &vast.url());
+    for cmd in [&["create", "--event", "low_credit"][..], &["update", "1"]] {
+        let out =
+            keyless.run(&[&["webhook"][..], cmd, &["--url", "ftp://x.example.com/"]].concat());
+        assert_eq!(out.code, 2, "{cmd:?}: {out:?}");
+        assert!(out.stderr.contains("--url must be https://"), "{out:?}");
+    }
     // Loopback http is allowed, with a warning.
     let out = env.run(&[
         "webhook",
@@ -343,7 +352,10 @@ fn errors_map_to_exit_codes_with_actionable_messages() {
     env.set("VAST_API_KEY", API_KEY);
     let out = env.run(&["webhook", "list"]);
     assert_eq!(out.code, 5, "{out:?}");
-    assert!(out.stderr.contains("cannot reach 127.0.0.1"), "{out:?}");
+    assert!(
+        out.stderr.contains("cannot reach Vast.ai at 127.0.0.1"),
+        "{out:?}"
+    );
 }
 
 #[test]
