@@ -25,6 +25,17 @@ pub async fn run(ctx: &Ctx, cmd: Option<QueueCmd>) -> Result<()> {
     }
     let path = ctx.paths.spool_file();
     let Some(spool) = spool::open_existing(&path)? else {
+        let named = match &cmd {
+            Some(QueueCmd::Retry { seqs, .. } | QueueCmd::Drop { seqs, .. }) => seqs.len(),
+            _ => 0,
+        };
+        if named > 0 {
+            return Err(NotFoundError(format!(
+                "no event store yet at {} (the relay has not run), so none of the {named} event(s) named exist",
+                path.display()
+            ))
+            .into());
+        }
         if ctx.global.json {
             return output::json(&json!({"pending": [], "dead": []}));
         }
@@ -70,12 +81,15 @@ pub async fn run(ctx: &Ctx, cmd: Option<QueueCmd>) -> Result<()> {
             }
         }
         QueueCmd::Retry { seqs, all } => {
-            if seqs.is_empty() && !all {
-                return Err(usage(
-                    "name the events to retry (SEQ from `vslack queue`) or pass --all",
-                ));
-            }
+            let asked = seqs.len();
             let n = spool.requeue(if all { None } else { Some(seqs) }).await?;
+            if !all && n < asked {
+                return Err(NotFoundError(format!(
+                    "{} of the {asked} event(s) named are not dead letters (requeued {n}); pending events are retried on their own, see `vslack queue`",
+                    asked - n
+                ))
+                .into());
+            }
             if ctx.global.json {
                 output::json(&json!({"requeued": n}))?;
             }

@@ -253,6 +253,15 @@ fn queue_shows_dead_letters_and_retries_them() {
         "what serve uses (SLACK_WEBHOOK_URL): {v}"
     );
     assert_eq!(v["secrets"], serde_json::json!(["VAST_WEBHOOK_SECRET"]));
+    // Naming an event that is not a dead letter is an error (exit 4), here and before the
+    // relay ever ran.
+    for args in [&["retry", "999"][..], &["drop", "999", "--yes"]] {
+        let out = env.run(&[&["queue"][..], args].concat());
+        assert_eq!(out.code, 4, "{args:?}: {out:?}");
+        let out = Env::new().run(&[&["queue"][..], args].concat());
+        assert_eq!(out.code, 4, "{args:?} without a store: {out:?}");
+        assert!(out.stderr.contains("no event store yet"), "{out:?}");
+    }
     let out = env.run(&["queue", "retry", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     let got = wait_delivered(&slack, 1);
