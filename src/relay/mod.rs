@@ -36,6 +36,7 @@ pub fn now_secs() -> i64 {
 
 /// Take the store's lock file (`<store>.lock`) exclusively, or explain who holds it.
 fn lock_store(spool_path: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     if let Some(dir) = spool_path.parent() {
         crate::secret::ensure_private_dir(dir)?;
@@ -43,6 +44,7 @@ fn lock_store(spool_path: &std::path::Path) -> Result<std::fs::File> {
     let path = spool_path.with_extension("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
+        .mode(0o600)
         .truncate(false)
         .write(true)
         .open(&path)

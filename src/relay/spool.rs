@@ -162,6 +162,17 @@ impl Spool {
         if let Some(dir) = path.parent() {
             crate::secret::ensure_private_dir(dir)?;
         }
+        // Events are the user's private data: create the store owner-only. SQLite gives its
+        // -wal and -shm files the database file's mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create the event store {}", path.display()))?;
+        }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the event store {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;

@@ -132,6 +132,19 @@ fn walkthrough_environment_variables_work_and_sigkill_loses_nothing() {
     // Killed right after acknowledging: no chance to clean up.
     first.child.kill().unwrap();
     first.child.wait().unwrap();
+    // The store and its WAL files are owner-only, like everything else vslack writes.
+    let mut store_files = 0;
+    for entry in std::fs::read_dir(env.data_dir()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("spool.") {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+            store_files += 1;
+        }
+    }
+    assert!(store_files >= 3, "the store, its WAL and its lock file");
     // Second run, Slack reachable: the acknowledged event arrives exactly once.
     env.set("SLACK_WEBHOOK_URL", &slack.url());
     let second = serve(&env, &[]);
