@@ -20,7 +20,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -53,7 +53,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;login'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -68,7 +68,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;logout'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -83,7 +83,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;webhook'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -108,7 +108,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;webhook;types'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -126,7 +126,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --event 'Event key to subscribe to (repeatable), e.g. client:low_credit'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --all-events 'Subscribe to every notification type in the account''s catalogue'
@@ -143,7 +143,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;webhook;list'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -158,7 +158,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;webhook;show'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -178,7 +178,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --remove-event 'Unsubscribe from an event (repeatable)'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -193,7 +193,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;webhook;test'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -208,7 +208,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;webhook;delete'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand -y 'Do not ask for confirmation (required when not on a terminal)'
@@ -225,7 +225,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;webhook;rotate-secret'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --print-secret 'Print the new secret alone on stdout (for piping into another system)'
@@ -241,7 +241,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;webhook;default'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -288,7 +288,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;slack'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -307,7 +307,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;slack;set'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -322,7 +322,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;slack;test'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -337,7 +337,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;slack;clear'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -366,7 +366,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;config'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -384,7 +384,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;config;show'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -399,7 +399,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;config;path'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -430,7 +430,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --public-url 'The relay''s public https URL when it is deployed (no tunnel is started)'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --all-events 'Subscribe to every notification type'
@@ -447,7 +447,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;service'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -465,7 +465,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --serve-args 'Extra arguments for `vslack serve` in the unit, as one string (e.g. --serve-args ''--listen 127.0.0.1:9000'')'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --print 'Print the unit instead of writing it'
@@ -491,13 +491,13 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --tunnel 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]'
             cand --tunnel-cmd 'Any tunnel command; {port} is replaced by the relay''s port; its first https URL is used'
             cand --public-url 'The relay''s public https URL when it is deployed (no tunnel is started)'
-            cand --event 'Events for a webhook that `up` has to create [default: the walkthrough''s six]'
+            cand --event 'Events for a webhook that `up` has to create [default: the events saved by `vslack setup`, else the walkthrough''s six: low_credit, instance_created, instance_started, instance_stopped, outbid, upcoming_downtime]'
             cand --tunnel-timeout 'How long to wait for the tunnel''s URL'
             cand --listen 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]'
             cand --path 'URL path that receives deliveries [default: /]'
             cand --slack-url-file 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)'
             cand --format 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)'
-            cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now'
+            cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now (either way)'
             cand --secret-grace 'How long a rotated-out signing secret stays valid [default: 24h, or the config]'
             cand --max-body 'Largest delivery body accepted, in bytes'
             cand --max-connections 'Most connections open at once (more wait in the kernel''s backlog)'
@@ -508,10 +508,10 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --retry-max 'Longest delay between retries'
             cand --max-age 'Dead-letter an event still undelivered this long after it arrived'
             cand --retention 'Remember delivered event ids this long, to drop redeliveries'
-            cand --max-store-mb 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later'
+            cand --max-store-mb 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --cleanup 'On exit, delete the webhook if `up` created it, or restore the previous URL'
@@ -529,7 +529,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;doctor'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --send 'Also post a "vslack is connected" message to check Slack accepts the URL'
@@ -546,7 +546,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;status'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -563,7 +563,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --path 'URL path that receives deliveries [default: /]'
             cand --slack-url-file 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)'
             cand --format 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)'
-            cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now'
+            cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now (either way)'
             cand --secret-grace 'How long a rotated-out signing secret stays valid [default: 24h, or the config]'
             cand --max-body 'Largest delivery body accepted, in bytes'
             cand --max-connections 'Most connections open at once (more wait in the kernel''s backlog)'
@@ -574,10 +574,10 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --retry-max 'Longest delay between retries'
             cand --max-age 'Dead-letter an event still undelivered this long after it arrived'
             cand --retention 'Remember delivered event ids this long, to drop redeliveries'
-            cand --max-store-mb 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later'
+            cand --max-store-mb 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --dry-run 'Print each Slack payload on stdout instead of posting it'
@@ -593,7 +593,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;demo'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -612,7 +612,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --secret-file 'Read the signing secret from this file'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --all-types 'Send one event of every known type'
@@ -631,7 +631,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;queue'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -644,14 +644,14 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --help 'Print help'
             cand list 'List pending and dead-lettered events (the default)'
             cand retry 'Put dead-lettered events back in the queue'
-            cand drop 'Delete pending or dead-lettered events for good'
+            cand drop 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;queue;list'= {
             cand --limit 'How many of each to show'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -666,7 +666,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;queue;retry'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --all 'Retry every dead letter'
@@ -682,7 +682,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;queue;drop'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand -y 'Do not ask for confirmation'
@@ -699,7 +699,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;queue;help'= {
             cand list 'List pending and dead-lettered events (the default)'
             cand retry 'Put dead-lettered events back in the queue'
-            cand drop 'Delete pending or dead-lettered events for good'
+            cand drop 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;queue;help;list'= {
@@ -713,7 +713,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;completions'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
-            cand --vast-url 'Vast.ai console base URL'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -817,7 +817,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;help;queue'= {
             cand list 'List pending and dead-lettered events (the default)'
             cand retry 'Put dead-lettered events back in the queue'
-            cand drop 'Delete pending or dead-lettered events for good'
+            cand drop 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
         }
         &'vslack;help;queue;list'= {
         }

@@ -26,7 +26,7 @@ end
 
 complete -c vslack -n "__fish_vslack_needs_command" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_needs_command" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_needs_command" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_needs_command" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_needs_command" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_needs_command" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -54,7 +54,7 @@ complete -c vslack -n "__fish_vslack_needs_command" -f -a "completions" -d 'Prin
 complete -c vslack -n "__fish_vslack_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand login" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand login" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand login" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand login" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand login" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand login" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -65,7 +65,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand login" -s q -l quiet -d 'O
 complete -c vslack -n "__fish_vslack_using_subcommand login" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand logout" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand logout" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand logout" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand logout" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand logout" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand logout" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -76,7 +76,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand logout" -s q -l quiet -d '
 complete -c vslack -n "__fish_vslack_using_subcommand logout" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and not __fish_seen_subcommand_from types create list show update test delete rotate-secret default help" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and not __fish_seen_subcommand_from types create list show update test delete rotate-secret default help" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and not __fish_seen_subcommand_from types create list show update test delete rotate-secret default help" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and not __fish_seen_subcommand_from types create list show update test delete rotate-secret default help" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and not __fish_seen_subcommand_from types create list show update test delete rotate-secret default help" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and not __fish_seen_subcommand_from types create list show update test delete rotate-secret default help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -97,7 +97,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and not __fish_se
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and not __fish_seen_subcommand_from types create list show update test delete rotate-secret default help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from types" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from types" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from types" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from types" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from types" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from types" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -111,7 +111,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from create" -l event -d 'Event key to subscribe to (repeatable), e.g. client:low_credit' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from create" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from create" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from create" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from create" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from create" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from create" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -124,7 +124,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from list" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from list" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from list" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from list" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from list" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -135,7 +135,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from show" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from show" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from show" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from show" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from show" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from show" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -151,7 +151,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from update" -l remove-event -d 'Unsubscribe from an event (repeatable)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from update" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from update" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from update" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from update" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from update" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from update" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -162,7 +162,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from test" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from test" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from test" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from test" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from test" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from test" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -173,7 +173,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from test" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from delete" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from delete" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from delete" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from delete" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from delete" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from delete" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -185,7 +185,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from rotate-secret" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from rotate-secret" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from rotate-secret" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from rotate-secret" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from rotate-secret" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from rotate-secret" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -197,7 +197,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from rotate-secret" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from default" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from default" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from default" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from default" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from default" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from default" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -218,7 +218,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand webhook; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -233,7 +233,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -244,7 +244,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -255,7 +255,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -270,7 +270,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_seen_subcommand_from show path help" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_seen_subcommand_from show path help" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_seen_subcommand_from show path help" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_seen_subcommand_from show path help" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_seen_subcommand_from show path help" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_seen_subcommand_from show path help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -284,7 +284,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_see
 complete -c vslack -n "__fish_vslack_using_subcommand config; and not __fish_seen_subcommand_from show path help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from show" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from show" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from show" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from show" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from show" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from show" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -295,7 +295,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_su
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from path" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from path" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from path" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from path" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from path" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand config; and __fish_seen_subcommand_from path" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -314,7 +314,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel-cmd -d 'A
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l public-url -d 'The relay\'s public https URL when it is deployed (no tunnel is started)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand setup" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand setup" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -327,7 +327,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand setup" -s q -l quiet -d 'O
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_seen_subcommand_from install help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -341,7 +341,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand service; and not __fish_se
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l serve-args -d 'Extra arguments for `vslack serve` in the unit, as one string (e.g. --serve-args \'--listen 127.0.0.1:9000\')' -r
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -357,7 +357,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l tunnel -d 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l tunnel-cmd -d 'Any tunnel command; {port} is replaced by the relay\'s port; its first https URL is used' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l public-url -d 'The relay\'s public https URL when it is deployed (no tunnel is started)' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l event -d 'Events for a webhook that `up` has to create [default: the walkthrough\'s six]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l event -d 'Events for a webhook that `up` has to create [default: the events saved by `vslack setup`, else the walkthrough\'s six: low_credit, instance_created, instance_started, instance_stopped, outbid, upcoming_downtime]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l tunnel-timeout -d 'How long to wait for the tunnel\'s URL' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l listen -d 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l path -d 'URL path that receives deliveries [default: /]' -r
@@ -365,7 +365,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l slack-url-file -d '
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l format -d 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)' -r -f -a "blocks\t'Block Kit message with a plain-text fallback (incoming webhooks)'
 text\t'Plain `text` only (incoming webhooks)'
 workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-body -d 'Largest delivery body accepted, in bytes' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 'Most connections open at once (more wait in the kernel\'s backlog)' -r
@@ -376,10 +376,10 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-initial -d 'F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-max -d 'Longest delay between retries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-age -d 'Dead-letter an event still undelivered this long after it arrived' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retention -d 'Remember delivered event ids this long, to drop redeliveries' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-store-mb -d 'Cap the event store\'s size; when full the relay answers 503 so Vast.ai retries later' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-store-mb -d 'Cap the event store\'s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -393,7 +393,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -s q -l quiet -d 'Only
 complete -c vslack -n "__fish_vslack_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -406,7 +406,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand doctor" -s q -l quiet -d '
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand status" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand status" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand status" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand status" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand status" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand status" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -421,7 +421,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand serve" -l slack-url-file -
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l format -d 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)' -r -f -a "blocks\t'Block Kit message with a plain-text fallback (incoming webhooks)'
 text\t'Plain `text` only (incoming webhooks)'
 workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-body -d 'Largest delivery body accepted, in bytes' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections -d 'Most connections open at once (more wait in the kernel\'s backlog)' -r
@@ -432,10 +432,10 @@ complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-initial -d
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-max -d 'Longest delay between retries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-age -d 'Dead-letter an event still undelivered this long after it arrived' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retention -d 'Remember delivered event ids this long, to drop redeliveries' -r
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-store-mb -d 'Cap the event store\'s size; when full the relay answers 503 so Vast.ai retries later' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-store-mb -d 'Cap the event store\'s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -447,7 +447,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand serve" -s q -l quiet -d 'O
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vslack -n "__fish_vslack_using_subcommand demo" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand demo" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand demo" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand demo" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand demo" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand demo" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -462,7 +462,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand send" -l count -d 'How man
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l secret-file -d 'Read the signing secret from this file' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand send" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand send" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand send" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -477,7 +477,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand send" -s q -l quiet -d 'On
 complete -c vslack -n "__fish_vslack_using_subcommand send" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -488,12 +488,12 @@ complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "list" -d 'List pending and dead-lettered events (the default)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "retry" -d 'Put dead-lettered events back in the queue'
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "drop" -d 'Delete pending or dead-lettered events for good'
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "drop" -d 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l limit -d 'How many of each to show' -r
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -504,7 +504,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from retry" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from retry" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from retry" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from retry" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from retry" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from retry" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -516,7 +516,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from retry" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -528,11 +528,11 @@ complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "list" -d 'List pending and dead-lettered events (the default)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "retry" -d 'Put dead-lettered events back in the queue'
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "drop" -d 'Delete pending or dead-lettered events for good'
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "drop" -d 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vslack -n "__fish_vslack_using_subcommand completions" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand completions" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand completions" -l vast-url -d 'Vast.ai console base URL' -r
+complete -c vslack -n "__fish_vslack_using_subcommand completions" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand completions" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand completions" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -574,4 +574,4 @@ complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subc
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "install" -d 'Install ~/.config/systemd/user/vslack.service (or --print it)'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "list" -d 'List pending and dead-lettered events (the default)'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "retry" -d 'Put dead-lettered events back in the queue'
-complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "drop" -d 'Delete pending or dead-lettered events for good'
+complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "drop" -d 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'

@@ -26,6 +26,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]
     #[arg(long, global = true, value_name = "DIR")]
@@ -33,9 +34,10 @@ pub struct Global {
     /// Directory for the relay's event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Vast.ai console base URL
-    #[arg(long, global = true, env = "VAST_URL", value_name = "URL", default_value = crate::vast::client::DEFAULT_BASE)]
-    pub vast_url: String,
+    /// Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default:
+    /// https://console.vast.ai]
+    #[arg(long = "vast-url", global = true, value_name = "URL")]
+    pub vast_url_flag: Option<String>,
     /// Read the Vast.ai API key from this file (the key itself is never taken as an argument)
     #[arg(long, global = true, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
@@ -56,6 +58,18 @@ pub struct Global {
     pub log_format: LogFormat,
 }
 
+impl Global {
+    /// The Vast.ai API base: --vast-url, else VAST_URL (the official CLI's name), else the
+    /// real console. (Read here rather than by clap so an environment value never shows up
+    /// in usage lines.)
+    pub fn vast_url(&self) -> String {
+        self.vast_url_flag
+            .clone()
+            .or_else(|| std::env::var("VAST_URL").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| crate::vast::client::DEFAULT_BASE.to_owned())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -69,19 +83,28 @@ pub enum Command {
     #[command(display_order = 10)]
     Login,
     /// Forget the API key saved by `vslack login`
-    #[command(display_order = 11)]
+    #[command(display_order = 11, after_help = "Example:\n  vslack logout")]
     Logout,
     /// Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)
     #[command(subcommand)]
-    #[command(display_order = 9)]
+    #[command(
+        display_order = 9,
+        after_help = "Examples:\n  vslack webhook list\n  vslack webhook create --url https://relay.example.com/ --event low_credit\n  vslack webhook test"
+    )]
     Webhook(WebhookCmd),
     /// Save, check or forget the Slack webhook URL the relay posts to
     #[command(subcommand)]
-    #[command(display_order = 12)]
+    #[command(
+        display_order = 12,
+        after_help = "Examples:\n  vslack slack set\n  vslack slack test"
+    )]
     Slack(SlackCmd),
     /// Show the configuration (secrets redacted) or where files live
     #[command(subcommand)]
-    #[command(display_order = 13)]
+    #[command(
+        display_order = 13,
+        after_help = "Examples:\n  vslack config show\n  vslack config path --json"
+    )]
     Config(ConfigCmd),
     /// Guided first run: API key, Slack URL, events, and how Vast.ai reaches the relay
     #[command(
@@ -93,7 +116,10 @@ pub enum Command {
     Setup(SetupArgs),
     /// Write a hardened systemd user unit for `vslack serve`
     #[command(subcommand)]
-    #[command(display_order = 14)]
+    #[command(
+        display_order = 14,
+        after_help = "Examples:\n  vslack service install --print\n  vslack service install && systemctl --user enable --now vslack"
+    )]
     Service(ServiceCmd),
     /// The walkthrough in one terminal: relay + tunnel + point the webhook at it + test event
     #[command(
@@ -128,7 +154,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  vslack serve\n  vslack serve --listen 127.0.0.1:9000 --path /vast\n  SLACK_WEBHOOK_URL=... VAST_WEBHOOK_SECRET=... vslack serve   # the walkthrough's variables\n  vslack serve --dry-run   # print Slack payloads instead of posting\n\n\
         Signing secrets: every secret stored by `vslack webhook create/rotate-secret`, plus VAST_WEBHOOK_SECRET. \
-        Slack URL: SLACK_WEBHOOK_URL, --slack-url-file, or `vslack slack set`.\n\
+        Slack URL: --slack-url-file, else SLACK_WEBHOOK_URL, else `vslack slack set`.\n\
         Health: GET /health (JSON), metrics: GET /metrics (Prometheus)."
     )]
     #[command(display_order = 4)]
@@ -173,7 +199,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum WebhookCmd {
     /// List the notification types your account can subscribe to
-    #[command(after_help = "Example:\n  vslack webhook types\n  vslack webhook types --json")]
+    #[command(after_help = "Examples:\n  vslack webhook types\n  vslack webhook types --json")]
     Types,
     /// Create a webhook and store its signing secret on this machine
     #[command(
@@ -214,7 +240,9 @@ pub enum WebhookCmd {
     /// Get a new signing secret; the old one stays valid in the relay for a grace period
     #[command(
         name = "rotate-secret",
-        after_help = "Example:\n  vslack webhook rotate-secret 42"
+        after_help = "Example:\n  vslack webhook rotate-secret 42\n\n\
+        The relay keeps accepting the previous secret for 24 h (config `relay.secret_grace_hours`, or \
+        `vslack serve --secret-grace`), so deliveries signed before Vast.ai switched are not lost."
     )]
     RotateSecret {
         /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
@@ -277,16 +305,20 @@ pub enum SlackCmd {
     #[command(after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt")]
     Set,
     /// Post a "vslack is connected" message to the configured Slack URL
+    #[command(after_help = "Example:\n  vslack slack test")]
     Test,
     /// Forget the saved Slack URL
+    #[command(after_help = "Example:\n  vslack slack clear")]
     Clear,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
     /// Print the configuration with every secret shown as (redacted)
+    #[command(after_help = "Examples:\n  vslack config show\n  vslack config show --json")]
     Show,
     /// Print where vslack keeps its files
+    #[command(after_help = "Example:\n  vslack config path")]
     Path,
 }
 
@@ -308,7 +340,7 @@ pub struct ServeArgs {
     /// Print each Slack payload on stdout instead of posting it
     #[arg(long)]
     pub dry_run: bool,
-    /// Accept signatures whose timestamp is at most this many seconds from now
+    /// Accept signatures whose timestamp is at most this many seconds from now (either way)
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub signature_window: i64,
     /// How long a rotated-out signing secret stays valid [default: 24h, or the config]
@@ -339,9 +371,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_age: std::time::Duration,
     /// Remember delivered event ids this long, to drop redeliveries
-    #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: std::time::Duration,
     /// Cap the event store's size; when full the relay answers 503 so Vast.ai retries later
+    /// [default: no cap]
     #[arg(long, value_name = "MB")]
     pub max_store_mb: Option<u64>,
 }
@@ -349,12 +382,14 @@ pub struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum QueueCmd {
     /// List pending and dead-lettered events (the default)
+    #[command(after_help = "Examples:\n  vslack queue\n  vslack queue list --limit 200 --json")]
     List {
         /// How many of each to show
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
     /// Put dead-lettered events back in the queue
+    #[command(after_help = "Examples:\n  vslack queue retry 12 13\n  vslack queue retry --all")]
     Retry {
         /// Queue numbers (the SEQ column of `vslack queue`) to retry
         seqs: Vec<i64>,
@@ -362,7 +397,9 @@ pub enum QueueCmd {
         #[arg(long, conflicts_with = "seqs")]
         all: bool,
     },
-    /// Delete pending or dead-lettered events for good
+    /// Delete pending or dead-lettered events for good (their ids stay remembered, so a
+    /// redelivery is not queued again)
+    #[command(after_help = "Example:\n  vslack queue drop 12 --yes")]
     Drop {
         /// Queue numbers (the SEQ column of `vslack queue`) to drop
         #[arg(required = true)]
@@ -414,7 +451,9 @@ pub struct UpArgs {
     /// On exit, delete the webhook if `up` created it, or restore the previous URL
     #[arg(long)]
     pub cleanup: bool,
-    /// Events for a webhook that `up` has to create [default: the walkthrough's six]
+    /// Events for a webhook that `up` has to create [default: the events saved by `vslack
+    /// setup`, else the walkthrough's six: low_credit, instance_created, instance_started,
+    /// instance_stopped, outbid, upcoming_downtime]
     #[arg(long = "event", value_name = "KEY")]
     pub events: Vec<String>,
     /// How long to wait for the tunnel's URL

@@ -16,7 +16,7 @@ pub async fn login(ctx: &Ctx) -> Result<()> {
         "pipe the key on stdin: vslack login < key.txt",
     )?;
     let client = VastClient::new(
-        &ctx.global.vast_url,
+        &ctx.global.vast_url(),
         ApiKey {
             key: key.clone(),
             source: KeySource::Prompt,

@@ -38,7 +38,7 @@ impl Ctx {
             config.api_key.as_ref(),
             &self.paths.config_file(),
         )?;
-        VastClient::new(&self.global.vast_url, key)
+        VastClient::new(&self.global.vast_url(), key)
     }
 
     pub fn interactive(&self) -> bool {

@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         &ctx.paths.config_file(),
     ) {
         Ok(k) => {
-            let c = VastClient::new(&ctx.global.vast_url, k)?;
+            let c = VastClient::new(&ctx.global.vast_url(), k)?;
             c.notification_types().await?;
             ctx.note(format!("API key: accepted ({})", c.key_source()));
             c
@@ -33,7 +33,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                 .with_prompt("Vast.ai API key (from https://cloud.vast.ai/manage-keys/)")
                 .interact()?;
             let c = VastClient::new(
-                &ctx.global.vast_url,
+                &ctx.global.vast_url(),
                 ApiKey {
                     key: Secret::new(k.trim()),
                     source: KeySource::Prompt,
