@@ -81,6 +81,21 @@ pub struct Answer {
     pub status: u16,
     /// The relay's short reason (`bad_signature`, ...), empty on 204.
     pub reason: String,
+    /// On a 204 from vslack: `stored` or `duplicate` (see `relay::server::OUTCOME_HEADER`).
+    pub outcome: Option<String>,
+}
+
+impl Answer {
+    /// How to show the answer: `204 accepted (stored)`, `204 accepted (duplicate, not queued
+    /// again)`, `401 bad_signature`, ...
+    pub fn describe(&self) -> String {
+        match (self.status, self.outcome.as_deref()) {
+            (204, Some("duplicate")) => "204 accepted (duplicate, not queued again)".into(),
+            (204, Some(o)) => format!("204 accepted ({o})"),
+            (204, None) => "204 accepted".into(),
+            (s, _) => format!("{s} {}", self.reason).trim_end().to_owned(),
+        }
+    }
 }
 
 /// POST a delivery to a relay with Vast.ai's headers.
@@ -108,10 +123,19 @@ pub async fn post(
             )
         })?;
     let status = resp.status().as_u16();
+    let outcome = resp
+        .headers()
+        .get(crate::relay::server::OUTCOME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let text = resp.text().await.unwrap_or_default();
     let reason = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
         .unwrap_or_default();
-    Ok(Answer { status, reason })
+    Ok(Answer {
+        status,
+        reason,
+        outcome,
+    })
 }

@@ -49,6 +49,8 @@ struct Sent {
     attempt: u32,
     status: u16,
     reason: String,
+    /// `stored` or `duplicate` on a 204 from a vslack relay, else null.
+    outcome: Option<String>,
     expected: bool,
 }
 
@@ -110,22 +112,21 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
                         "{e}; is a relay running there? (`vslack serve`, or pass --to URL)"
                     )
                 })?;
-                let expected = answer.status == expected_status;
+                // A redelivery should be recognised, when the relay says (vslack's does).
+                let expected = answer.status == expected_status
+                    && (attempt == 1
+                        || expected_status != 204
+                        || answer.outcome.as_deref().is_none_or(|o| o == "duplicate"));
                 if !ctx.global.json {
                     println!(
-                        "{:<22} {}  -> {} {}{}",
+                        "{:<22} {}  -> {}{}",
                         if attempt > 1 {
                             format!("{t} (again)")
                         } else {
                             t.clone()
                         },
                         d.event_id,
-                        answer.status,
-                        if answer.reason.is_empty() {
-                            "accepted"
-                        } else {
-                            &answer.reason
-                        },
+                        answer.describe(),
                         if expected { "" } else { "  (unexpected)" }
                     );
                 }
@@ -135,6 +136,7 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
                     attempt,
                     status: answer.status,
                     reason: answer.reason,
+                    outcome: answer.outcome,
                     expected,
                 });
             }

@@ -27,6 +27,10 @@ use super::spool::{Inserted, Spool};
 use super::verify::{Verifier, VerifyError};
 use super::Activity;
 
+/// On a 204: `stored` for a new event, `duplicate` for one already stored (a redelivery). Vast.ai
+/// only looks at the status; `vslack send` and `demo` show the difference.
+pub const OUTCOME_HEADER: &str = "x-vslack-outcome";
+
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub body_bytes: usize,
@@ -278,6 +282,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
             tracing::info!(event_id = %id, notif_type = %kind, attempt, key = %key, "stored");
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
+                .header(OUTCOME_HEADER, "stored")
                 .body(Full::default())
                 .expect("static response")
         }
@@ -286,6 +291,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
             tracing::info!(event_id = %id, notif_type = %kind, attempt, "duplicate delivery, already stored");
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
+                .header(OUTCOME_HEADER, "duplicate")
                 .body(Full::default())
                 .expect("static response")
         }

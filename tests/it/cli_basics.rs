@@ -112,6 +112,8 @@ fn demo_runs_the_pipeline_and_reports_every_outcome() {
     let cases = v["cases"].as_array().unwrap();
     assert!(cases.iter().all(|c| c["as_expected"] == true));
     assert!(cases.iter().any(|c| c["reason"] == "bad_signature"));
+    let outcomes = |o: &str| cases.iter().filter(|c| c["outcome"] == o).count();
+    assert_eq!((outcomes("stored"), outcomes("duplicate")), (14, 1), "{v}");
     assert!(cases.iter().any(|c| c["reason"] == "stale_timestamp"));
     let human = env.run(&["demo"]);
     assert_eq!(human.code, 0);

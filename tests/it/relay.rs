@@ -275,15 +275,21 @@ async fn the_same_event_three_times_is_one_message() {
     let slack = FakeSlack::start();
     let h = start(&slack.url(), |_| {}).await;
     let body = event_body("evt-dup", "instance_stopped");
+    let mut outcomes = Vec::new();
     for _ in 0..3 {
         let ts = now();
-        assert_eq!(
-            post(&h.url, &body, Some(ts), Some(signature(SECRET, ts, &body)))
-                .await
-                .0,
-            204
-        );
+        let r = reqwest::Client::new()
+            .post(&h.url)
+            .header("X-Vast-Timestamp", ts.to_string())
+            .header("X-Vast-Signature-256", signature(SECRET, ts, &body))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        outcomes.push(r.headers()["x-vslack-outcome"].to_str().unwrap().to_owned());
     }
+    assert_eq!(outcomes, ["stored", "duplicate", "duplicate"]);
     wait_delivered(&slack, 1, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(slack.delivered().len(), 1);

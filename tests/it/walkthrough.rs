@@ -402,6 +402,13 @@ fn send_variants_get_the_expected_answers() {
     let out = env.run(&["send", "--to", &url, "--type", "low_credit", "--duplicate"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.matches("-> 204").count(), 2, "{out:?}");
+    assert!(
+        out.stdout.contains("-> 204 accepted (stored)")
+            && out
+                .stdout
+                .contains("-> 204 accepted (duplicate, not queued again)"),
+        "{out:?}"
+    );
     for (flag, reason) in [
         ("--bad-signature", "bad_signature"),
         ("--stale", "stale_timestamp"),
