@@ -57,4 +57,9 @@ impl Paths {
     pub fn spool_file(&self) -> PathBuf {
         self.data_dir.join("spool.sqlite3")
     }
+
+    /// `serve --dry-run` keeps its own store here, so a rehearsal never touches the real one.
+    pub fn dry_run_dir(&self) -> PathBuf {
+        self.data_dir.join("dry-run")
+    }
 }

@@ -432,6 +432,10 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
             });
             println!("last delivery {}", last.unwrap_or_else(|| "never".into()));
         }
+        None if ctx.paths.dry_run_dir().exists() => println!(
+            "queue         no event store yet (only `serve --dry-run` has run; it keeps its own store in {})",
+            ctx.paths.dry_run_dir().display()
+        ),
         None => println!("queue         no event store yet (the relay has not run)"),
     }
     let default = config.default_webhook.map(|d| format!("{d} (default)"));

@@ -255,7 +255,7 @@ pub fn relay_options_with(
         },
         // A dry run must not mark real events delivered: it gets a store of its own.
         spool_path: if args.dry_run {
-            ctx.paths.data_dir.join("dry-run").join("spool.sqlite3")
+            ctx.paths.dry_run_dir().join("spool.sqlite3")
         } else {
             ctx.paths.spool_file()
         },

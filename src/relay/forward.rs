@@ -279,7 +279,11 @@ impl Forwarder {
                 ledger.marks.push(Mark::Delivered(seqs));
                 count(&self.metrics.delivered_events, n);
                 count(&self.metrics.slack_messages, 1);
-                tracing::info!(event_ids = %ids.join(","), attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
+                if dest.url.is_some() {
+                    tracing::info!(event_ids = %ids.join(","), attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
+                } else {
+                    tracing::info!(event_ids = %ids.join(","), dest = %dest.label(), "printed the Slack payload (dry run, nothing posted)");
+                }
                 let _ = self.activity.send(Activity::Delivered { event_ids: ids });
             }
             Outcome::RateLimited(wait) => {

@@ -387,7 +387,7 @@ fn dry_run_prints_payloads_logs_json_and_stops_cleanly_on_sigterm() {
             if let Some(rest) = line.strip_prefix("listening on ") {
                 let _ = tx.send(rest.to_owned());
             }
-            if line.contains("delivered to Slack") {
+            if line.contains("printed the Slack payload (dry run") {
                 let _ = tx.send("delivered".to_owned());
             }
             lines.push(line);
