@@ -44,11 +44,8 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             ctx.note("API key: accepted and saved");
             c
         }
-        Err(e) => {
-            return Err(
-                e.context("setup needs an API key: pass --api-key-file PATH or set VAST_API_KEY")
-            )
-        }
+        // The error already lists where it looked and how to provide a key.
+        Err(e) => return Err(e),
     };
 
     // 2. Slack URL.
