@@ -127,8 +127,8 @@ pub enum Command {
         Starts the relay, then the tunnel; reads the tunnel's public https URL; points the default webhook at it \
         (creating one if there is none); fires Vast.ai's test event and waits until Slack accepted it; then prints \
         one line per event. Ctrl-C stops the tunnel and the relay; --cleanup also deletes the webhook it created \
-        (or restores the previous URL of an existing one). A second Ctrl-C quits at once (exit 130) and prints \
-        what is left to undo."
+        (or restores the previous URL of an existing one). A second Ctrl-C skips the rest of the cleanup \
+        (exit 130) and prints what is left to undo."
     )]
     #[command(display_order = 3)]
     Up(UpArgs),

@@ -51,7 +51,6 @@ impl TunnelSpec {
         })
     }
 
-    /// The first word of the command, for messages.
     /// A tunnel as saved in the config: a command if it holds `{port}`, else a tunnel's name.
     pub fn from_config(saved: &str) -> Result<TunnelSpec> {
         if saved.contains("{port}") {
@@ -61,39 +60,38 @@ impl TunnelSpec {
         }
     }
 
+    /// The first word of the command, for messages.
     pub fn program(&self) -> &str {
         self.command.split_whitespace().next().unwrap_or("tunnel")
     }
 
-    /// Fail before anything starts when the tunnel program is not installed, saying how to
-    /// get it. (`sh -c` runs the command, so a missing program would otherwise show up only
-    /// as exit status 127 once the relay is already running.)
+    /// For tmole, cloudflared and ngrok: fail before anything starts when the program is not
+    /// on PATH, saying how to get it. A `--tunnel-cmd` is left to the shell that runs it (it
+    /// may start with `~`, `$VAR`, a quoted path or a builtin); if its program is missing, the
+    /// shell's exit status 127 is reported as "not found on PATH" once it runs.
     pub fn check_installed(&self) -> Result<()> {
         let program = self.program();
-        if find_program(program) {
-            return Ok(());
-        }
         let how = match program {
             "tmole" => "install Tunnelmole with `npm install -g tunnelmole` (see https://tunnelmole.com)",
             "cloudflared" => "install cloudflared (see https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/)",
             "ngrok" => "install ngrok and add your authtoken (see https://ngrok.com/download)",
-            _ => "install it, or fix --tunnel-cmd",
+            _ => return Ok(()),
         };
+        if find_program(program) {
+            return Ok(());
+        }
         bail!(crate::exit::SetupError(format!(
             "the tunnel program `{program}` was not found on PATH: {how}; or pick another with --tunnel / --tunnel-cmd, or use --public-url"
         )))
     }
 }
 
-/// Whether `program` names an executable file: as a path if it has a `/`, else on PATH.
+/// Whether an executable file named `program` is on PATH.
 fn find_program(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &std::path::Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    if program.contains('/') {
-        return executable(std::path::Path::new(program));
-    }
     std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
     })
@@ -225,11 +223,11 @@ impl Tunnel {
             _ = self.child.wait() => {}
             _ = &mut deadline => bail!("{program} printed no public https URL within {}s; check that it works on its own", timeout.as_secs()),
         }
-        // It exited. A URL it printed just before may still be in its output pipe: take it
-        // (the caller then sees the exit and restarts the tunnel) rather than claim it printed
-        // none.
-        if let Ok(Some(url)) =
-            tokio::time::timeout(Duration::from_millis(500), self.urls.recv()).await
+        // It exited. A URL it printed just before may still be in its output pipe: the
+        // readers finish at end of output, so wait for that (bounded, in case something it
+        // started keeps the pipe open) and take the URL rather than claim it printed none. The
+        // caller then sees the exit and restarts the tunnel.
+        if let Ok(Some(url)) = tokio::time::timeout(Duration::from_secs(5), self.urls.recv()).await
         {
             return Ok(url);
         }

@@ -10,7 +10,12 @@ use crate::exit::{usage, NotFoundError};
 use crate::output;
 use crate::relay::spool::{self, Queued};
 
-pub async fn run(ctx: &Ctx, cmd: Option<QueueCmd>) -> Result<()> {
+pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
+    // A number named twice is one event.
+    if let Some(QueueCmd::Retry { seqs, .. } | QueueCmd::Drop { seqs, .. }) = &mut cmd {
+        seqs.sort_unstable();
+        seqs.dedup();
+    }
     // Check what was asked before looking at the store.
     match &cmd {
         Some(QueueCmd::Retry { seqs, all }) if seqs.is_empty() && !all => {

@@ -2,10 +2,11 @@
 
 use anyhow::{Context, Result};
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 use super::Ctx;
-use crate::cli::{Cli, ServiceCmd};
+use crate::cli::{Cli, Command, ServeArgs, ServiceCmd};
 use crate::config::Config;
 
 /// The unit text. Only the config and data directories are writable.
@@ -50,12 +51,7 @@ WantedBy=default.target\n"
 
 /// Why the unit's `vslack serve` would exit at once. The unit gets none of this shell's
 /// environment, so only the config file and the unit's own arguments count.
-fn would_not_start(config: &Config, serve_args: &[&str]) -> Vec<&'static str> {
-    let has = |flag: &str| {
-        serve_args
-            .iter()
-            .any(|w| *w == flag || w.starts_with(&format!("{flag}=")))
-    };
+fn would_not_start(config: &Config, serve: &ServeArgs) -> Vec<&'static str> {
     let mut missing = Vec::new();
     if config.webhooks.is_empty() {
         missing.push(
@@ -63,7 +59,7 @@ fn would_not_start(config: &Config, serve_args: &[&str]) -> Vec<&'static str> {
              (VAST_WEBHOOK_SECRET in this shell does not reach the unit)",
         );
     }
-    if config.slack.url.is_none() && !has("--slack-url-file") && !has("--dry-run") {
+    if config.slack.url.is_none() && serve.slack_url_file.is_none() && !serve.dry_run {
         missing.push(
             "no Slack URL in the config: run `vslack slack set` (SLACK_WEBHOOK_URL in this shell \
              does not reach the unit), or pass --serve-args '--slack-url-file PATH'",
@@ -80,21 +76,37 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
     } = cmd;
     // systemd splits ExecStart on whitespace; these words must be valid `serve` arguments.
     let words: Vec<&str> = serve_args.split_whitespace().collect();
-    if let Err(e) = Cli::try_parse_from(["vslack", "serve"].iter().chain(&words)) {
-        let first = e.to_string();
-        let first = first.lines().next().unwrap_or_default();
-        return Err(crate::exit::usage(format!(
-            "--serve-args is not valid for `vslack serve`: {}",
-            first.trim_start_matches("error: ")
-        )));
-    }
+    let serve = match Cli::try_parse_from(["vslack", "serve"].iter().chain(&words)) {
+        Ok(Cli {
+            command: Command::Serve(serve),
+            ..
+        }) => serve,
+        Ok(_) => unreachable!("parsed as `vslack serve`"),
+        Err(e) => {
+            let why = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    "--help and --version do not run a relay".to_owned()
+                }
+                _ => e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            };
+            return Err(crate::exit::usage(format!(
+                "--serve-args is not valid for `vslack serve`: {why}"
+            )));
+        }
+    };
     let exe = std::env::current_exe().context("cannot find the vslack executable")?;
     let text = unit(&exe.display().to_string(), ctx, serve_args.trim());
     if print {
         print!("{text}");
         return Ok(());
     }
-    let missing = would_not_start(&ctx.config()?, &words);
+    let missing = would_not_start(&ctx.config()?, &serve);
     if !missing.is_empty() && !force {
         return Err(crate::exit::SetupError(format!(
             "the unit's relay would not start:\n  - {}\nFix this first (or pass --force to write the unit anyway)",

@@ -24,12 +24,17 @@ enum Reach {
 
 /// How Vast.ai will reach the relay, checked before anything starts: the public URL's shape,
 /// or that the tunnel program is installed.
-fn reach(args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
+fn reach(ctx: &Ctx, args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
     let how = reach_unchecked(args, config)?;
     match &how {
         Reach::Public(url) => {
-            if let Some(w) = super::webhook::check_webhook_url("--public-url", url)? {
-                eprintln!("warning: {w}");
+            let given = if args.reach.public_url.is_some() {
+                "--public-url"
+            } else {
+                "the public URL saved by `vslack setup`"
+            };
+            if let Some(w) = super::webhook::check_webhook_url(given, url)? {
+                ctx.note(format!("warning: {w}"));
             }
         }
         Reach::Tunnel(spec) => spec.check_installed()?,
@@ -179,7 +184,7 @@ fn describe(a: &Activity) -> String {
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
-    let how = reach(&args, &config)?;
+    let how = reach(ctx, &args, &config)?;
     let client = ctx.client(&config)?;
     if !args.serve.dry_run
         && super::serve::slack_url(args.serve.slack_url_file.as_deref(), &config)?.is_none()
@@ -209,39 +214,34 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         .run(ctx, &args, &client, &how, listener, &mut shutdown)
         .await;
 
-    // Whatever happened: stop the tunnel (bounded: SIGTERM, then SIGKILL after 3 s) and the
-    // relay, then undo what --cleanup asks. A second Ctrl-C skips whatever is left of that and
-    // says what it leaves behind; the relay's store is durable, so nothing acknowledged is lost.
+    // Whatever happened: stop the tunnel (SIGTERM, then SIGKILL after 3 s) and the relay (it
+    // finishes the requests and the Slack post under way, each bounded by its timeout, so
+    // nothing is posted twice), then undo what --cleanup asks. That talks to Vast.ai and may
+    // hang on it: another Ctrl-C skips it and says what is left to undo.
     let started = s.tunnel.is_some() || s.relay.is_some();
     if let Some(t) = s.tunnel.take() {
         t.stop().await;
     }
-    let relay = s.relay.take();
-    let pointed = s.pointed.as_ref().filter(|_| args.cleanup);
-    let finish = async {
-        if let Some(r) = relay {
-            r.shutdown().await;
-        }
-        match pointed {
-            Some(p) => undo(ctx, &client, p).await,
-            None => Ok(()),
-        }
-    };
-    tokio::select! {
-        undone = finish => {
-            if let Err(e) = undone {
-                eprintln!("error: cleanup failed: {e:#}");
-                if outcome.is_ok() {
-                    outcome = Err(e);
+    if let Some(r) = s.relay.take() {
+        r.shutdown().await;
+    }
+    if let Some(p) = s.pointed.as_ref().filter(|_| args.cleanup) {
+        tokio::select! {
+            undone = undo(ctx, &client, p) => {
+                if let Err(e) = undone {
+                    eprintln!("error: cleanup failed: {e:#}");
+                    if outcome.is_ok() {
+                        outcome = Err(e);
+                    }
                 }
             }
-        }
-        _ = shutdown.recv(), if started => {
-            eprintln!("error: interrupted again: quitting without finishing the cleanup");
-            if let Some(hint) = pointed.and_then(left_behind) {
-                eprintln!("{hint}");
+            _ = shutdown.recv() => {
+                eprintln!("error: interrupted: quitting without finishing the cleanup");
+                if let Some(hint) = left_behind(p) {
+                    eprintln!("{hint}");
+                }
+                return Ok(crate::exit::INTERRUPTED);
             }
-            return Ok(crate::exit::INTERRUPTED);
         }
     }
     if started {

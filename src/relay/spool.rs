@@ -162,17 +162,7 @@ impl Spool {
         if let Some(dir) = path.parent() {
             crate::secret::ensure_private_dir(dir)?;
         }
-        // Events are the user's private data: create the store owner-only. SQLite gives its
-        // -wal and -shm files the database file's mode.
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("cannot create the event store {}", path.display()))?;
-        }
+        private_store_files(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the event store {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -332,6 +322,32 @@ impl Spool {
     pub async fn prune(&self, before: i64) -> Result<usize, SpoolError> {
         self.ask(Cmd::Prune(before), Slot::Count).await
     }
+}
+
+/// Events are the user's private data: the store is created owner-only, and a store left
+/// readable by others (by an older vslack) is tightened. SQLite gives its -wal and -shm files
+/// the database file's mode.
+fn private_store_files(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the event store {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot make {} owner-only", file.display()))?;
+                tracing::warn!(file = %file.display(), "the event store was readable by others; made it owner-only (0600)");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, notify: Arc<Notify>) {

@@ -13,7 +13,7 @@ pub use types::{NotificationType, Webhook};
 /// contain the API key.
 #[derive(Debug, thiserror::Error)]
 pub enum VastError {
-    #[error("no Vast.ai API key found; looked in: {looked}. Run `vslack login` (or `vslack setup`, which sets up everything), set VAST_API_KEY, or pass --api-key-file PATH")]
+    #[error("no Vast.ai API key found; looked in: {looked}. Run `vslack login`, set VAST_API_KEY, or pass --api-key-file PATH")]
     NoApiKey { looked: String },
     #[error("Vast.ai rejected the API key from {source_desc} (HTTP 401); check the key or run `vslack login` to save a new one")]
     Unauthorized { source_desc: String },

@@ -145,12 +145,24 @@ fn walkthrough_environment_variables_work_and_sigkill_loses_nothing() {
         }
     }
     assert!(store_files >= 3, "the store, its WAL and its lock file");
+    // A store an older version left readable by others is made owner-only at the next start.
+    std::fs::set_permissions(
+        env.data_dir().join("spool.sqlite3"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     // Second run, Slack reachable: the acknowledged event arrives exactly once.
     env.set("SLACK_WEBHOOK_URL", &slack.url());
     let second = serve(&env, &[]);
     let got = wait_delivered(&slack, 1);
     assert_eq!(got.len(), 1);
     assert!(got[0].to_string().contains("evt-crash"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(env.data_dir().join("spool.sqlite3"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the loose store was tightened");
     // A Vast.ai retry of the same event after the restart is still recognised.
     let ts = now();
     assert_eq!(
@@ -275,8 +287,11 @@ fn queue_shows_dead_letters_and_retries_them() {
         assert_eq!(out.code, 4, "{args:?} without a store: {out:?}");
         assert!(out.stderr.contains("no event store yet"), "{out:?}");
     }
-    let out = env.run(&["queue", "retry", "--all"]);
+    // Named twice, it is still one event, retried once.
+    let seq = listed["dead"][0]["seq"].to_string();
+    let out = env.run(&["queue", "retry", &seq, &seq]);
     assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("Requeued 1"), "{out:?}");
     let got = wait_delivered(&slack, 1);
     assert!(got[0].to_string().contains("evt-q"));
     let path = slack.url().split_once("/services/").unwrap().1.to_owned();

@@ -201,12 +201,16 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
 fn up_checks_how_vast_reaches_the_relay_before_starting_anything() {
     let vast = FakeVast::start(API_KEY);
     let slack = FakeSlack::start();
-    let env = setup_env(&vast, &slack);
+    let mut env = setup_env(&vast, &slack);
+    // A PATH without any tunnel program on it.
+    let empty = env.dir.path().join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    env.set("PATH", &empty.display().to_string());
     for (args, code, needle) in [
         (
-            &["--tunnel-cmd", "no-such-tunnel-program {port}"][..],
+            &["--tunnel", "tmole"][..],
             6,
-            "`no-such-tunnel-program` was not found on PATH",
+            "`tmole` was not found on PATH: install Tunnelmole with `npm install -g tunnelmole`",
         ),
         (
             &["--public-url", "http://relay.example.com"],
