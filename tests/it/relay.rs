@@ -101,6 +101,26 @@ async fn wait_stats(relay: &Relay, done: impl Fn(&Stats) -> bool) -> Stats {
     }
 }
 
+/// GET one of the relay's own endpoints (`health`, `metrics`) as text.
+async fn endpoint(h: &Harness, name: &str) -> String {
+    reqwest::get(format!("{}{name}", h.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Assert that `/metrics` holds each of these lines.
+fn assert_metrics(metrics: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            metrics.lines().any(|l| l == *line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+}
+
 struct Harness {
     relay: Relay,
     url: String,
@@ -322,16 +342,12 @@ async fn slack_500_three_times_then_ok_delivers_once() {
     assert_eq!(slack.received().len(), 4, "three failures, one success");
     // Counters move once the relay has the answer; the store records it last.
     wait_stats(&h.relay, |s| s.delivered >= 1).await;
-    let metrics = reqwest::get(format!("{}metrics", h.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("vslack_retried_total 3\n"), "{metrics}");
-    assert!(
-        metrics.contains("vslack_slack_request_seconds_count 4\n"),
-        "{metrics}"
+    assert_metrics(
+        &endpoint(&h, "metrics").await,
+        &[
+            "vslack_retried_total 3",
+            "vslack_slack_request_seconds_count 4",
+        ],
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(slack.delivered().len(), 1);
@@ -377,27 +393,17 @@ async fn slack_410_dead_letters_while_later_events_flow() {
         .unwrap();
     assert_eq!(dead[0].event.event_id, "evt-dead");
     assert!(dead[0].last_error.as_deref().unwrap().contains("410"));
-    let health: Value = reqwest::get(format!("{}health", h.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = serde_json::from_str(&endpoint(&h, "health").await).unwrap();
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["dead_letters"], 1);
-    let metrics = reqwest::get(format!("{}metrics", h.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
-        "vslack_dead_lettered_total 1\n",
-        "vslack_dead_letters 1\n",
-        "vslack_delivered_total 1\n",
-    ] {
-        assert!(metrics.contains(line), "missing {line:?} in {metrics}");
-    }
+    assert_metrics(
+        &endpoint(&h, "metrics").await,
+        &[
+            "vslack_dead_lettered_total 1",
+            "vslack_dead_letters 1",
+            "vslack_delivered_total 1",
+        ],
+    );
     h.relay.shutdown().await;
 }
 
@@ -550,35 +556,21 @@ async fn limits_methods_paths_and_bad_json() {
     assert_eq!(deliver(&h.url, "evt-m", "low_credit").await, 204);
     wait_delivered(&slack, 1, Duration::from_secs(5)).await;
     wait_stats(&h.relay, |s| s.delivered >= 1).await;
-    let health: Value = c
-        .get(format!("{}health", h.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = serde_json::from_str(&endpoint(&h, "health").await).unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["delivered"], 1);
     assert!(health["last_delivery_at"].as_i64().is_some());
-    let metrics = c
-        .get(format!("{}metrics", h.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
-        "vslack_received_total{outcome=\"stored\"} 1",
-        "vslack_received_total{outcome=\"too_large\"} 2",
-        "vslack_received_total{outcome=\"invalid_json\"} 2",
-        "vslack_delivered_total 1",
-        "vslack_queue_depth 0",
-        "vslack_slack_request_seconds_count 1",
-    ] {
-        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
-    }
+    assert_metrics(
+        &endpoint(&h, "metrics").await,
+        &[
+            "vslack_received_total{outcome=\"stored\"} 1",
+            "vslack_received_total{outcome=\"too_large\"} 2",
+            "vslack_received_total{outcome=\"invalid_json\"} 2",
+            "vslack_delivered_total 1",
+            "vslack_queue_depth 0",
+            "vslack_slack_request_seconds_count 1",
+        ],
+    );
     h.relay.shutdown().await;
 }
 
