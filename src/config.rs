@@ -102,7 +102,7 @@ impl Config {
     }
 
     /// Write the config file atomically, 0600 in a 0700 directory.
-    pub fn save(&self, paths: &Paths) -> Result<()> {
+    fn save(&self, paths: &Paths) -> Result<()> {
         let text = toml::to_string_pretty(self).context("cannot encode the config")?;
         let header = "# vslack configuration: holds secrets, keep it mode 0600.\n# See `vslack config show` and the README.\n\n";
         write_private(&paths.config_file(), format!("{header}{text}").as_bytes())

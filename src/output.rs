@@ -21,14 +21,21 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether stdout should carry ANSI colour.
-pub fn color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+/// Whether `stream` (stdout or stderr) should carry ANSI colour: a terminal, and `NO_COLOR`
+/// unset or empty (https://no-color.org).
+pub fn color_on(stream: &impl IsTerminal) -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream.is_terminal()
+}
+
+/// Unix seconds as an RFC 3339 UTC time, to the second.
+pub fn unix_time(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Bold text when colour is on.
 pub fn bold(s: &str) -> String {
-    if color() {
+    if color_on(&std::io::stdout()) {
         format!("\x1b[1m{s}\x1b[0m")
     } else {
         s.to_owned()

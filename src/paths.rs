@@ -62,4 +62,9 @@ impl Paths {
     pub fn dry_run_dir(&self) -> PathBuf {
         self.data_dir.join("dry-run")
     }
+
+    /// The dry run's store.
+    pub fn dry_run_spool_file(&self) -> PathBuf {
+        self.dry_run_dir().join("spool.sqlite3")
+    }
 }

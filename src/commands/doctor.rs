@@ -217,7 +217,7 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
     }
     if !relay_checked {
         // No webhook to follow: at least look for a relay on this machine.
-        if let Ok(addr) = super::serve::listen_addr(None, &config) {
+        if let Ok(addr) = super::serve::local_addr(&config) {
             match local_health(addr).await {
                 Some(h) => r.ok(
                     "relay",
@@ -369,18 +369,13 @@ async fn test_secret(
     }
 }
 
-/// The local relay's /health, if one answers at the configured address.
+/// The local relay's /health, if one answers at `addr` (see `serve::local_addr`).
 async fn local_health(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
-    let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        addr.ip().to_string()
-    };
-    let url = format!("http://{host}:{}/health", addr.port());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(800))
         .build()
         .ok()?;
+    let url = format!("http://{addr}/health");
     http.get(url).send().await.ok()?.json().await.ok()
 }
 
@@ -397,7 +392,7 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         .collect();
     let slack =
         super::serve::slack_url(None, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
-    let listen = super::serve::listen_addr(None, &config)?;
+    let listen = super::serve::local_addr(&config)?;
     let health = local_health(listen).await;
     let v = json!({
         "queue_depth": stats.as_ref().map(|s| s.pending),
@@ -424,12 +419,7 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
                 "queue         {} pending, {} dead-lettered, {} delivered",
                 s.pending, s.dead, s.delivered
             );
-            let last = s.last_delivered_at.map(|t| {
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + Duration::from_secs(t as u64),
-                )
-                .to_string()
-            });
+            let last = s.last_delivered_at.map(output::unix_time);
             println!("last delivery {}", last.unwrap_or_else(|| "never".into()));
         }
         None if ctx.paths.dry_run_dir().exists() => println!(

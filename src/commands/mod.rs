@@ -73,7 +73,7 @@ pub fn init_tracing(cli: &Cli) {
     let _ = match g.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder
-            .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+            .with_ansi(crate::output::color_on(&std::io::stderr()))
             .try_init(),
     };
 }

@@ -138,11 +138,7 @@ fn rows_of(rows: &[Queued]) -> Vec<Vec<String>> {
                 q.event.event_id.clone(),
                 q.event.notif_type.clone(),
                 q.attempts.to_string(),
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH
-                        + std::time::Duration::from_secs(q.event.received_at.max(0) as u64),
-                )
-                .to_string(),
+                output::unix_time(q.event.received_at),
                 // Last column: shown whole, the reason is what the person needs.
                 q.last_error.clone().unwrap_or_default(),
             ]

@@ -33,12 +33,9 @@ fn secret(args: &SendArgs, config: &Config) -> Result<Secret> {
     })
 }
 
-/// The relay `vslack serve` would run here (a wildcard address is reached on loopback).
+/// The relay `vslack serve` would run here.
 fn default_target(config: &Config) -> Result<String> {
-    let mut addr = super::serve::listen_addr(None, config)?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
+    let addr = super::serve::local_addr(config)?;
     Ok(format!("http://{addr}{}", config.relay_path()))
 }
 

@@ -38,6 +38,19 @@ pub fn listen_addr(flag: Option<&str>, config: &Config) -> Result<SocketAddr> {
     })
 }
 
+/// Where a client on this machine reaches the relay `vslack serve` would run: its listen
+/// address, with a wildcard (0.0.0.0 or ::) replaced by the loopback address of its family.
+pub fn local_addr(config: &Config) -> Result<SocketAddr> {
+    let mut addr = listen_addr(None, config)?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(addr)
+}
+
 /// Every signing secret the relay accepts: stored webhooks (current, and previous within the
 /// grace period) plus VAST_WEBHOOK_SECRET.
 pub fn keys(config: &Config, grace: Duration) -> Vec<Key> {
@@ -255,7 +268,7 @@ pub fn relay_options_with(
         },
         // A dry run must not mark real events delivered: it gets a store of its own.
         spool_path: if args.dry_run {
-            ctx.paths.dry_run_dir().join("spool.sqlite3")
+            ctx.paths.dry_run_spool_file()
         } else {
             ctx.paths.spool_file()
         },

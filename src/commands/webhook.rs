@@ -116,7 +116,7 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
         WebhookCmd::Default { id } => {
             client.get_webhook(id).await?;
             let (config, _) = Config::update(&ctx.paths, |c| c.default_webhook = Some(id))?;
-            if !config.webhooks.contains_key(&id.to_string()) {
+            if config.webhook(id).is_none() {
                 ctx.note(format!("note: this machine does not hold webhook {id}'s secret; `vslack webhook rotate-secret {id}` fetches a new one"));
             }
             ctx.note(format!("Webhook {id} is now the default"));
@@ -201,20 +201,18 @@ fn print_details(v: &WebhookView) {
     println!(
         "secret here  {}",
         match (v.secret_held, v.rotated_at) {
-            (true, Some(t)) => format!("yes (previous kept since rotation at {})", fmt_time(t)),
+            (true, Some(t)) => format!(
+                "yes (previous kept since rotation at {})",
+                output::unix_time(t)
+            ),
             (true, None) => "yes".to_owned(),
             (false, _) => "no (run `vslack webhook rotate-secret` to get one)".to_owned(),
         }
     );
     if let Some(c) = w.created_at {
-        println!("created      {}", fmt_time(c as i64));
+        println!("created      {}", output::unix_time(c as i64));
     }
     println!("events       {}", w.event_types.join("\n             "));
-}
-
-fn fmt_time(secs: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Check a delivery URL (given with `flag`) before Vast.ai does. Returns a warning for
