@@ -87,8 +87,6 @@ type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 /// What the writer thread is asked to do.
 enum Cmd {
     Insert(Box<(Event, Vec<u8>)>),
-    Due(i64, usize),
-    NextDue,
     Delivered(Vec<i64>, i64),
     Retry(Vec<i64>, i64, String),
     Dead(Vec<i64>, String, i64),
@@ -102,8 +100,6 @@ enum Cmd {
 enum Answer {
     Inserted(Inserted),
     Unit(()),
-    Rows(Vec<Queued>),
-    Time(Option<i64>),
     Count(usize),
 }
 
@@ -111,8 +107,6 @@ enum Answer {
 enum Slot {
     Inserted(Reply<Inserted>),
     Unit(Reply<()>),
-    Rows(Reply<Vec<Queued>>),
-    Time(Reply<Option<i64>>),
     Count(Reply<usize>),
 }
 
@@ -130,8 +124,6 @@ impl Slot {
         match self {
             Slot::Inserted(r) => deliver!(r, Inserted),
             Slot::Unit(r) => deliver!(r, Unit),
-            Slot::Rows(r) => deliver!(r, Rows),
-            Slot::Time(r) => deliver!(r, Time),
             Slot::Count(r) => deliver!(r, Count),
         }
     }
@@ -143,8 +135,9 @@ type Op = (Cmd, Slot);
 #[derive(Clone)]
 pub struct Spool {
     tx: mpsc::SyncSender<Op>,
-    /// A second, read-only connection: status, health, metrics and `vslack queue` read
-    /// through it (WAL lets readers run beside the writer), so they never delay a commit.
+    /// A second, read-only connection: the forwarder's queries, status, health, metrics and
+    /// `vslack queue` read through it (WAL lets readers run beside the writer), so they never
+    /// delay a commit.
     reader: Arc<std::sync::Mutex<Connection>>,
     /// Signalled after new events commit, to wake the forwarder.
     pub arrived: Arc<Notify>,
@@ -222,13 +215,28 @@ impl Spool {
         self.ask(Cmd::Insert(Box::new((event, body))), Slot::Inserted)
             .await
     }
-    /// Pending events due at `now_ms`, oldest first.
+    /// Pending events due at `now_ms`, oldest first. (The forwarder awaits each outcome's
+    /// commit before asking again, so this read sees it.)
     pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
-        self.ask(Cmd::Due(now_ms, limit), Slot::Rows).await
+        self.read(move |c| {
+            query(
+                c,
+                "WHERE state = 0 AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
+                params![now_ms, limit as i64],
+            )
+        })
+        .await
     }
     /// When the next pending event becomes due (ms), if any.
     pub async fn next_due(&self) -> Result<Option<i64>, SpoolError> {
-        self.ask(Cmd::NextDue, Slot::Time).await
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT MIN(next_attempt_ms) FROM events WHERE state = 0",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )?)
+        })
+        .await
     }
     pub async fn mark_delivered(&self, seqs: Vec<i64>, now: i64) -> Result<(), SpoolError> {
         self.ask(Cmd::Delivered(seqs, now), Slot::Unit).await
@@ -267,6 +275,8 @@ impl Spool {
     }
 
     pub async fn stats(&self) -> Result<Stats, SpoolError> {
+        // Three narrow queries (pending and finished rows have partial indexes) rather than one
+        // scan over every stored event.
         self.read(|c| {
             let (pending, oldest_pending_at) = c.query_row(
                 "SELECT COUNT(*), MIN(received_at) FROM events WHERE state = 0",
@@ -440,16 +450,6 @@ fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
             let n = stmt.execute(params![event.event_id, event.notif_type, json, body, event.received_at])?;
             Answer::Inserted(if n == 1 { Inserted::New } else { Inserted::Duplicate })
         }
-        Cmd::Due(now, limit) => Answer::Rows(query(
-            tx,
-            "WHERE state = 0 AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
-            params![now, *limit as i64],
-        )?),
-        Cmd::NextDue => Answer::Time(tx.query_row(
-            "SELECT MIN(next_attempt_ms) FROM events WHERE state = 0",
-            [],
-            |r| r.get::<_, Option<i64>>(0),
-        )?),
         Cmd::Delivered(seqs, now) => {
             each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", seqs, *now)?;
             Answer::Unit(())
