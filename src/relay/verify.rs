@@ -162,7 +162,13 @@ mod tests {
             Err(VerifyError::BadSignature)
         );
         assert_eq!(
-            v.verify(Some(b"900"), Some(sig.to_uppercase().as_bytes()), body, 900),
+            // Uppercase hex after a proper prefix: refused, as the format is lowercase.
+            v.verify(
+                Some(b"900"),
+                Some(format!("sha256={}", sig[7..].to_uppercase()).as_bytes()),
+                body,
+                900
+            ),
             Err(VerifyError::BadSignature)
         );
         // Exactly 300 s either side is still inside the window; 301 s is not.

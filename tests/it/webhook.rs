@@ -173,7 +173,11 @@ fn create_checks_inputs_before_calling_vast() {
     ]);
     register_secrets(&vast, &env);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("warning"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("warning: http://127.0.0.1:8787/ is plain http on this machine"),
+        "{out:?}"
+    );
 }
 
 #[test]
