@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vslack::relay::server;
 use vslack::relay::verify::sign;
 use vslack::secret::Secret;
 use vslack::slack_sink::SlackSink;
@@ -36,10 +37,7 @@ struct Req {
 
 fn requests(n: usize, tag: &str) -> Vec<Req> {
     let secret = Secret::new(SECRET);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = vslack::relay::now_secs();
     let mut out: Vec<Req> = Vec::with_capacity(n);
     for i in 0..n {
         let roll = i % 100;
@@ -140,8 +138,8 @@ async fn main() {
                     let resp = client
                         .post(&url)
                         .header("Content-Type", "application/json")
-                        .header("X-Vast-Timestamp", &r.ts)
-                        .header("X-Vast-Signature-256", &r.sig)
+                        .header(server::TIMESTAMP_HEADER, &r.ts)
+                        .header(server::SIGNATURE_HEADER, &r.sig)
                         .body(r.body.clone())
                         .send()
                         .await

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::relay::server;
 use crate::relay::verify::sign;
 use crate::secret::Secret;
 
@@ -108,10 +109,10 @@ pub async fn post(
     let resp = http
         .post(url)
         .header("Content-Type", "application/json")
-        .header("X-Vast-Event-Id", &d.event_id)
-        .header("X-Vast-Delivery-Attempt", attempt.to_string())
-        .header("X-Vast-Timestamp", d.timestamp.to_string())
-        .header("X-Vast-Signature-256", &d.signature)
+        .header(server::EVENT_ID_HEADER, &d.event_id)
+        .header(server::ATTEMPT_HEADER, attempt.to_string())
+        .header(server::TIMESTAMP_HEADER, d.timestamp.to_string())
+        .header(server::SIGNATURE_HEADER, &d.signature)
         .body(d.body.clone())
         .timeout(Duration::from_secs(10))
         .send()
@@ -125,7 +126,7 @@ pub async fn post(
     let status = resp.status().as_u16();
     let outcome = resp
         .headers()
-        .get(crate::relay::server::OUTCOME_HEADER)
+        .get(server::OUTCOME_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let text = resp.text().await.unwrap_or_default();

@@ -338,14 +338,14 @@ impl Forwarder {
                     });
                 }
             }
-            Outcome::Permanent(err) if n > 1 && err.starts_with("HTTP 400") => {
+            Outcome::Rejected(err) if n > 1 => {
                 // The digest itself may be what Slack refused: send its events one by one.
                 state.next_allowed = now + self.opts.pace;
                 ledger.solo.extend(seqs.iter().copied());
                 ledger.marks.push(Mark::Retry(seqs, now_ms(), err.clone()));
                 tracing::warn!(event_ids = %ids.join(","), dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
             }
-            Outcome::Permanent(err) => {
+            Outcome::Rejected(err) | Outcome::Permanent(err) => {
                 state.next_allowed = now + self.opts.pace;
                 ledger.marks.push(Mark::Dead(seqs, err.clone()));
                 count(&self.metrics.dead_lettered, n);

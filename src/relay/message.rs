@@ -40,27 +40,10 @@ pub enum Format {
 impl Format {
     /// Shape chosen from a Slack URL: a path containing `/triggers/` -> Workflow, anything else -> Blocks.
     pub fn for_url(url: &str) -> Format {
-        if url_path(url).contains("/triggers/") {
-            Format::Workflow
-        } else {
-            Format::Blocks
+        match reqwest::Url::parse(url) {
+            Ok(u) if u.path().contains("/triggers/") => Format::Workflow,
+            _ => Format::Blocks,
         }
-    }
-}
-
-/// The path of `url` (without query or fragment); empty when there is none.
-fn url_path(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let Some(start) = rest.find(['/', '?', '#']) else {
-        return "";
-    };
-    let path = &rest[start..];
-    if !path.starts_with('/') {
-        return "";
-    }
-    match path.find(['?', '#']) {
-        Some(end) => &path[..end],
-        None => path,
     }
 }
 

@@ -49,12 +49,12 @@ const BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Default)]
 pub struct Metrics {
-    received: [AtomicU64; 8],
+    received: [AtomicU64; Received::ALL.len()],
     pub delivered_events: AtomicU64,
     pub slack_messages: AtomicU64,
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
-    latency_buckets: [AtomicU64; 9],
+    latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
 }
@@ -91,6 +91,8 @@ impl Metrics {
                 self.received_count(r)
             );
         }
+        // `stored` and `duplicates` repeat two of the per-outcome series above on purpose: they
+        // are the totals dashboards and the README's metric list name directly.
         let counters = [
             (
                 "vslack_stored_total",

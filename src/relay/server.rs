@@ -27,6 +27,12 @@ use super::spool::{Inserted, Spool};
 use super::verify::{Verifier, VerifyError};
 use super::Activity;
 
+/// Vast.ai's delivery headers (lowercase: the form HTTP/1 header maps compare).
+pub const TIMESTAMP_HEADER: &str = "x-vast-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-vast-signature-256";
+pub const EVENT_ID_HEADER: &str = "x-vast-event-id";
+pub const ATTEMPT_HEADER: &str = "x-vast-delivery-attempt";
+
 /// On a 204: `stored` for a new event, `duplicate` for one already stored (a redelivery). Vast.ai
 /// only looks at the status; `vslack send` and `demo` show the difference.
 pub const OUTCOME_HEADER: &str = "x-vslack-outcome";
@@ -210,7 +216,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         .and_then(|v| v.parse::<u64>().ok());
     let attempt = parts
         .headers
-        .get("x-vast-delivery-attempt")
+        .get(ATTEMPT_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
@@ -239,8 +245,8 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     let now = super::now_secs();
     let verifier = app.verifier.read().expect("verifier lock").clone();
     let key = match verifier.verify(
-        header(&parts, "x-vast-timestamp"),
-        header(&parts, "x-vast-signature-256"),
+        header(&parts, TIMESTAMP_HEADER),
+        header(&parts, SIGNATURE_HEADER),
         &bytes,
         now,
     ) {
@@ -262,7 +268,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     };
     let header_id = parts
         .headers
-        .get("x-vast-event-id")
+        .get(EVENT_ID_HEADER)
         .and_then(|v| v.to_str().ok());
     let event = match Event::parse(&bytes, header_id, now) {
         Ok(e) => e,

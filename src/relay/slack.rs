@@ -16,7 +16,10 @@ pub enum Outcome {
     RateLimited(Duration),
     /// Worth retrying later (5xx, timeout, connection).
     Transient(String),
-    /// Retrying cannot help (invalid_payload, channel_not_found, channel_is_archived, ...).
+    /// Slack refused this payload (HTTP 400: invalid_payload, invalid_blocks, ...): the same
+    /// events in another message may still go through.
+    Rejected(String),
+    /// Retrying cannot help (channel_not_found, channel_is_archived, a revoked URL, ...).
     Permanent(String),
 }
 
@@ -75,6 +78,7 @@ impl SlackClient {
                         retry_after.unwrap_or(1).clamp(1, 3600),
                     )),
                     408 | 500..=599 => Outcome::Transient(format!("HTTP {status} {body}")),
+                    400 => Outcome::Rejected(format!("HTTP {status} {body}")),
                     _ => Outcome::Permanent(format!("HTTP {status} {body}")),
                 }
             }
@@ -144,7 +148,7 @@ pub async fn post_hello(url: &Secret) -> Result<()> {
         Outcome::Transient(e) => {
             anyhow::bail!("Slack did not accept the message ({e}); try again later")
         }
-        Outcome::Permanent(e) => {
+        Outcome::Rejected(e) | Outcome::Permanent(e) => {
             anyhow::bail!("Slack refused the message ({e}); check the URL with `vslack slack set`")
         }
     }
