@@ -16,19 +16,21 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     let interactive = ctx.interactive();
     let mut config = ctx.config()?;
 
-    // 1. API key.
-    let client = match key::find(
+    // 1. API key, checked by fetching the notification types (used again in step 4).
+    let (client, catalogue) = match key::find(
         ctx.global.api_key_file.as_deref(),
         config.api_key.as_ref(),
         &ctx.paths.config_file(),
     ) {
         Ok(k) => {
             let c = VastClient::new(&ctx.global.vast_url(), k)?;
-            c.notification_types().await?;
+            let catalogue = c.notification_types().await?;
             ctx.note(format!("API key: accepted ({})", c.key_source()));
-            c
+            (c, catalogue)
         }
-        Err(_) if interactive => {
+        // Only a key that is nowhere to be found is asked for; an unreadable --api-key-file or
+        // a config file others can read is an error to fix, not a reason to prompt.
+        Err(e) if interactive && matches!(e.downcast_ref(), Some(VastError::NoApiKey { .. })) => {
             let k = dialoguer::Password::new()
                 .with_prompt("Vast.ai API key (from https://cloud.vast.ai/manage-keys/)")
                 .interact()?;
@@ -39,10 +41,10 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                     source: KeySource::Prompt,
                 },
             )?;
-            c.notification_types().await?;
+            let catalogue = c.notification_types().await?;
             config = Config::update(&ctx.paths, |c| c.api_key = Some(Secret::new(k.trim())))?.0;
             ctx.note("API key: accepted and saved");
-            c
+            (c, catalogue)
         }
         // The error already lists where it looked and how to provide a key.
         Err(e) => return Err(e),
@@ -72,7 +74,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                 .interact()?;
             Some(Secret::new(u.trim()))
         }
-    } else if config.slack.url.is_none() && std::env::var_os("SLACK_WEBHOOK_URL").is_none() {
+    } else if super::serve::slack_url(None, &config)?.is_none() {
         return Err(usage(
             "no Slack URL: pass --slack-url-file PATH (or set SLACK_WEBHOOK_URL)",
         ));
@@ -113,7 +115,6 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     };
 
     // 4. Events.
-    let catalogue = client.notification_types().await?;
     let events: Vec<String> = if args.all_events {
         catalogue.iter().map(|t| t.key.clone()).collect()
     } else if !args.events.is_empty() {
@@ -124,20 +125,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             (None, false) => config.events.clone(),
             (None, true) => WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect(),
         };
-        let labels: Vec<String> = catalogue
-            .iter()
-            .map(|t| format!("{}  {}", t.key, t.display_name.as_deref().unwrap_or("")))
-            .collect();
-        let defaults: Vec<bool> = catalogue.iter().map(|t| current.contains(&t.key)).collect();
-        let chosen = dialoguer::MultiSelect::new()
-            .with_prompt("Events to send to Slack (space toggles, enter confirms)")
-            .items(&labels)
-            .defaults(&defaults)
-            .interact()?;
-        chosen
-            .into_iter()
-            .map(|i| catalogue[i].key.clone())
-            .collect()
+        super::webhook::pick_events(&catalogue, &current, "Events to send to Slack")?
     } else if let Some(w) = &existing {
         w.event_types.clone()
     } else if !config.events.is_empty() {
@@ -155,8 +143,12 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     let (tunnel, public_url) = if let Some(u) = &args.reach.public_url {
         check_webhook_url("--public-url", u)?;
         (None, Some(u.clone()))
-    } else if let Some(t) = args.reach.tunnel.clone().or(args.reach.tunnel_cmd.clone()) {
-        (Some(t), None)
+    } else if let Some(cmd) = &args.reach.tunnel_cmd {
+        // Checked as a command (it must hold {port}), never mistaken for a tunnel's name.
+        crate::tunnel::TunnelSpec::custom(cmd)?;
+        (Some(cmd.clone()), None)
+    } else if let Some(t) = &args.reach.tunnel {
+        (Some(t.clone()), None)
     } else if interactive {
         let options = [
             "tmole (Tunnelmole)",

@@ -115,7 +115,7 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
         )));
     }
     let events = if !args.events.is_empty() {
-        let cat = client.notification_types().await.ok();
+        let cat = super::webhook::catalogue(ctx, client).await?;
         super::webhook::resolve_events(&args.events, cat.as_deref())?
     } else if !config.events.is_empty() {
         config.events.clone()
@@ -130,8 +130,8 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
         })
         .await?;
     let id = created.webhook.id;
-    super::webhook::keep_secret(ctx, id, &created.secret, false)?;
-    Config::update(&ctx.paths, |c| c.default_webhook = Some(id))?;
+    // There is no default here (`point` reuses one that exists), so this one becomes it.
+    super::webhook::keep_secret(ctx, id, &created.secret, true)?;
     say(format!(
         "created webhook {id} (signing secret saved in {})",
         ctx.paths.config_file().display()

@@ -262,7 +262,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// Fetch the catalogue; on anything but an auth failure, carry on without it.
-async fn catalogue(ctx: &Ctx, client: &VastClient) -> Result<Option<Vec<NotificationType>>> {
+pub async fn catalogue(ctx: &Ctx, client: &VastClient) -> Result<Option<Vec<NotificationType>>> {
     match client.notification_types().await {
         Ok(t) => Ok(Some(t)),
         Err(e @ VastError::Unauthorized { .. }) => Err(e.into()),
@@ -315,18 +315,22 @@ pub fn resolve_events(
     Ok(out)
 }
 
-/// Ask for events on a terminal, with the walkthrough's six pre-selected.
-fn pick_events(catalogue: &[NotificationType]) -> Result<Vec<String>> {
+/// Ask for events on a terminal, with `preselected` ticked.
+pub fn pick_events(
+    catalogue: &[NotificationType],
+    preselected: &[String],
+    prompt: &str,
+) -> Result<Vec<String>> {
     let labels: Vec<String> = catalogue
         .iter()
         .map(|t| format!("{}  {}", t.key, t.display_name.as_deref().unwrap_or("")))
         .collect();
     let defaults: Vec<bool> = catalogue
         .iter()
-        .map(|t| WALKTHROUGH_EVENTS.contains(&t.key.as_str()))
+        .map(|t| preselected.contains(&t.key))
         .collect();
     let chosen = dialoguer::MultiSelect::new()
-        .with_prompt("Events to subscribe to (space toggles, enter confirms)")
+        .with_prompt(format!("{prompt} (space toggles, enter confirms)"))
         .items(&labels)
         .defaults(&defaults)
         .interact()
@@ -352,7 +356,12 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
     } else if !args.events.is_empty() {
         resolve_events(&args.events, cat.as_deref())?
     } else if ctx.interactive() && cat.is_some() {
-        pick_events(cat.as_deref().unwrap_or_default())?
+        let walkthrough: Vec<String> = WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect();
+        pick_events(
+            cat.as_deref().unwrap_or_default(),
+            &walkthrough,
+            "Events to subscribe to",
+        )?
     } else {
         return Err(usage("choose events with --event KEY (repeatable) or --all-events; `vslack webhook types` lists the keys"));
     };

@@ -246,12 +246,16 @@ impl Forwarder {
     ) {
         let dest = &self.dests[dest_index];
         // An event that broke a digest (Slack said 400) goes alone, to find the culprit.
-        let group = if ledger.solo.contains(&group[0].seq) {
-            group[..1].to_vec()
-        } else {
-            group
-        };
-        let events: Vec<_> = group.iter().map(|q| q.event.clone()).collect();
+        let mut group = group;
+        if ledger.solo.contains(&group[0].seq) {
+            group.truncate(1);
+        }
+        // One message carries at most MAX_BLOCKS events: copy no more than that.
+        let events: Vec<_> = group
+            .iter()
+            .take(super::message::MAX_BLOCKS)
+            .map(|q| q.event.clone())
+            .collect();
         let (payload, n) = render_batch(&events, dest.format, &self.opts.console);
         let batch = &group[..n.clamp(1, group.len())];
         let seqs: Vec<i64> = batch.iter().map(|q| q.seq).collect();
