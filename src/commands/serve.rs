@@ -162,20 +162,34 @@ pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
     }
 }
 
-/// Build everything the relay needs, or say exactly what is missing.
-pub fn relay_options(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<RelayOptions> {
-    let keys = keys(config, grace(args, config));
-    relay_options_with(ctx, args, config, keys)
+/// The signature check for these settings: every held secret, within the configured window.
+pub fn verifier(args: &ServeArgs, config: &Config) -> Verifier {
+    Verifier::new(keys(config, grace(args, config)), args.signature_window)
 }
 
-/// Everything but the secrets lookup: `up` checks its settings with these before it changes
-/// anything at Vast.ai.
-pub fn relay_options_with(
+/// Build everything the relay needs, or say exactly what is missing.
+pub fn relay_options(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<RelayOptions> {
+    build_options(ctx, args, config, true)
+}
+
+/// Everything but a signing secret, which `up` gets only when it creates its webhook: it
+/// checks its settings with these before it changes anything at Vast.ai, then sets
+/// `verifier` (see `verifier`).
+pub fn relay_options_before_secrets(
     ctx: &Ctx,
     args: &ServeArgs,
     config: &Config,
-    keys: Vec<Key>,
 ) -> Result<RelayOptions> {
+    build_options(ctx, args, config, false)
+}
+
+fn build_options(
+    ctx: &Ctx,
+    args: &ServeArgs,
+    config: &Config,
+    need_secret: bool,
+) -> Result<RelayOptions> {
+    let verifier = verifier(args, config);
     let url = if args.dry_run {
         None
     } else {
@@ -183,7 +197,7 @@ pub fn relay_options_with(
     };
     // Say everything that is missing at once, not one thing per attempt.
     let mut missing = Vec::new();
-    if keys.is_empty() {
+    if need_secret && verifier.keys().is_empty() {
         missing.push(
             "no webhook signing secret: create a webhook with `vslack webhook create` (it stores the secret), \
              run `vslack webhook rotate-secret ID` for an existing one, or set VAST_WEBHOOK_SECRET",
@@ -252,7 +266,7 @@ pub fn relay_options_with(
             request_timeout: args.request_timeout,
             ..Limits::default()
         },
-        verifier: Verifier::new(keys, args.signature_window),
+        verifier,
         destinations,
         forward: ForwardOptions {
             pace: args.pace,

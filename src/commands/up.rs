@@ -9,9 +9,7 @@ use super::Ctx;
 use crate::cli::UpArgs;
 use crate::config::Config;
 use crate::relay::metrics::Received;
-use crate::relay::verify::Key;
 use crate::relay::{Activity, Relay};
-use crate::secret::Secret;
 use crate::tunnel::{Tunnel, TunnelEvent, TunnelSpec};
 use crate::vast::types::{WebhookChange, WALKTHROUGH_EVENTS};
 use crate::vast::{VastClient, VastError};
@@ -186,21 +184,9 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     let config = ctx.config()?;
     let how = reach(ctx, &args, &config)?;
     let client = ctx.client(&config)?;
-    if !args.serve.dry_run
-        && super::serve::slack_url(args.serve.slack_url_file.as_deref(), &config)?.is_none()
-    {
-        bail!(crate::relay::RelayStartError(
-            "no Slack URL: run `vslack slack set` (or `vslack setup`), set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH".into()
-        ));
-    }
-    // Check every relay setting now, before anything changes at Vast.ai (the real secrets are
+    // Check every relay setting now, before anything changes at Vast.ai (the secrets are
     // known only once the webhook exists).
-    super::serve::relay_options_with(
-        ctx,
-        &args.serve,
-        &config,
-        vec![Key::new("preflight", &Secret::new("-"), None)],
-    )?;
+    let opts = super::serve::relay_options_before_secrets(ctx, &args.serve, &config)?;
     let addr = super::serve::listen_addr(args.serve.listen.as_deref(), &config)?;
     // Bind first: tunnels such as tmole only start once something listens.
     let listener = super::serve::bind(addr).await?;
@@ -211,7 +197,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         relay: None,
     };
     let mut outcome = s
-        .run(ctx, &args, &client, &how, listener, &mut shutdown)
+        .run(ctx, &args, &client, &how, (listener, opts), &mut shutdown)
         .await;
 
     // Whatever happened: stop the tunnel (SIGTERM, then SIGKILL after 3 s) and the relay (it
@@ -279,16 +265,13 @@ impl Session {
         args: &UpArgs,
         client: &VastClient,
         how: &Reach,
-        listener: tokio::net::TcpListener,
+        // The bound listener and the relay's checked settings; it starts once the webhook
+        // points here.
+        (listener, mut opts): (tokio::net::TcpListener, crate::relay::RelayOptions),
         shutdown: &mut super::Shutdown,
     ) -> Result<u8> {
-        let config = ctx.config()?;
         let port = listener.local_addr()?.port();
-        let path = args
-            .serve
-            .path
-            .clone()
-            .unwrap_or_else(|| config.relay_path().to_owned());
+        let path = opts.path.clone();
         let join = |base: &str| format!("{}{}", base.trim_end_matches('/'), path);
         let public = match how {
             Reach::Public(u) => u.clone(),
@@ -312,8 +295,8 @@ impl Session {
         let id = pointed.id;
         say(format!("webhook   {id} -> {webhook_url}"));
 
-        let config = ctx.config()?;
-        let opts = super::serve::relay_options(ctx, &args.serve, &config)?;
+        // The webhook's secret is held now.
+        opts.verifier = super::serve::verifier(&args.serve, &ctx.config()?);
         let relay = self.relay.insert(Relay::start(listener, opts).await?);
         let mut activity = relay.subscribe();
         say(format!(
