@@ -93,6 +93,20 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Warn (without refusing) when a file holding a secret that the user pointed us at can be
 /// read by other users.
+/// Read a secret from the file a flag (`--slack-url-file`, `--secret-file`) names: trimmed,
+/// refused when missing or empty (a local setup problem, exit 6), with a warning when others
+/// can read the file.
+pub fn read_secret_file(path: &Path, flag: &str) -> Result<Secret> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        crate::exit::SetupError(format!("cannot read {flag} {}: {e}", path.display()))
+    })?;
+    warn_if_loose(path);
+    match text.trim() {
+        "" => Err(crate::exit::SetupError(format!("{flag} {} is empty", path.display())).into()),
+        s => Ok(Secret::new(s)),
+    }
+}
+
 pub fn warn_if_loose(path: &Path) {
     if let Ok(meta) = fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;

@@ -1,7 +1,7 @@
 //! `vslack send`: sign sample events like Vast.ai and POST them to a relay, reporting each
 //! answer. For testing a relay (local or deployed) without a Vast.ai account.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{now_secs, Ctx};
 use crate::cli::SendArgs;
@@ -13,10 +13,7 @@ use crate::secret::Secret;
 /// The signing secret: --secret-file, VAST_WEBHOOK_SECRET, the default webhook's, any stored.
 fn secret(args: &SendArgs, config: &Config) -> Result<Secret> {
     if let Some(path) = &args.secret_file {
-        let s = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --secret-file {}", path.display()))?;
-        crate::secret::warn_if_loose(path);
-        return Ok(Secret::new(s.trim()));
+        return crate::secret::read_secret_file(path, "--secret-file");
     }
     if let Some(s) = std::env::var("VAST_WEBHOOK_SECRET")
         .ok()

@@ -81,20 +81,7 @@ pub fn keys(config: &Config, grace: Duration) -> Vec<Key> {
 /// The Slack URL: --slack-url-file, else SLACK_WEBHOOK_URL, else `vslack slack set`.
 pub fn slack_url(flag_file: Option<&Path>, config: &Config) -> Result<Option<Secret>> {
     if let Some(path) = flag_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            RelayStartError(format!(
-                "cannot read --slack-url-file {}: {e}",
-                path.display()
-            ))
-        })?;
-        crate::secret::warn_if_loose(path);
-        let url = text.trim();
-        if url.is_empty() {
-            return Err(
-                RelayStartError(format!("--slack-url-file {} is empty", path.display())).into(),
-            );
-        }
-        return Ok(Some(Secret::new(url)));
+        return crate::secret::read_secret_file(path, "--slack-url-file").map(Some);
     }
     if let Some(url) = std::env::var("SLACK_WEBHOOK_URL")
         .ok()

@@ -1,7 +1,7 @@
 //! `vslack setup`: a guided first run. Every prompt has a flag; re-running offers the current
 //! values and reuses the existing webhook.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::webhook::{check_webhook_url, resolve_events};
 use super::Ctx;
@@ -52,9 +52,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
 
     // 2. Slack URL.
     let slack = if let Some(path) = &args.slack_url_file {
-        let s = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --slack-url-file {}", path.display()))?;
-        Some(Secret::new(s.trim()))
+        Some(crate::secret::read_secret_file(path, "--slack-url-file")?)
     } else if interactive {
         let keep = config.slack.url.as_ref().is_some_and(|u| {
             dialoguer::Confirm::new()
