@@ -190,7 +190,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     let path = config.relay_path().to_owned();
     let url = public_url
         .as_ref()
-        .map(|u| format!("{}{path}", u.trim_end_matches('/')));
+        .map(|u| super::webhook::join_url(u, &path));
 
     // 6. Create or reuse the webhook. Every write below is a locked read-modify-write of the
     // config, so a command running meanwhile (say, a rotate-secret) loses nothing.
@@ -209,6 +209,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         }
         None => match &url {
             Some(url) => {
+                super::webhook::check_room(&client).await?;
                 let created = client
                     .create_webhook(&WebhookChange {
                         name: Some("vslack".into()),

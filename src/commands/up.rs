@@ -105,13 +105,7 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
             Err(e) => return Err(e.into()),
         }
     }
-    let existing = client.list_webhooks().await?;
-    if existing.len() >= crate::vast::types::MAX_WEBHOOKS {
-        bail!(crate::exit::UsageError(format!(
-            "the account already has {} webhooks (Vast.ai's limit) and none is this machine's default; pick one with `vslack webhook default ID` or delete one",
-            existing.len()
-        )));
-    }
+    super::webhook::check_room(client).await?;
     let events = if !args.events.is_empty() {
         let cat = super::webhook::catalogue(ctx, client).await?;
         super::webhook::resolve_events(&args.events, cat.as_deref())?
@@ -272,7 +266,7 @@ impl Session {
     ) -> Result<u8> {
         let port = listener.local_addr()?.port();
         let path = opts.path.clone();
-        let join = |base: &str| format!("{}{}", base.trim_end_matches('/'), path);
+        let join = |base: &str| super::webhook::join_url(base, &path);
         let public = match how {
             Reach::Public(u) => u.clone(),
             Reach::Tunnel(spec) => {

@@ -341,14 +341,26 @@ pub fn pick_events(
         .collect())
 }
 
-async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> {
+/// Before a create: Vast.ai allows `MAX_WEBHOOKS` per account, so say clearly when there is
+/// no room, and how to make some.
+pub async fn check_room(client: &VastClient) -> Result<()> {
     let existing = client.list_webhooks().await?;
     if existing.len() >= MAX_WEBHOOKS {
         return Err(usage(format!(
-            "the account already has {} webhooks, Vast.ai's limit; delete one (`vslack webhook delete ID`) or re-point one (`vslack webhook update ID --url URL`)",
+            "the account already has {} webhooks, Vast.ai's limit; delete one (`vslack webhook delete ID`), re-point one (`vslack webhook update ID --url URL`), or make one this machine's default (`vslack webhook default ID`)",
             existing.len()
         )));
     }
+    Ok(())
+}
+
+/// Where Vast.ai delivers: the relay's public base URL plus its path.
+pub fn join_url(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> {
+    check_room(client).await?;
     let cat = catalogue(ctx, client).await?;
     let events = if args.all_events {
         let cat = cat.as_deref().context("--all-events needs the notification types, which could not be fetched; list keys with --event")?;
