@@ -80,6 +80,11 @@ pub fn init_tracing(cli: &Cli) {
 
 /// Run a parsed command line; returns the exit code for commands that report checks.
 pub fn run(cli: Cli) -> Result<u8> {
+    // Completions need neither directories nor a runtime (and work without a HOME).
+    if let Command::Completions { shell } = cli.command {
+        print!("{}", completions(shell));
+        return Ok(crate::exit::OK);
+    }
     let paths = Paths::resolve(
         cli.global.config_dir.as_deref(),
         cli.global.data_dir.as_deref(),
@@ -88,9 +93,15 @@ pub fn run(cli: Cli) -> Result<u8> {
         global: cli.global,
         paths,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // The relay's commands use every core; the others make a few requests, on one thread.
+    let rt = match cli.command {
+        Command::Serve(_) | Command::Up(_) | Command::Demo => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()?;
     rt.block_on(async move {
         match cli.command {
             Command::Login => account::login(&ctx).await,
@@ -107,10 +118,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Demo => return demo::run(&ctx).await,
             Command::Send(args) => return send::run(&ctx, args).await,
             Command::Queue { cmd } => queue::run(&ctx, cmd).await,
-            Command::Completions { shell } => {
-                print!("{}", completions(shell));
-                Ok(())
-            }
+            Command::Completions { .. } => unreachable!("handled before the runtime starts"),
         }
         .map(|()| crate::exit::OK)
     })

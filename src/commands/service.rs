@@ -117,12 +117,9 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
     // systemd refuses to start a unit whose ReadWritePaths do not exist.
     crate::secret::ensure_private_dir(&ctx.paths.config_dir)?;
     crate::secret::ensure_private_dir(&ctx.paths.data_dir)?;
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(home).join(".config"));
-    let dir = base.join("systemd/user");
+    // systemd's user units live under the XDG config directory ($XDG_CONFIG_HOME or ~/.config).
+    let base = directories::BaseDirs::new().context("cannot find the home directory")?;
+    let dir = base.config_dir().join("systemd/user");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("vslack.service");
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
