@@ -108,13 +108,13 @@ pub struct Tunnel {
     /// The process group the tunnel runs in (its pid at spawn), signalled as a whole.
     pgid: Option<i32>,
     /// Public https URLs as the tunnel prints them (the first, and any new one later).
-    pub urls: mpsc::Receiver<String>,
+    urls: mpsc::Receiver<String>,
     spec: TunnelSpec,
 }
 
 /// Find the first public URL in a line that the spec accepts: https, or plain http to a
 /// loopback address (a local forwarder, as used in tests).
-pub fn url_in(line: &str, spec: &TunnelSpec) -> Option<String> {
+fn url_in(line: &str, spec: &TunnelSpec) -> Option<String> {
     let usable = |w: &&str| {
         (w.starts_with("https://") && w.len() > "https://".len())
             || w.starts_with("http://127.0.0.1:")

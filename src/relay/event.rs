@@ -66,7 +66,7 @@ impl Event {
 }
 
 /// A stable id for a body that names none: `sha256:` and the first 32 hex digits of its hash.
-pub fn body_hash(body: &[u8]) -> String {
+fn body_hash(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(body);
     format!("sha256:{}", &hex::encode(digest)[..32])

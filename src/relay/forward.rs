@@ -68,7 +68,7 @@ impl Default for ForwardOptions {
 }
 
 /// The destination for a type: the first matching route, else the default (always last).
-pub fn route(dests: &[Destination], notif_type: &str) -> usize {
+fn route(dests: &[Destination], notif_type: &str) -> usize {
     dests
         .iter()
         .position(|d| d.pattern.as_ref().is_some_and(|p| p.matches(notif_type)))

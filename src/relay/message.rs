@@ -48,11 +48,11 @@ impl Format {
 }
 
 /// Slack's practical limit for `text` (it truncates past 40,000; about 4,000 is sensible).
-pub const TEXT_LIMIT: usize = 3_900;
+const TEXT_LIMIT: usize = 3_900;
 /// Slack's limit on a section's text.
-pub const SECTION_LIMIT: usize = 3_000;
+const SECTION_LIMIT: usize = 3_000;
 /// Slack's limit on a header's text.
-pub const HEADER_LIMIT: usize = 150;
+const HEADER_LIMIT: usize = 150;
 /// Slack's limit on blocks per message.
 pub const MAX_BLOCKS: usize = 50;
 /// A digest shows at most this much of each event's message, so one long event cannot crowd
@@ -126,13 +126,13 @@ impl Kind {
 /// instance kinds (instance_*, outbid, upcoming_downtime) -> {console}/instances/
 /// host kinds (machine_*, maintenance_*, host_*) -> {console}/host/machines/
 /// webhook_test and everything else -> console root "{console}/"
-pub fn action_url(console: &str, notif_type: &str) -> String {
+fn action_url(console: &str, notif_type: &str) -> String {
     let base = console.trim().trim_end_matches('/');
     format!("{base}{}", kind(&slug(notif_type)).path())
 }
 
 /// Emoji shortcode per kind (e.g. ":warning:" low credit, ":x:" billing_failed, ":receipt:" payment, ":rocket:" created/started, ":octagonal_sign:" stopped, ":red_circle:" offline, ":large_green_circle:" online, ":moneybag:" outbid, ":calendar:" downtime, ":wrench:" host, ":white_check_mark:" webhook_test, ":bell:" default).
-pub fn emoji(notif_type: &str) -> &'static str {
+fn emoji(notif_type: &str) -> &'static str {
     let slug = slug(notif_type);
     match slug.as_str() {
         "low_credit" => ":warning:",
@@ -377,7 +377,7 @@ fn units(s: &str) -> usize {
 }
 
 /// Escape Slack's mrkdwn control characters.
-pub fn escape(s: &str) -> String {
+fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         push_escaped(&mut out, c, true);
@@ -437,7 +437,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian; any `i64` works).
-pub fn format_utc(secs: i64) -> String {
+fn format_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

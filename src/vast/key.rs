@@ -39,7 +39,7 @@ pub struct ApiKey {
 }
 
 /// The official CLI's key files, in its order.
-pub fn vastai_key_files() -> Vec<PathBuf> {
+fn vastai_key_files() -> Vec<PathBuf> {
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from);
