@@ -101,9 +101,19 @@ fn a_config_file_readable_by_others_is_refused() {
 
 #[test]
 fn demo_runs_the_pipeline_and_reports_every_outcome() {
-    let env = Env::new();
+    let mut env = Env::new();
+    // Its temporary store and secret go under TMPDIR; nothing may be left there.
+    let tmp = env.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    env.set("TMPDIR", &tmp.display().to_string());
     let out = env.run(&["demo", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "demo left files in TMPDIR"
+    );
+    assert!(!env.config_dir().exists() && !env.data_dir().exists());
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
     assert_eq!(v["events_delivered_once"], true);

@@ -169,6 +169,22 @@ fn walkthrough_environment_variables_work_and_sigkill_loses_nothing() {
         post_blocking(&second.url, &body, ts, &signature(SECRET, ts, &body)),
         204
     );
+    // Recognised as already stored (the relay says so), and not posted again.
+    let start = Instant::now();
+    while !second
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("duplicate delivery, already stored") && l.contains("evt-crash"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the redelivery was not recognised: {:#?}",
+            second.logs.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(slack.delivered().len(), 1);
 }
