@@ -472,7 +472,11 @@ pub struct ReachArgs {
     /// Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]
     #[arg(long, value_name = "NAME", conflicts_with_all = ["tunnel_cmd", "public_url"])]
     pub tunnel: Option<String>,
-    /// Any tunnel command; {port} is replaced by the relay's port; its first https URL is used
+    /// Any tunnel command; {port} is replaced by the relay's port, and the first https URL it
+    /// prints is used once it keeps running. The command is split into words like a shell
+    /// would (quotes, backslashes) but no shell runs it, so `$VAR`, `~` and pipes mean nothing;
+    /// for those use --tunnel-cmd 'sh -c "my-tunnel --port {port} | tee tunnel.log"'. It never
+    /// sees vslack's secrets (VAST_API_KEY, VAST_WEBHOOK_SECRET, SLACK_WEBHOOK_URL, VSLACK_*).
     #[arg(long, value_name = "COMMAND", conflicts_with = "public_url")]
     pub tunnel_cmd: Option<String>,
     /// The relay's public https URL when it is deployed (no tunnel is started)

@@ -15,6 +15,24 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     src.to_string()
 }
 
+/// `s` with control characters (newlines, escape codes, …) written as `\n`, `\u{1b}`, so text
+/// from outside (a tunnel's output, an event's fields) cannot forge or garble a line.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Print `value` as pretty JSON on stdout.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -1,8 +1,14 @@
 //! Tunnels: start a tunnel program (tmole, cloudflared, ngrok, or any command with `{port}`),
 //! read the public https URL it prints (or, for ngrok, ask its local API), and stop it together
 //! with anything it spawned (it runs in its own process group).
+//!
+//! A command is split into words like a shell would split it (quotes and backslashes), but no
+//! shell runs it: no `$VAR`, `~`, pipes or globs. The program gets this process's environment
+//! minus every vslack secret (see [`SCRUBBED_ENV`]): it is third-party code and needs none.
 
+use std::collections::VecDeque;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +19,8 @@ use tokio::sync::mpsc;
 /// How to start a tunnel and recognise its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelSpec {
-    /// Shell command; `{port}` is replaced by the relay's port.
+    /// The command line, split into words without a shell; `{port}` is replaced by the
+    /// relay's port.
     pub command: String,
     /// Only URLs containing this are the tunnel's (cloudflared also prints links to its docs).
     pub url_contains: Option<&'static str>,
@@ -44,6 +51,11 @@ impl TunnelSpec {
                 "--tunnel-cmd must contain {port}, e.g. 'tmole {port}'".into()
             ));
         }
+        if shlex::split(command).is_none_or(|w| w.is_empty()) {
+            bail!(crate::exit::UsageError(
+                "--tunnel-cmd has an unclosed quote (it is split into words like a shell would, but not run by one)".into()
+            ));
+        }
         Ok(TunnelSpec {
             command: command.into(),
             url_contains: None,
@@ -60,42 +72,76 @@ impl TunnelSpec {
         }
     }
 
-    /// The first word of the command, for messages.
-    pub fn program(&self) -> &str {
-        self.command.split_whitespace().next().unwrap_or("tunnel")
+    /// The command's words with `{port}` filled in (checked to split in `custom`).
+    fn argv(&self, port: u16) -> Vec<String> {
+        shlex::split(&self.command)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w.replace("{port}", &port.to_string()))
+            .collect()
     }
 
-    /// For tmole, cloudflared and ngrok: fail before anything starts when the program is not
-    /// on PATH, saying how to get it. A `--tunnel-cmd` is left to the shell that runs it (it
-    /// may start with `~`, `$VAR`, a quoted path or a builtin); if its program is missing, the
-    /// shell's exit status 127 is reported as "not found on PATH" once it runs.
+    /// The first word of the command, for messages.
+    pub fn program(&self) -> String {
+        self.argv(0)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "tunnel".into())
+    }
+
+    /// Fail before anything starts when the program is not installed, saying how to get it
+    /// (for tmole, cloudflared and ngrok) or how the command was read.
     pub fn check_installed(&self) -> Result<()> {
         let program = self.program();
-        let how = match program {
+        if find_program(&program) {
+            return Ok(());
+        }
+        let how = match program.as_str() {
             "tmole" => "install Tunnelmole with `npm install -g tunnelmole` (see https://tunnelmole.com)",
             "cloudflared" => "install cloudflared (see https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/)",
             "ngrok" => "install ngrok and add your authtoken (see https://ngrok.com/download)",
-            _ => return Ok(()),
+            _ => "--tunnel-cmd is split into words without a shell, so its first word must be a program on PATH or a path to one (for shell syntax, use --tunnel-cmd 'sh -c \"...\"')",
         };
-        if find_program(program) {
-            return Ok(());
-        }
         bail!(crate::exit::SetupError(format!(
-            "the tunnel program `{program}` was not found on PATH: {how}; or pick another with --tunnel / --tunnel-cmd, or use --public-url"
+            "the tunnel program `{program}` was not found{}: {how}; or pick another with --tunnel / --tunnel-cmd, or use --public-url",
+            if program.contains('/') { "" } else { " on PATH" }
         )))
     }
 }
 
-/// Whether an executable file named `program` is on PATH.
+/// Environment variables a tunnel never sees: vslack's secrets (and every `VSLACK_*`).
+pub const SCRUBBED_ENV: [&str; 4] = [
+    "VAST_API_KEY",
+    "VAST_WEBHOOK_SECRET",
+    "SLACK_WEBHOOK_URL",
+    "VSLACK_STORE_URL",
+];
+
+fn scrubbed(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    SCRUBBED_ENV.contains(&name.as_ref()) || name.starts_with("VSLACK_")
+}
+
+/// Whether `program` names an executable: a path (with a `/`) to one, or a name on PATH.
 fn find_program(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &std::path::Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program));
+    }
     std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
     })
 }
+
+/// How many of the tunnel's last output lines are kept to explain an exit.
+const KEPT_LINES: usize = 8;
+/// A tunnel must still be running this long after printing its URL for the URL to be used:
+/// a program that prints a link ("see https://dashboard…/get-started") and exits is not a
+/// tunnel.
+const SETTLE: Duration = Duration::from_millis(500);
 
 pub enum TunnelEvent {
     NewUrl(String),
@@ -110,6 +156,8 @@ pub struct Tunnel {
     /// Public https URLs as the tunnel prints them (the first, and any new one later).
     urls: mpsc::Receiver<String>,
     spec: TunnelSpec,
+    /// The last lines it printed (stdout and stderr), to show when it dies.
+    recent: Arc<Mutex<VecDeque<String>>>,
 }
 
 /// Find the first public URL in a line that the spec accepts: https, or plain http to a
@@ -130,11 +178,18 @@ fn url_in(line: &str, spec: &TunnelSpec) -> Option<String> {
 
 impl Tunnel {
     pub fn start(spec: &TunnelSpec, port: u16) -> Result<Tunnel> {
-        let command = spec.command.replace("{port}", &port.to_string());
-        let mut child = Command::new("sh");
+        let argv = spec.argv(port);
+        let Some((program, args)) = argv.split_first() else {
+            bail!(crate::exit::usage("the tunnel command is empty"));
+        };
+        let mut child = Command::new(program);
+        child.args(args);
+        for (name, _) in std::env::vars_os() {
+            if scrubbed(&name) {
+                child.env_remove(name);
+            }
+        }
         child
-            .arg("-c")
-            .arg(format!("exec {command}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -148,10 +203,13 @@ impl Tunnel {
                 Ok(())
             });
         }
-        let mut child = child
-            .spawn()
-            .with_context(|| format!("cannot start the tunnel program `{}`", spec.program()))?;
+        let mut child = child.spawn().with_context(|| {
+            format!(
+                "cannot start the tunnel program `{program}` (is it installed? --tunnel-cmd is not run by a shell)"
+            )
+        })?;
         let (tx, urls) = mpsc::channel(8);
+        let recent = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT_LINES)));
         for stream in [
             child
                 .stdout
@@ -167,11 +225,18 @@ impl Tunnel {
         {
             let tx = tx.clone();
             let spec = spec.clone();
+            let recent = recent.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 let mut last = None;
                 while let Ok(Some(line)) = lines.next_line().await {
                     tracing::debug!(target: "tunnel", "{line}");
+                    if let Ok(mut r) = recent.lock() {
+                        if r.len() == KEPT_LINES {
+                            r.pop_front();
+                        }
+                        r.push_back(line.chars().take(300).collect());
+                    }
                     if let Some(url) = url_in(&line, &spec) {
                         if last.as_ref() != Some(&url) {
                             last = Some(url.clone());
@@ -209,38 +274,65 @@ impl Tunnel {
             pgid,
             urls,
             spec: spec.clone(),
+            recent,
         })
     }
 
-    /// Wait for the first public URL, or fail if the program exits or the time runs out.
+    /// The tunnel's last output lines, indented, for an error message ("" when it printed
+    /// nothing).
+    pub fn last_lines(&self) -> String {
+        let lines = self.recent.lock().map(|r| r.clone()).unwrap_or_default();
+        if lines.is_empty() {
+            return String::new();
+        }
+        let shown: Vec<String> = lines
+            .iter()
+            .map(|l| format!("    {}", crate::output::printable(l)))
+            .collect();
+        format!("; its last output:\n{}", shown.join("\n"))
+    }
+
+    /// Wait for the first public URL, or fail if the program exits or the time runs out. A
+    /// URL counts only if the program is still running [`SETTLE`] after printing it.
     pub async fn first_url(&mut self, timeout: Duration) -> Result<String> {
-        let program = self.spec.program().to_owned();
+        let program = self.spec.program();
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        tokio::select! {
+        let status = tokio::select! {
             biased;
-            Some(url) = self.urls.recv() => return Ok(url),
-            _ = self.child.wait() => {}
-            _ = &mut deadline => bail!("{program} printed no public https URL within {}s; check that it works on its own", timeout.as_secs()),
-        }
-        // It exited. A URL it printed just before may still be in its output pipe: the
-        // readers finish at end of output, so wait for that (bounded, in case something it
-        // started keeps the pipe open) and take the URL rather than claim it printed none. The
-        // caller then sees the exit and restarts the tunnel.
-        if let Ok(Some(url)) = tokio::time::timeout(Duration::from_secs(5), self.urls.recv()).await
+            Some(url) = self.urls.recv() => {
+                match tokio::time::timeout(SETTLE, self.child.wait()).await {
+                    Err(_) => return Ok(url),
+                    Ok(status) => bail!(
+                        "{program} printed {url} and then exited ({}), so that is not a tunnel's URL; run it on its own to see why{}",
+                        describe(status),
+                        self.last_lines()
+                    ),
+                }
+            }
+            s = self.child.wait() => s,
+            _ = &mut deadline => bail!("{program} printed no public https URL within {}s; check that it works on its own{}", timeout.as_secs(), self.last_lines()),
+        };
+        // Let the readers take in the last of its output before quoting it: a URL printed
+        // just before the exit is no tunnel's either.
+        if let Ok(Some(url)) =
+            tokio::time::timeout(Duration::from_millis(200), self.urls.recv()).await
         {
-            return Ok(url);
+            bail!(
+                "{program} printed {url} and then exited ({}), so that is not a tunnel's URL; run it on its own to see why{}",
+                describe(status),
+                self.last_lines()
+            );
         }
-        // The exit status says why.
-        let status = self.child.wait().await.ok();
-        match status.and_then(|s| s.code()) {
+        match status.as_ref().ok().and_then(|s| s.code()) {
             Some(127) => bail!(
                 "`{program}` was not found on PATH: install it (or pick another with --tunnel / --tunnel-cmd)"
             ),
             Some(126) => bail!("`{program}` is not executable"),
             _ => bail!(
-                "{program} exited ({}) before printing a public URL; run it on its own to see why",
-                status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into())
+                "{program} exited ({}) before printing a public URL; run it on its own to see why{}",
+                describe(status),
+                self.last_lines()
             ),
         }
     }
@@ -249,10 +341,7 @@ impl Tunnel {
     pub async fn next_event(&mut self) -> TunnelEvent {
         tokio::select! {
             Some(url) = self.urls.recv() => TunnelEvent::NewUrl(url),
-            status = self.child.wait() => TunnelEvent::Exited(match status {
-                Ok(s) => s.to_string(),
-                Err(e) => e.to_string(),
-            }),
+            status = self.child.wait() => TunnelEvent::Exited(describe(status)),
         }
     }
 
@@ -277,6 +366,13 @@ impl Tunnel {
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
+    }
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
     }
 }
 
@@ -313,18 +409,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_url_printed_just_before_exiting_is_still_reported() {
-        // The exit and the URL are ready together; the URL must win over "exited before
-        // printing a public URL".
-        for _ in 0..20 {
-            let spec =
-                TunnelSpec::custom("sh -c 'echo https://t.example.com {port}; exit 1'").unwrap();
-            let mut t = Tunnel::start(&spec, 8787).unwrap();
-            let url = t.first_url(Duration::from_secs(10)).await.unwrap();
-            assert_eq!(url, "https://t.example.com");
-            assert!(matches!(t.next_event().await, TunnelEvent::Exited(_)));
-            t.stop().await;
-        }
+    async fn a_url_printed_by_a_program_that_then_exits_is_not_used() {
+        let spec = TunnelSpec::custom(
+            "sh -c 'echo see https://dashboard.example/get-started {port}; echo bye >&2; exit 1'",
+        )
+        .unwrap();
+        let mut t = Tunnel::start(&spec, 8787).unwrap();
+        let err = t.first_url(Duration::from_secs(10)).await.unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("and then exited"), "{msg}");
+        assert!(msg.contains("    bye"), "its last lines are shown: {msg}");
+        t.stop().await;
         let spec = TunnelSpec::custom("sh -c 'exit 3; echo {port}'").unwrap();
         let mut t = Tunnel::start(&spec, 8787).unwrap();
         let err = t.first_url(Duration::from_secs(10)).await.unwrap_err();
@@ -333,5 +428,15 @@ mod tests {
             "{err}"
         );
         t.stop().await;
+    }
+
+    #[test]
+    fn commands_are_split_without_a_shell() {
+        let spec = TunnelSpec::custom("my-tunnel --name 'a b' --port={port} $HOME").unwrap();
+        assert_eq!(
+            spec.argv(9),
+            ["my-tunnel", "--name", "a b", "--port=9", "$HOME"]
+        );
+        assert!(TunnelSpec::custom("x 'unclosed {port}").is_err());
     }
 }

@@ -54,13 +54,16 @@ impl Ctx {
 }
 
 /// Set up `tracing` on stderr: `RUST_LOG` wins, else -v/-q pick the level. `demo` prints its
-/// own report, so its relay logs only errors unless asked.
+/// own report, so its relay logs only errors unless asked; `up` prints one line per event
+/// itself, so its relay's per-event info lines show only with -v.
 pub fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     let g = &cli.global;
     let quiet = g.quiet || (matches!(cli.command, Command::Demo) && g.verbose == 0);
+    let own_lines = matches!(cli.command, Command::Up(_));
     let default = match (quiet, g.verbose) {
         (true, _) => "error",
+        (false, 0) if own_lines => "warn",
         (false, 0) => "warn,vslack=info",
         (false, 1) => "info,vslack=debug",
         _ => "debug,vslack=trace",

@@ -64,11 +64,13 @@ fn say(line: impl AsRef<str>) {
     println!("{} {}", &t[11..19], line.as_ref());
 }
 
-/// What `up` changed at Vast.ai, to undo with --cleanup.
+/// What `up` changed at Vast.ai, to undo with --cleanup (or when start-up fails).
 struct Pointed {
     id: i64,
     created: bool,
     previous_url: Option<String>,
+    /// Where it points now.
+    url: String,
 }
 
 async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Result<Pointed> {
@@ -96,6 +98,7 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
                     id,
                     created: false,
                     previous_url: Some(w.webhook_url),
+                    url: url.to_owned(),
                 });
             }
             Err(VastError::WebhookNotFound { .. }) => {
@@ -132,44 +135,78 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
         id,
         created: true,
         previous_url: None,
+        url: url.to_owned(),
     })
 }
 
-fn describe(a: &Activity) -> String {
-    match a {
-        Activity::Received {
-            event_id,
-            notif_type,
-            outcome,
-        } => match outcome {
-            Received::Stored => format!(
-                "received  {} {}",
-                notif_type.as_deref().unwrap_or("?"),
-                event_id.as_deref().unwrap_or("")
-            ),
-            Received::Duplicate => format!(
-                "duplicate {} {} (already stored; not sent again)",
-                notif_type.as_deref().unwrap_or("?"),
-                event_id.as_deref().unwrap_or("")
-            ),
-            other => format!("refused   {}", other.label()),
-        },
-        Activity::Delivered { event_ids } => {
-            format!("slack     delivered {}", event_ids.join(", "))
+/// One line per event: `delivered`, `duplicate`, `refused` or `GAVE UP`, plus one line when
+/// delivery of an event first fails (not one per retry).
+#[derive(Default)]
+struct Lines {
+    /// Types of stored events not delivered yet, to name them when they are.
+    types: std::collections::HashMap<String, String>,
+    /// Events whose failure was already reported.
+    retrying: std::collections::HashSet<String>,
+}
+
+impl Lines {
+    fn say(&mut self, a: &Activity) {
+        let shown =
+            |s: &Option<String>| crate::output::printable(s.as_deref().unwrap_or("?")).into_owned();
+        match a {
+            Activity::Received {
+                event_id,
+                notif_type,
+                outcome,
+            } => match outcome {
+                Received::Stored => {
+                    if let Some(id) = event_id {
+                        self.types.insert(id.clone(), shown(notif_type));
+                    }
+                }
+                Received::Duplicate => say(format!(
+                    "duplicate {} {} (already stored; not sent again)",
+                    shown(notif_type),
+                    shown(event_id)
+                )),
+                other => say(format!("refused   {}", other.label())),
+            },
+            Activity::Delivered { event_ids } => {
+                for id in event_ids {
+                    self.retrying.remove(id);
+                    let t = self.types.remove(id).unwrap_or_else(|| "?".into());
+                    say(format!("delivered {t} {}", crate::output::printable(id)));
+                }
+            }
+            Activity::Retrying {
+                event_ids,
+                error,
+                wait,
+            } => {
+                let new: Vec<&str> = event_ids
+                    .iter()
+                    .filter(|id| self.retrying.insert((*id).clone()))
+                    .map(String::as_str)
+                    .collect();
+                if !new.is_empty() {
+                    say(format!(
+                        "failing   {} ({error}); retrying in {}s, then with backoff",
+                        new.join(", "),
+                        wait.as_secs()
+                    ));
+                }
+            }
+            Activity::DeadLettered { event_ids, error } => {
+                for id in event_ids {
+                    self.retrying.remove(id);
+                    let t = self.types.remove(id).unwrap_or_else(|| "?".into());
+                    say(format!(
+                        "GAVE UP   {t} {} ({error}): see `vslack queue`",
+                        crate::output::printable(id)
+                    ));
+                }
+            }
         }
-        Activity::Retrying {
-            event_ids,
-            error,
-            wait,
-        } => format!(
-            "slack     retry in {}s ({error}): {}",
-            wait.as_secs(),
-            event_ids.join(", ")
-        ),
-        Activity::DeadLettered { event_ids, error } => format!(
-            "slack     GAVE UP ({error}): {} — see `vslack queue`",
-            event_ids.join(", ")
-        ),
     }
 }
 
@@ -189,6 +226,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         tunnel: None,
         pointed: None,
         relay: None,
+        ready: false,
     };
     let mut outcome = s
         .run(ctx, &args, &client, &how, (listener, opts), &mut shutdown)
@@ -196,8 +234,10 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
 
     // Whatever happened: stop the tunnel (SIGTERM, then SIGKILL after 3 s) and the relay (it
     // finishes the requests and the Slack post under way, each bounded by its timeout, so
-    // nothing is posted twice), then undo what --cleanup asks. That talks to Vast.ai and may
-    // hang on it: another Ctrl-C skips it and says what is left to undo.
+    // nothing is posted twice), then undo what --cleanup asks, or, when start-up never got
+    // as far as "ready", what `up` changed: a webhook is never left pointing at a URL that
+    // was not shown to reach this relay. That talks to Vast.ai and may hang on it: another
+    // Ctrl-C skips it and says what is left to undo.
     let started = s.tunnel.is_some() || s.relay.is_some();
     if let Some(t) = s.tunnel.take() {
         t.stop().await;
@@ -205,7 +245,8 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     if let Some(r) = s.relay.take() {
         r.shutdown().await;
     }
-    if let Some(p) = s.pointed.as_ref().filter(|_| args.cleanup) {
+    let undo_wanted = args.cleanup || !s.ready;
+    if let Some(p) = s.pointed.as_ref().filter(|_| undo_wanted) {
         tokio::select! {
             undone = undo(ctx, &client, p) => {
                 if let Err(e) = undone {
@@ -223,6 +264,14 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
                 return Ok(crate::exit::INTERRUPTED);
             }
         }
+    }
+    if let Some(p) = s.pointed.as_ref().filter(|_| !undo_wanted) {
+        eprintln!(
+            "note: webhook {} still points at {}, which nothing serves now that `up` has stopped; Vast.ai's deliveries fail (and are retried for a while) until `vslack up` runs again (it re-points the webhook) or you change it with `vslack webhook update {} --url URL`. `vslack up --cleanup` undoes this on exit.",
+            p.id,
+            crate::config::shown_safely(&p.url),
+            p.id
+        );
     }
     if started {
         say("stopped");
@@ -250,6 +299,9 @@ struct Session {
     tunnel: Option<Tunnel>,
     pointed: Option<Pointed>,
     relay: Option<Relay>,
+    /// The webhook was shown to reach this relay (or --no-test): from here on a failure
+    /// leaves it pointing here, unless --cleanup.
+    ready: bool,
 }
 
 impl Session {
@@ -306,6 +358,7 @@ impl Session {
                 _ = shutdown.recv() => return Ok(crate::exit::OK),
             }
         }
+        self.ready = true;
         say("ready     waiting for events (Ctrl-C to stop)");
         let reload = super::serve::reload_secrets(ctx, &args.serve, relay);
         tokio::select! {
@@ -321,7 +374,7 @@ async fn undo(ctx: &Ctx, client: &VastClient, p: &Pointed) -> Result<()> {
         client.delete_webhook(p.id).await?;
         Config::update(&ctx.paths, |c| c.forget_webhook(p.id))?;
         say(format!("cleanup   deleted webhook {}", p.id));
-    } else if let Some(prev) = &p.previous_url {
+    } else if let Some(prev) = p.previous_url.as_ref().filter(|prev| **prev != p.url) {
         client
             .update_webhook(
                 p.id,
@@ -393,6 +446,10 @@ async fn test_round_trip(
         })?
 }
 
+/// Restarts of a dying tunnel before `up` gives up (the count starts afresh after it has run
+/// for 5 minutes).
+const MAX_RESTARTS: u32 = 3;
+
 #[allow(clippy::too_many_arguments)]
 async fn watch(
     client: &VastClient,
@@ -406,11 +463,12 @@ async fn watch(
 ) -> Result<u8> {
     let mut restarts = 0;
     let mut since = std::time::Instant::now();
+    let mut lines = Lines::default();
     loop {
         let (exited, new_url) = match tunnel.as_mut() {
             Some(t) => tokio::select! {
                 _ = shutdown.recv() => return Ok(crate::exit::OK),
-                a = activity.recv() => { if let Ok(a) = a { say(describe(&a)); } continue; }
+                a = activity.recv() => { if let Ok(a) = a { lines.say(&a); } continue; }
                 e = t.next_event() => match e {
                     TunnelEvent::Exited(status) => (Some(status), None),
                     TunnelEvent::NewUrl(url) => (None, Some(url)),
@@ -418,7 +476,7 @@ async fn watch(
             },
             None => tokio::select! {
                 _ = shutdown.recv() => return Ok(crate::exit::OK),
-                a = activity.recv() => { if let Ok(a) = a { say(describe(&a)); } continue; }
+                a = activity.recv() => { if let Ok(a) = a { lines.say(&a); } continue; }
             },
         };
         let url = match (exited, new_url) {
@@ -427,21 +485,27 @@ async fn watch(
                     unreachable!("no tunnel, no exit")
                 };
                 // Whatever the dead tunnel left in its process group goes too.
-                if let Some(old) = tunnel.take() {
-                    old.stop().await;
-                }
+                let last = match tunnel.take() {
+                    Some(old) => {
+                        let last = old.last_lines();
+                        old.stop().await;
+                        last
+                    }
+                    None => String::new(),
+                };
                 // A tunnel that ran for a while before dying starts a fresh count.
                 if since.elapsed() > Duration::from_secs(300) {
                     restarts = 0;
                 }
+                if restarts == MAX_RESTARTS {
+                    bail!("the tunnel keeps exiting ({status}, {MAX_RESTARTS} restarts); Vast.ai cannot reach this relay. Check `{}` on its own{last}", spec.program());
+                }
                 restarts += 1;
                 say(format!(
-                    "tunnel    {} exited ({status}); restarting ({restarts}/3)",
+                    "tunnel    {} exited ({status}){last}",
                     spec.program()
                 ));
-                if restarts > 3 {
-                    bail!("the tunnel keeps exiting; Vast.ai cannot reach this relay. Check `{}` on its own", spec.program());
-                }
+                say(format!("tunnel    restarting ({restarts}/{MAX_RESTARTS})"));
                 let t = tunnel.insert(Tunnel::start(spec, port)?);
                 since = std::time::Instant::now();
                 tokio::select! {

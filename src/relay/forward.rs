@@ -260,6 +260,8 @@ impl Forwarder {
         let batch = &group[..n.clamp(1, group.len())];
         let seqs: Vec<i64> = batch.iter().map(|q| q.seq).collect();
         let ids: Vec<String> = batch.iter().map(|q| q.event.event_id.clone()).collect();
+        // Event ids come from outside: never raw into a log line.
+        let logged = crate::output::printable(&ids.join(",")).into_owned();
         let (outcome, latency) = match &dest.url {
             Some(url) => client.post(url, &payload).await,
             None => {
@@ -284,9 +286,9 @@ impl Forwarder {
                 count(&self.metrics.delivered_events, n);
                 count(&self.metrics.slack_messages, 1);
                 if dest.url.is_some() {
-                    tracing::info!(event_ids = %ids.join(","), attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
+                    tracing::info!(event_ids = %logged, attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
                 } else {
-                    tracing::info!(event_ids = %ids.join(","), dest = %dest.label(), "printed the Slack payload (dry run, nothing posted)");
+                    tracing::info!(event_ids = %logged, dest = %dest.label(), "printed the Slack payload (dry run, nothing posted)");
                 }
                 let _ = self.activity.send(Activity::Delivered { event_ids: ids });
             }
@@ -298,7 +300,7 @@ impl Forwarder {
                     "Slack rate limited (429)".into(),
                 ));
                 count(&self.metrics.retried, n);
-                tracing::warn!(event_ids = %ids.join(","), attempt, dest = %dest.label(), retry_after_s = wait.as_secs(), "Slack rate limited; waiting Retry-After");
+                tracing::warn!(event_ids = %logged, attempt, dest = %dest.label(), retry_after_s = wait.as_secs(), "Slack rate limited; waiting Retry-After");
                 let _ = self.activity.send(Activity::Retrying {
                     event_ids: ids,
                     error: "429 rate limited".into(),
@@ -320,7 +322,7 @@ impl Forwarder {
                         format!("gave up after max age: {err}"),
                     ));
                     count(&self.metrics.dead_lettered, e.len());
-                    tracing::error!(event_ids = %e.join(","), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
+                    tracing::error!(event_ids = %crate::output::printable(&e.join(",")), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
                     let _ = self.activity.send(Activity::DeadLettered {
                         event_ids: e,
                         error: err.clone(),
@@ -334,7 +336,7 @@ impl Forwarder {
                         err.clone(),
                     ));
                     count(&self.metrics.retried, r.len());
-                    tracing::warn!(event_ids = %r.join(","), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack failed; will retry");
+                    tracing::warn!(event_ids = %crate::output::printable(&r.join(",")), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack failed; will retry");
                     let _ = self.activity.send(Activity::Retrying {
                         event_ids: r,
                         error: err,
@@ -347,13 +349,13 @@ impl Forwarder {
                 state.next_allowed = now + self.opts.pace;
                 ledger.solo.extend(seqs.iter().copied());
                 ledger.marks.push(Mark::Retry(seqs, now_ms(), err.clone()));
-                tracing::warn!(event_ids = %ids.join(","), dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
+                tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
             }
             Outcome::Rejected(err) | Outcome::Permanent(err) => {
                 state.next_allowed = now + self.opts.pace;
                 ledger.marks.push(Mark::Dead(seqs, err.clone()));
                 count(&self.metrics.dead_lettered, n);
-                tracing::error!(event_ids = %ids.join(","), attempt, dest = %dest.label(), error = %err, "Slack refused the message; dead-lettered (see `vslack queue`)");
+                tracing::error!(event_ids = %logged, attempt, dest = %dest.label(), error = %err, "Slack refused the message; dead-lettered (see `vslack queue`)");
                 let _ = self.activity.send(Activity::DeadLettered {
                     event_ids: ids,
                     error: err,

@@ -4,6 +4,7 @@
 //! request, and a cap on open connections. Shutdown stops accepting and lets requests in
 //! flight finish.
 
+use crate::output::printable;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -214,12 +215,13 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let attempt = parts
+    // A number in the log, like the forwarder's `attempt` (0 when Vast.ai sent none).
+    let attempt: u32 = parts
         .headers
         .get(ATTEMPT_HEADER)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     let outcome = |r: Received, id: Option<&str>, t: Option<&str>| {
         app.metrics.received(r);
         let _ = app.activity.send(Activity::Received {
@@ -285,7 +287,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     match app.spool.insert(event, bytes.to_vec()).await {
         Ok(Inserted::New) => {
             outcome(Received::Stored, Some(&id), Some(&kind));
-            tracing::info!(event_id = %id, notif_type = %kind, attempt, key = %key, "stored");
+            tracing::info!(event_id = %printable(&id), notif_type = %printable(&kind), attempt, key = %key, "stored");
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .header(OUTCOME_HEADER, "stored")
@@ -294,7 +296,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         }
         Ok(Inserted::Duplicate) => {
             outcome(Received::Duplicate, Some(&id), Some(&kind));
-            tracing::info!(event_id = %id, notif_type = %kind, attempt, "duplicate delivery, already stored");
+            tracing::info!(event_id = %printable(&id), notif_type = %printable(&kind), attempt, "duplicate delivery, already stored");
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .header(OUTCOME_HEADER, "duplicate")

@@ -8,5 +8,6 @@ mod support;
 mod cli_basics;
 mod relay;
 mod relay_process;
+mod up_safety;
 mod walkthrough;
 mod webhook;

@@ -14,12 +14,12 @@ use crate::support::fake_vast::FakeVast;
 /// A stand-in tunnel: prints a URL the way tmole does, records its pid, stays running (or
 /// exits after `live` seconds). Odd runs print 127.0.0.1, even runs localhost, so a restart
 /// yields a new URL.
-fn tunnel_script(env: &Env, live: Option<u32>) -> String {
+pub(crate) fn tunnel_script(env: &Env, live: Option<u32>) -> String {
     let path = env.dir.path().join("tunnel.sh");
     let runs = env.dir.path().join("tunnel.runs");
     let pid = env.dir.path().join("tunnel.pid");
     let tail = match live {
-        Some(s) => format!("sleep {s}\nexit 1\n"),
+        Some(s) => format!("sleep {s}\necho 'tunnel-log: connection to edge lost' >&2\nexit 1\n"),
         None => "exec sleep 300\n".into(),
     };
     let script = format!(
@@ -31,19 +31,19 @@ fn tunnel_script(env: &Env, live: Option<u32>) -> String {
     format!("sh {} {{port}}", path.display())
 }
 
-struct Running {
-    child: Child,
+pub(crate) struct Running {
+    pub child: Child,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub seen: Vec<String>,
 }
 
 impl Running {
     /// Whether a line (already seen, or arriving within `timeout`) contains `needle`.
-    fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
         self.wait_for_line(|l| l.contains(needle), timeout)
     }
 
-    fn wait_for_line(&mut self, hit: impl Fn(&str) -> bool, timeout: Duration) -> bool {
+    pub fn wait_for_line(&mut self, hit: impl Fn(&str) -> bool, timeout: Duration) -> bool {
         let start = Instant::now();
         if self.seen.iter().any(|l| hit(l)) {
             return true;
@@ -64,7 +64,7 @@ impl Running {
     }
 }
 
-fn spawn(env: &Env, args: &[&str]) -> Running {
+pub(crate) fn spawn(env: &Env, args: &[&str]) -> Running {
     let mut child = env
         .command(args)
         .stdin(Stdio::null())
@@ -91,12 +91,12 @@ fn spawn(env: &Env, args: &[&str]) -> Running {
     }
 }
 
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-fn setup_env(vast: &FakeVast, slack: &FakeSlack) -> Env {
+pub(crate) fn setup_env(vast: &FakeVast, slack: &FakeSlack) -> Env {
     let mut env = Env::with_vast(&vast.url());
     env.set("SLACK_WEBHOOK_URL", &slack.url());
     env
@@ -104,7 +104,7 @@ fn setup_env(vast: &FakeVast, slack: &FakeSlack) -> Env {
 
 /// `vslack up` with the stand-in tunnel (which stays running) on a free port, plus `extra`,
 /// once it says it is ready; the webhook secrets it got are registered for the leak check.
-fn up_until_ready(env: &Env, vast: &FakeVast, extra: &[&str]) -> Running {
+pub(crate) fn up_until_ready(env: &Env, vast: &FakeVast, extra: &[&str]) -> Running {
     let cmd = tunnel_script(env, None);
     let mut args = vec!["up", "--tunnel-cmd", &cmd, "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
@@ -121,7 +121,7 @@ fn up_until_ready(env: &Env, vast: &FakeVast, extra: &[&str]) -> Running {
 }
 
 /// The pid the stand-in tunnel recorded.
-fn tunnel_pid(env: &Env) -> i32 {
+pub(crate) fn tunnel_pid(env: &Env) -> i32 {
     std::fs::read_to_string(env.dir.path().join("tunnel.pid"))
         .unwrap()
         .trim()
@@ -160,14 +160,6 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
     vast.deliver_event(1, "instance_stopped", Some("evt-up-flow"), 2);
     assert!(
         up.wait_for(
-            "received  instance_stopped evt-up-flow",
-            Duration::from_secs(10)
-        ),
-        "{:#?}",
-        up.seen
-    );
-    assert!(
-        up.wait_for(
             "duplicate instance_stopped evt-up-flow",
             Duration::from_secs(10)
         ),
@@ -175,10 +167,22 @@ fn up_points_the_webhook_at_the_tunnel_and_delivers_the_test_event() {
         up.seen
     );
     assert!(
-        up.wait_for("delivered evt-up-flow", Duration::from_secs(10)),
+        up.wait_for(
+            "delivered instance_stopped evt-up-flow",
+            Duration::from_secs(10)
+        ),
         "{:#?}",
         up.seen
     );
+    // One line for the event and one for its redelivery: nothing more.
+    std::thread::sleep(Duration::from_millis(300));
+    up.wait_for("never printed", Duration::from_millis(100));
+    let about: Vec<&String> = up
+        .seen
+        .iter()
+        .filter(|l| l.contains("evt-up-flow"))
+        .collect();
+    assert_eq!(about.len(), 2, "{about:#?}");
     let pid = tunnel_pid(&env);
     assert!(alive(pid));
     // Ctrl-C: tunnel stopped, webhook deleted (--cleanup), exit 0.
@@ -322,6 +326,24 @@ fn a_dying_tunnel_is_restarted_and_the_webhook_re_pointed_then_up_gives_up_clear
         up.seen
             .iter()
             .any(|l| l.contains("the tunnel keeps exiting")),
+        "{:#?}",
+        up.seen
+    );
+    // Why it died is shown (its last output), and the counter never passes its limit.
+    assert!(
+        up.seen
+            .iter()
+            .any(|l| l.contains("    tunnel-log: connection to edge lost")),
+        "{:#?}",
+        up.seen
+    );
+    assert!(
+        up.seen.iter().any(|l| l.contains("(3/3)")),
+        "{:#?}",
+        up.seen
+    );
+    assert!(
+        !up.seen.iter().any(|l| l.contains("(4/3)")),
         "{:#?}",
         up.seen
     );
