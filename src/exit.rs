@@ -18,7 +18,8 @@ pub const UNAVAILABLE: u8 = 5;
 /// A local problem: a secrets file others can read, something required missing (secret,
 /// Slack URL), or the event store in use by another relay.
 pub const CONFIG: u8 = 6;
-/// A second Ctrl-C (or SIGTERM) cut `up`'s cleanup short (128 + SIGINT, as shells report).
+/// Ctrl-C at a prompt, or a second Ctrl-C (or SIGTERM) cut `up`'s cleanup short (128 +
+/// SIGINT, as shells report).
 pub const INTERRUPTED: u8 = 130;
 
 /// A mistake in what the user asked for; the message says how to fix it.
@@ -35,6 +36,11 @@ pub struct NotFoundError(pub String);
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SetupError(pub String);
+
+/// The person pressed Ctrl-C at a prompt (exit 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
 
 /// Shorthand for returning a [`UsageError`].
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -53,6 +59,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 | VastError::Server { .. }
                 | VastError::Network { .. } => UNAVAILABLE,
             };
+        }
+        if cause.is::<Interrupted>() {
+            return INTERRUPTED;
         }
         if cause.is::<UsageError>() {
             return USAGE;

@@ -14,6 +14,7 @@ pub mod config;
 pub mod exit;
 pub mod output;
 pub mod paths;
+pub mod prompt;
 pub mod relay;
 pub mod sample;
 pub mod secret;

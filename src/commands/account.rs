@@ -19,7 +19,11 @@ pub async fn login(ctx: &Ctx) -> Result<()> {
         &ctx.global.vast_url(),
         ApiKey {
             key: key.clone(),
-            source: KeySource::Prompt,
+            source: if ctx.interactive() {
+                KeySource::Prompt
+            } else {
+                KeySource::Stdin
+            },
         },
     )?;
     // A real call proves the key before it is saved.

@@ -139,10 +139,7 @@ pub fn completions(shell: clap_complete::Shell) -> String {
 pub fn read_secret(ctx: &Ctx, prompt: &str, flag_hint: &str) -> Result<crate::secret::Secret> {
     use anyhow::Context;
     let value = if ctx.interactive() {
-        dialoguer::Password::new()
-            .with_prompt(prompt)
-            .interact()
-            .context("could not read from the terminal")?
+        crate::prompt::password(prompt)?
     } else if std::io::stdin().is_terminal() {
         let why = if ctx.global.no_input {
             "--no-input was given"

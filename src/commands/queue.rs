@@ -104,10 +104,10 @@ pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
         }
         QueueCmd::Drop { seqs, yes } => {
             if !yes {
-                let ok = dialoguer::Confirm::new()
-                    .with_prompt(format!("Delete {} event(s) for good?", seqs.len()))
-                    .default(false)
-                    .interact()?;
+                let ok = crate::prompt::confirm(
+                    &format!("Delete {} event(s) for good?", seqs.len()),
+                    false,
+                )?;
                 if !ok {
                     return Ok(());
                 }

@@ -23,26 +23,55 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         &ctx.paths.config_file(),
     ) {
         Ok(k) => {
+            let from_flag = matches!(k.source, KeySource::Flag(_)).then(|| k.key.clone());
             let c = VastClient::new(&ctx.global.vast_url(), k)?;
             let catalogue = c.notification_types().await?;
-            ctx.note(format!("API key: accepted ({})", c.key_source()));
+            // A key given with --api-key-file is saved, so the next command (which has no
+            // such flag) finds it too.
+            match from_flag {
+                Some(key) => {
+                    config = Config::update(&ctx.paths, |c| c.api_key = Some(key))?.0;
+                    ctx.note(format!(
+                        "API key: accepted ({}) and saved in {} for the other commands",
+                        c.key_source(),
+                        ctx.paths.config_file().display()
+                    ));
+                }
+                None => ctx.note(format!("API key: accepted ({})", c.key_source())),
+            }
             (c, catalogue)
         }
         // Only a key that is nowhere to be found is asked for; an unreadable --api-key-file or
-        // a config file others can read is an error to fix, not a reason to prompt.
+        // a config file others can read is an error to fix, not a reason to prompt. A key
+        // Vast.ai rejects is asked for again.
         Err(e) if interactive && matches!(e.downcast_ref(), Some(VastError::NoApiKey { .. })) => {
-            let k = dialoguer::Password::new()
-                .with_prompt("Vast.ai API key (from https://cloud.vast.ai/manage-keys/)")
-                .interact()?;
-            let c = VastClient::new(
-                &ctx.global.vast_url(),
-                ApiKey {
-                    key: Secret::new(k.trim()),
-                    source: KeySource::Prompt,
-                },
-            )?;
-            let catalogue = c.notification_types().await?;
-            config = Config::update(&ctx.paths, |c| c.api_key = Some(Secret::new(k.trim())))?.0;
+            let mut accepted = None;
+            for tries_left in (0..crate::prompt::TRIES).rev() {
+                let k = crate::prompt::password(
+                    "Vast.ai API key (from https://cloud.vast.ai/manage-keys/)",
+                )?;
+                let c = VastClient::new(
+                    &ctx.global.vast_url(),
+                    ApiKey {
+                        key: Secret::new(&k),
+                        source: KeySource::Prompt,
+                    },
+                )?;
+                match c.notification_types().await {
+                    Ok(catalogue) => {
+                        accepted = Some((c, catalogue, k));
+                        break;
+                    }
+                    Err(e @ (VastError::Unauthorized { .. } | VastError::BadRequest { .. }))
+                        if tries_left > 0 =>
+                    {
+                        ctx.note(format!("{e}\nPlease try again ({tries_left} left)."));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let (c, catalogue, k) = accepted.expect("the last try returns its error");
+            config = Config::update(&ctx.paths, |c| c.api_key = Some(Secret::new(&k)))?.0;
             ctx.note("API key: accepted and saved");
             (c, catalogue)
         }
@@ -54,23 +83,28 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     let slack = if let Some(path) = &args.slack_url_file {
         Some(crate::secret::read_secret_file(path, "--slack-url-file")?)
     } else if interactive {
-        let keep = config.slack.url.as_ref().is_some_and(|u| {
-            dialoguer::Confirm::new()
-                .with_prompt(format!(
+        let keep = match &config.slack.url {
+            Some(u) => crate::prompt::confirm(
+                &format!(
                     "Keep the saved Slack URL ({})?",
                     crate::relay::slack::host_of(u.expose())
-                ))
-                .default(true)
-                .interact()
-                .unwrap_or(true)
-        });
+                ),
+                true,
+            )?,
+            None => false,
+        };
         if keep {
             None
         } else {
-            let u = dialoguer::Password::new()
-                .with_prompt("Slack incoming webhook URL (https://hooks.slack.com/services/...)")
-                .interact()?;
-            Some(Secret::new(u.trim()))
+            let u = crate::prompt::until_valid(
+                || {
+                    crate::prompt::password(
+                        "Slack incoming webhook URL (https://hooks.slack.com/services/...)",
+                    )
+                },
+                |u| crate::relay::slack::check_url(u).map(|_| u.to_owned()),
+            )?;
+            Some(Secret::new(u))
         }
     } else if super::serve::slack_url(None, &config)?.is_none() {
         return Err(usage(
@@ -88,10 +122,10 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     }
     let hello = args.send_hello
         || (interactive
-            && dialoguer::Confirm::new()
-                .with_prompt("Post a \"vslack is connected\" message to Slack now?")
-                .default(true)
-                .interact()?);
+            && crate::prompt::confirm(
+                "Post a \"vslack is connected\" message to Slack now?",
+                true,
+            )?);
     if hello {
         if let Some(u) = super::serve::slack_url(None, &config)? {
             crate::relay::slack::post_hello(&u).await?;
@@ -160,17 +194,13 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             (None, Some(_)) => 3,
             _ => 0,
         };
-        let pick = dialoguer::Select::new()
-            .with_prompt("How will Vast.ai reach the relay?")
-            .items(options)
-            .default(current)
-            .interact()?;
+        let pick = crate::prompt::select("How will Vast.ai reach the relay", &options, current)?;
         if pick == 3 {
-            let u: String = dialoguer::Input::new()
-                .with_prompt("Public https URL of the relay")
-                .with_initial_text(config.relay.public_url.clone().unwrap_or_default())
-                .interact_text()?;
-            check_webhook_url("the public URL", &u)?;
+            let initial = config.relay.public_url.clone().unwrap_or_default();
+            let u = crate::prompt::until_valid(
+                || crate::prompt::input("Public https URL of the relay", &initial),
+                |u| check_webhook_url("the public URL", u).map(|_| u.to_owned()),
+            )?;
             (None, Some(u))
         } else {
             (Some(["tmole", "cloudflared", "ngrok"][pick].into()), None)

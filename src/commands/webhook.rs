@@ -329,12 +329,11 @@ pub fn pick_events(
         .iter()
         .map(|t| preselected.contains(&t.key))
         .collect();
-    let chosen = dialoguer::MultiSelect::new()
-        .with_prompt(format!("{prompt} (space toggles, enter confirms)"))
-        .items(&labels)
-        .defaults(&defaults)
-        .interact()
-        .context("could not read from the terminal")?;
+    let chosen = crate::prompt::multi_select(
+        &format!("{prompt} (space toggles, enter confirms)"),
+        &labels,
+        &defaults,
+    )?;
     Ok(chosen
         .into_iter()
         .map(|i| catalogue[i].key.clone())

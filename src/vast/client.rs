@@ -221,6 +221,7 @@ impl VastClient {
             }
             401 | 403 => Err(VastError::Unauthorized {
                 source_desc: self.key.source.to_string(),
+                fix: self.key.source.fix(),
             }),
             404 => Err(VastError::NotFound {
                 path: format!("/api/v0/{path}"),

@@ -18,6 +18,7 @@ pub enum KeySource {
     Saved(PathBuf),
     VastaiFile(PathBuf),
     Prompt,
+    Stdin,
 }
 
 impl fmt::Display for KeySource {
@@ -25,9 +26,23 @@ impl fmt::Display for KeySource {
         match self {
             KeySource::Flag(p) => write!(f, "--api-key-file {}", p.display()),
             KeySource::Env => f.write_str("the VAST_API_KEY environment variable"),
-            KeySource::Saved(p) => write!(f, "`vslack login` ({})", p.display()),
+            KeySource::Saved(p) => write!(f, "the key saved by `vslack login` in {}", p.display()),
             KeySource::VastaiFile(p) => write!(f, "the vastai CLI's key file {}", p.display()),
             KeySource::Prompt => f.write_str("the prompt"),
+            KeySource::Stdin => f.write_str("standard input"),
+        }
+    }
+}
+
+impl KeySource {
+    /// What to do when Vast.ai rejects a key from here.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            KeySource::Flag(_) => "put a current key in that file (https://cloud.vast.ai/manage-keys/)",
+            KeySource::Env => "fix VAST_API_KEY, or unset it (`unset VAST_API_KEY`) so the key saved by `vslack login` is used",
+            KeySource::Saved(_) => "run `vslack login` to save a current key (https://cloud.vast.ai/manage-keys/)",
+            KeySource::VastaiFile(_) => "put a current key in that file, or save one with `vslack login` (it takes precedence)",
+            KeySource::Prompt | KeySource::Stdin => "check the key at https://cloud.vast.ai/manage-keys/ and enter it again",
         }
     }
 }

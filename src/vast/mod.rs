@@ -15,8 +15,11 @@ pub use types::{NotificationType, Webhook};
 pub enum VastError {
     #[error("no Vast.ai API key found; looked in: {looked}. Run `vslack login`, set VAST_API_KEY, or pass --api-key-file PATH")]
     NoApiKey { looked: String },
-    #[error("Vast.ai rejected the API key from {source_desc} (HTTP 401); check the key or run `vslack login` to save a new one")]
-    Unauthorized { source_desc: String },
+    #[error("Vast.ai rejected the API key from {source_desc} (HTTP 401): {fix}")]
+    Unauthorized {
+        source_desc: String,
+        fix: &'static str,
+    },
     #[error("webhook {id} not found; run `vslack webhook list`")]
     WebhookNotFound { id: i64 },
     #[error("Vast.ai answered 404 Not Found for {path}; is the base URL right? (--vast-url / VAST_URL, default https://console.vast.ai)")]

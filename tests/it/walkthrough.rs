@@ -572,14 +572,14 @@ fn setup_interactively_through_a_terminal() {
     // would wait in the line buffer.
     let settle = || std::thread::sleep(Duration::from_millis(300));
     settle();
-    p.send("n").unwrap();
+    p.send("n\r").unwrap();
     p.flush().unwrap();
     p.exp_string("Events to send to Slack").unwrap();
     p.exp_string("host:maintenance_scheduled").unwrap(); // the whole list is drawn
     settle();
     p.send("\r").unwrap();
     p.flush().unwrap(); // keep the pre-selected walkthrough events
-    p.exp_string("How will Vast.ai reach the relay?").unwrap();
+    p.exp_string("How will Vast.ai reach the relay").unwrap();
     p.exp_string("deployed relay").unwrap();
     settle();
     p.send("\r").unwrap();

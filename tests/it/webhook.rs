@@ -541,3 +541,42 @@ fn concurrent_commands_never_lose_a_stored_secret() {
         );
     }
 }
+
+#[test]
+fn a_rejected_key_gets_advice_for_where_it_came_from() {
+    let (vast, mut env) = vast();
+    env.set("VAST_API_KEY", "revoked-key-000");
+    env.secret("revoked-key-000");
+    let out = env.run(&["webhook", "list"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("VAST_API_KEY") && out.stderr.contains("unset VAST_API_KEY"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("run `vslack login`"), "{out:?}");
+    env.unset("VAST_API_KEY");
+    let out = env.run_in(&["login"], Some("revoked-key-000\n"));
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("from standard input"), "{out:?}");
+    // setup --api-key-file saves the key, so the next command (without the flag) works.
+    let key = env.dir.path().join("key.txt");
+    std::fs::write(&key, format!("{API_KEY}\n")).unwrap();
+    let slack = env.slack_url_file("https://hooks.slack.com/services/T/B/setupfile");
+    let out = env.run(&[
+        "setup",
+        "--no-input",
+        "--api-key-file",
+        key.to_str().unwrap(),
+        "--slack-url-file",
+        &slack,
+        "--event",
+        "low_credit",
+        "--tunnel",
+        "tmole",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("saved in"), "{out:?}");
+    let out = env.run(&["webhook", "list"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    drop(vast);
+}
