@@ -426,7 +426,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --slack-url-file 'Read the Slack incoming-webhook URL from this file'
             cand --event 'Event to subscribe to (repeatable)'
             cand --tunnel 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]'
-            cand --tunnel-cmd 'Any tunnel command; {port} is replaced by the relay''s port; its first https URL is used'
+            cand --tunnel-cmd 'Any tunnel command; {port} is replaced by the relay''s port, and the first https URL it prints is used once it keeps running. The command is split into words like a shell would (quotes, backslashes) but no shell runs it, so `$VAR`, `~` and pipes mean nothing; for those use --tunnel-cmd ''sh -c "my-tunnel --port {port} | tee tunnel.log"''. It never sees vslack''s secrets (VAST_API_KEY, VAST_WEBHOOK_SECRET, SLACK_WEBHOOK_URL, VSLACK_*)'
             cand --public-url 'The relay''s public https URL when it is deployed (no tunnel is started)'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
@@ -489,7 +489,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         }
         &'vslack;up'= {
             cand --tunnel 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]'
-            cand --tunnel-cmd 'Any tunnel command; {port} is replaced by the relay''s port; its first https URL is used'
+            cand --tunnel-cmd 'Any tunnel command; {port} is replaced by the relay''s port, and the first https URL it prints is used once it keeps running. The command is split into words like a shell would (quotes, backslashes) but no shell runs it, so `$VAR`, `~` and pipes mean nothing; for those use --tunnel-cmd ''sh -c "my-tunnel --port {port} | tee tunnel.log"''. It never sees vslack''s secrets (VAST_API_KEY, VAST_WEBHOOK_SECRET, SLACK_WEBHOOK_URL, VSLACK_*)'
             cand --public-url 'The relay''s public https URL when it is deployed (no tunnel is started)'
             cand --event 'Events for a webhook that `up` has to create [default: the events saved by `vslack setup`, else the walkthrough''s six: low_credit, instance_created, instance_started, instance_stopped, outbid, upcoming_downtime]'
             cand --tunnel-timeout 'How long to wait for the tunnel''s URL'
