@@ -23,6 +23,7 @@ fn event(i: usize) -> Event {
         user_id: Some(42),
         timestamp: Some(1_772_490_000.0 + i as f64),
         received_at: 1_772_490_000 + i as i64,
+        context: None,
     }
 }
 

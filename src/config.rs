@@ -77,6 +77,11 @@ pub struct WebhookSecrets {
     /// Unix seconds when `previous_secret` was replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<i64>,
+    /// The event keys (`client:low_credit`, `host:machine_offline`) the webhook subscribes
+    /// to, as last set from this machine: Vast.ai's payload names only the slug, so the relay
+    /// takes an event's context (client or host) from the webhook whose secret verified it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 impl Config {
@@ -156,14 +161,23 @@ impl Config {
                 secret,
                 previous_secret: Some(old.secret),
                 rotated_at: Some(now),
+                events: old.events,
             },
-            _ => WebhookSecrets {
+            old => WebhookSecrets {
                 secret,
                 previous_secret: None,
                 rotated_at: None,
+                events: old.map(|o| o.events).unwrap_or_default(),
             },
         };
         self.webhooks.insert(key, entry);
+    }
+
+    /// Remember the event keys webhook `id` subscribes to (when its secret is held).
+    pub fn set_events(&mut self, id: i64, events: &[String]) {
+        if let Some(w) = self.webhooks.get_mut(&id.to_string()) {
+            w.events = events.to_vec();
+        }
     }
 
     /// Forget everything held for `id`; clears the default if it pointed there.

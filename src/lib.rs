@@ -20,6 +20,7 @@ pub mod sample;
 pub mod secret;
 pub mod slack_sink;
 pub mod tunnel;
+pub mod urls;
 pub mod vast;
 
 pub use commands::run;

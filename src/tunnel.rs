@@ -158,6 +158,8 @@ pub struct Tunnel {
     spec: TunnelSpec,
     /// The last lines it printed (stdout and stderr), to show when it dies.
     recent: Arc<Mutex<VecDeque<String>>>,
+    /// The tasks reading its output; they end at end of output.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Find the first public URL in a line that the spec accepts: https, or plain http to a
@@ -210,6 +212,7 @@ impl Tunnel {
         })?;
         let (tx, urls) = mpsc::channel(8);
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT_LINES)));
+        let mut readers = Vec::new();
         for stream in [
             child
                 .stdout
@@ -226,7 +229,7 @@ impl Tunnel {
             let tx = tx.clone();
             let spec = spec.clone();
             let recent = recent.clone();
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 let mut last = None;
                 while let Ok(Some(line)) = lines.next_line().await {
@@ -244,7 +247,7 @@ impl Tunnel {
                         }
                     }
                 }
-            });
+            }));
         }
         if spec.ngrok_api {
             let tx = tx.clone();
@@ -275,12 +278,21 @@ impl Tunnel {
             urls,
             spec: spec.clone(),
             recent,
+            readers,
         })
     }
 
-    /// The tunnel's last output lines, indented, for an error message ("" when it printed
-    /// nothing).
-    pub fn last_lines(&self) -> String {
+    /// Once it has exited: its last output lines, indented, for an error message ("" when it
+    /// printed nothing). Waits (briefly, in case something it started keeps the pipes open)
+    /// for the readers to take in the end of its output.
+    pub async fn last_lines(&mut self) -> String {
+        let readers = std::mem::take(&mut self.readers);
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            for r in readers {
+                let _ = r.await;
+            }
+        })
+        .await;
         let lines = self.recent.lock().map(|r| r.clone()).unwrap_or_default();
         if lines.is_empty() {
             return String::new();
@@ -306,12 +318,12 @@ impl Tunnel {
                     Ok(status) => bail!(
                         "{program} printed {url} and then exited ({}), so that is not a tunnel's URL; run it on its own to see why{}",
                         describe(status),
-                        self.last_lines()
+                        self.last_lines().await
                     ),
                 }
             }
             s = self.child.wait() => s,
-            _ = &mut deadline => bail!("{program} printed no public https URL within {}s; check that it works on its own{}", timeout.as_secs(), self.last_lines()),
+            _ = &mut deadline => bail!("{program} printed no public https URL within {}s; check that it works on its own{}", timeout.as_secs(), self.last_lines().await),
         };
         // Let the readers take in the last of its output before quoting it: a URL printed
         // just before the exit is no tunnel's either.
@@ -321,7 +333,7 @@ impl Tunnel {
             bail!(
                 "{program} printed {url} and then exited ({}), so that is not a tunnel's URL; run it on its own to see why{}",
                 describe(status),
-                self.last_lines()
+                self.last_lines().await
             );
         }
         match status.as_ref().ok().and_then(|s| s.code()) {
@@ -332,7 +344,7 @@ impl Tunnel {
             _ => bail!(
                 "{program} exited ({}) before printing a public URL; run it on its own to see why{}",
                 describe(status),
-                self.last_lines()
+                self.last_lines().await
             ),
         }
     }

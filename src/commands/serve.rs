@@ -57,15 +57,14 @@ pub fn keys(config: &Config, grace: Duration) -> Vec<Key> {
     let now = now_secs();
     let mut keys = Vec::new();
     for (id, w) in &config.webhooks {
-        keys.push(Key::new(format!("webhook {id}"), &w.secret, None));
+        keys.push(Key::new(format!("webhook {id}"), &w.secret, None).with_events(&w.events));
         if let (Some(prev), Some(at)) = (&w.previous_secret, w.rotated_at) {
             let until = at + grace.as_secs() as i64;
             if until > now {
-                keys.push(Key::new(
-                    format!("webhook {id} (previous)"),
-                    prev,
-                    Some(until),
-                ));
+                keys.push(
+                    Key::new(format!("webhook {id} (previous)"), prev, Some(until))
+                        .with_events(&w.events),
+                );
             }
         }
     }

@@ -234,6 +234,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             if change.event_types.is_some() || change.webhook_url.is_some() {
                 client.update_webhook(w.id, &change).await?;
             }
+            Config::update(&ctx.paths, |c| c.set_events(w.id, &events))?;
             ctx.note(format!("Webhook {}: reused and updated", w.id));
             Some(w.id)
         }
@@ -248,7 +249,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                     })
                     .await?;
                 let id = created.webhook.id;
-                super::webhook::keep_secret(ctx, id, &created.secret, true)?;
+                super::webhook::keep_secret(ctx, id, &created.secret, true, Some(&events))?;
                 ctx.note(format!("Webhook {id}: created, signing secret saved"));
                 Some(id)
             }

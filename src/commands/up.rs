@@ -83,6 +83,7 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
                         "this machine does not hold webhook {id}'s signing secret, so the relay could not verify its deliveries; run `vslack webhook rotate-secret {id}` first"
                     )));
                 }
+                Config::update(&ctx.paths, |c| c.set_events(id, &w.event_types))?;
                 if w.webhook_url != url {
                     client
                         .update_webhook(
@@ -126,7 +127,13 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
         .await?;
     let id = created.webhook.id;
     // There is no default here (`point` reuses one that exists), so this one becomes it.
-    super::webhook::keep_secret(ctx, id, &created.secret, true)?;
+    super::webhook::keep_secret(
+        ctx,
+        id,
+        &created.secret,
+        true,
+        Some(&created.webhook.event_types),
+    )?;
     say(format!(
         "created webhook {id} (signing secret saved in {})",
         ctx.paths.config_file().display()
@@ -486,8 +493,8 @@ async fn watch(
                 };
                 // Whatever the dead tunnel left in its process group goes too.
                 let last = match tunnel.take() {
-                    Some(old) => {
-                        let last = old.last_lines();
+                    Some(mut old) => {
+                        let last = old.last_lines().await;
                         old.stop().await;
                         last
                     }

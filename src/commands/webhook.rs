@@ -28,7 +28,9 @@ pub struct WebhookView {
 }
 
 impl WebhookView {
-    pub fn new(webhook: Webhook, config: &Config) -> WebhookView {
+    /// The view of `webhook`; its URL is shown safely (a chat service's path is a secret).
+    pub fn new(mut webhook: Webhook, config: &Config) -> WebhookView {
+        webhook.webhook_url = crate::urls::shown(&webhook.webhook_url);
         let held = config.webhook(webhook.id);
         WebhookView {
             secret_held: held.is_some(),
@@ -98,7 +100,7 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
         WebhookCmd::RotateSecret { id, print_secret } => {
             let id = resolve_id(id, &config)?;
             let rotated = client.rotate_secret(id).await?;
-            let (config, _) = keep_secret(ctx, id, &rotated.secret, false)?;
+            let (config, _) = keep_secret(ctx, id, &rotated.secret, false, None)?;
             let grace = config.secret_grace().as_secs() / 3600;
             if print_secret {
                 println!("{}", rotated.secret.expose());
@@ -185,7 +187,9 @@ async fn list(ctx: &Ctx, client: &VastClient, config: &Config) -> Result<()> {
         "{}",
         output::table(&["ID", "NAME", "URL", "EVENTS", "SECRET HERE"], &rows)
     );
-    ctx.note("* = default webhook");
+    if views.iter().any(|v| v.default) {
+        ctx.note("* = default webhook");
+    }
     Ok(())
 }
 
@@ -215,43 +219,17 @@ fn print_details(v: &WebhookView) {
     println!("events       {}", w.event_types.join("\n             "));
 }
 
-/// Check a delivery URL (given with `flag`) before Vast.ai does. Returns a warning for
-/// loopback http.
+/// Check a delivery URL (given with `flag`) before Vast.ai does (see `urls`).
 pub fn check_webhook_url(flag: &str, url: &str) -> Result<Option<String>> {
-    if url.len() > 2048 {
-        return Err(usage(format!(
-            "{flag} is {} characters; Vast.ai allows at most 2048",
-            url.len()
-        )));
-    }
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        usage(format!(
-            "{flag} {url:?} is not a valid URL ({e}); use https://host/path"
-        ))
-    })?;
-    let host = parsed.host_str().unwrap_or_default();
-    if host.is_empty() {
-        return Err(usage(format!(
-            "{flag} needs a host, like https://relay.example.com/"
-        )));
-    }
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-        || host == "[::1]";
-    match parsed.scheme() {
-        "https" => Ok(None),
-        "http" if loopback => Ok(Some(format!(
-            "{url} is plain http on this machine: Vast.ai itself only delivers to public https URLs, so this is for local testing"
-        ))),
-        _ => Err(usage(format!(
-            "{flag} must be https:// (Vast.ai requires it); got {url}. For a relay on this machine use a tunnel: `vslack up --tunnel tmole`"
-        ))),
-    }
+    crate::urls::check_delivery_url(flag, url)
 }
 
 fn check_name(name: &str) -> Result<()> {
+    if name.chars().any(char::is_control) {
+        return Err(usage(
+            "--name has a control character (a newline, tab or escape code); use plain text",
+        ));
+    }
     let n = name.chars().count();
     if n > 120 {
         return Err(usage(format!(
@@ -379,6 +357,11 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
     if events.is_empty() {
         return Err(usage("no events selected; a webhook needs at least one"));
     }
+    if events.iter().any(|e| e.starts_with("client:"))
+        && events.iter().any(|e| e.starts_with("host:"))
+    {
+        ctx.note("warning: this webhook mixes client (renter) and host events; Vast.ai's docs advise one webhook per context, e.g. one with `--event client:…` and another with `--event host:…`");
+    }
     let created = client
         .create_webhook(&WebhookChange {
             name: Some(args.name),
@@ -387,7 +370,13 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
         })
         .await?;
     let id = created.webhook.id;
-    let (config, first) = keep_secret(ctx, id, &created.secret, true)?;
+    let (config, first) = keep_secret(
+        ctx,
+        id,
+        &created.secret,
+        true,
+        Some(&created.webhook.event_types),
+    )?;
     if args.print_secret {
         println!("{}", created.secret.expose());
     } else if ctx.global.json {
@@ -396,9 +385,9 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
         println!("{id}");
     }
     ctx.note(format!(
-        "Created webhook {id} -> {} ({} events). Signing secret saved in {}{}",
-        created.webhook.webhook_url,
-        created.webhook.event_types.len(),
+        "Created webhook {id} -> {} ({}). Signing secret saved in {}{}",
+        crate::urls::shown(&created.webhook.webhook_url),
+        plural(created.webhook.event_types.len(), "event"),
         ctx.paths.config_file().display(),
         if first {
             "; it is the default webhook"
@@ -407,6 +396,11 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
         }
     ));
     Ok(())
+}
+
+/// `1 event`, `2 events`.
+pub fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Store a secret Vast.ai just issued (the previous one is kept for the grace period); with
@@ -418,9 +412,13 @@ pub fn keep_secret(
     id: i64,
     secret: &crate::secret::Secret,
     default: bool,
+    events: Option<&[String]>,
 ) -> Result<(Config, bool)> {
     Config::update(&ctx.paths, |c| {
         c.store_secret(id, secret.clone(), now_secs());
+        if let Some(events) = events {
+            c.set_events(id, events);
+        }
         let first = default && c.default_webhook.is_none();
         if first {
             c.default_webhook = Some(id);
@@ -473,6 +471,9 @@ async fn update(ctx: &Ctx, client: &VastClient, config: &Config, args: UpdateArg
         ));
     }
     let updated = client.update_webhook(id, &change).await?;
+    if change.event_types.is_some() {
+        Config::update(&ctx.paths, |c| c.set_events(id, &updated.event_types))?;
+    }
     let view = WebhookView::new(updated, config);
     if ctx.global.json {
         output::json(&view)
@@ -497,26 +498,43 @@ async fn delete(
                 "deleting webhook {id} needs confirmation: pass --yes"
             )));
         }
-        let ok = dialoguer::Confirm::new()
-            .with_prompt(format!(
-                "Delete webhook {id} at Vast.ai and forget its secret?"
-            ))
-            .default(false)
-            .interact()
-            .context("could not read from the terminal")?;
+        let w = client.get_webhook(id).await?;
+        let ok = crate::prompt::confirm(
+            &format!(
+                "Delete webhook {id} {:?} -> {} at Vast.ai and forget its secret?",
+                w.name.as_deref().unwrap_or(""),
+                crate::urls::shown(&w.webhook_url)
+            ),
+            false,
+        )?;
         if !ok {
             ctx.note("Nothing deleted");
             return Ok(());
         }
     }
     client.delete_webhook(id).await?;
-    let (_, forgot) = Config::update(&ctx.paths, |c| c.forget_webhook(id))?;
+    // With the default gone and exactly one other webhook held here, that one is the default.
+    let (config, (forgot, new_default)) = Config::update(&ctx.paths, |c| {
+        let was_default = c.default_webhook == Some(id);
+        let forgot = c.forget_webhook(id);
+        let mut promoted = None;
+        if was_default && c.webhooks.len() == 1 {
+            promoted = c.webhooks.keys().next().and_then(|k| k.parse().ok());
+            c.default_webhook = promoted;
+        }
+        (forgot, promoted)
+    })?;
     if ctx.global.json {
-        output::json(&json!({"id": id, "deleted": true, "secret_forgotten": forgot}))?;
+        output::json(
+            &json!({"id": id, "deleted": true, "secret_forgotten": forgot, "default_webhook": config.default_webhook}),
+        )?;
     }
     ctx.note(format!(
         "Deleted webhook {id}{}",
         if forgot { " and forgot its secret" } else { "" }
     ));
+    if let Some(d) = new_default {
+        ctx.note(format!("Webhook {d} is now the default"));
+    }
     Ok(())
 }

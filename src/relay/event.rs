@@ -18,6 +18,10 @@ pub struct Event {
     pub timestamp: Option<f64>,
     /// When the relay stored it (Unix seconds).
     pub received_at: i64,
+    /// `client` or `host`, from the webhook whose secret verified it (the payload's slug
+    /// does not say); `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// Why a body is not a notification.
@@ -61,6 +65,7 @@ impl Event {
             user_id: map.get("user_id").and_then(Value::as_i64),
             timestamp: map.get("timestamp").and_then(Value::as_f64),
             received_at,
+            context: None,
         })
     }
 }

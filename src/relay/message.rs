@@ -85,6 +85,17 @@ fn slug(notif_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// The kind of an event, from its context when the relay knows it (the webhook that verified
+/// it subscribes to `host:slug`, say), else from its slug.
+fn kind_in(slug: &str, context: Option<&str>) -> Kind {
+    match (kind(slug), context) {
+        (Kind::Billing, _) => Kind::Billing,
+        (_, Some("host")) => Kind::Host,
+        (Kind::Host, Some("client")) => Kind::Instance,
+        (k, _) => k,
+    }
+}
+
 fn kind(slug: &str) -> Kind {
     const BILLING_WORDS: [&str; 4] = ["credit", "billing", "payment", "invoice"];
     if BILLING_WORDS.iter().any(|w| slug.contains(w)) {
@@ -126,9 +137,9 @@ impl Kind {
 /// instance kinds (instance_*, outbid, upcoming_downtime) -> {console}/instances/
 /// host kinds (machine_*, maintenance_*, host_*) -> {console}/host/machines/
 /// webhook_test and everything else -> console root "{console}/"
-fn action_url(console: &str, notif_type: &str) -> String {
+fn action_url(console: &str, kind: Kind) -> String {
     let base = console.trim().trim_end_matches('/');
-    format!("{base}{}", kind(&slug(notif_type)).path())
+    format!("{base}{}", kind.path())
 }
 
 /// Emoji shortcode per kind (e.g. ":warning:" low credit, ":x:" billing_failed, ":receipt:" payment, ":rocket:" created/started, ":octagonal_sign:" stopped, ":red_circle:" offline, ":large_green_circle:" online, ":moneybag:" outbid, ":calendar:" downtime, ":wrench:" host, ":white_check_mark:" webhook_test, ":bell:" default).
@@ -201,22 +212,23 @@ impl<'a> Parts<'a> {
     fn new(event: &'a Event, console: &str) -> Parts<'a> {
         let non_empty = |s: &'a Option<String>| s.as_deref().filter(|s| !s.trim().is_empty());
         let slug = slug(&event.notif_type);
+        let kind = kind_in(&slug, event.context.as_deref());
         Parts {
             event,
-            kind: kind(&slug),
-            emoji: emoji(&event.notif_type),
+            kind,
+            emoji: match (kind, emoji(&event.notif_type)) {
+                (Kind::Host, ":bell:") => ":wrench:",
+                (_, e) => e,
+            },
             subject: non_empty(&event.subject).unwrap_or(DEFAULT_SUBJECT),
             message: non_empty(&event.message).unwrap_or(NO_MESSAGE),
-            url: action_url(console, &event.notif_type),
+            url: action_url(console, kind),
         }
     }
 
     /// `type=… event_id=…`, raw (for plain strings).
     fn details(&self) -> String {
-        format!(
-            "type={} event_id={}",
-            self.event.notif_type, self.event.event_id
-        )
+        format!("type={} event_id={}", self.type_key(), self.event.event_id)
     }
 
     /// The event time (or, without one, the time it was received) as UTC.
@@ -252,10 +264,18 @@ impl<'a> Parts<'a> {
         )
     }
 
+    /// `type`, as the full key (`host:machine_offline`) when the context is known.
+    fn type_key(&self) -> String {
+        match &self.event.context {
+            Some(c) => format!("{c}:{}", self.event.notif_type),
+            None => self.event.notif_type.clone(),
+        }
+    }
+
     fn context(&self) -> String {
         let text = format!(
             "type={} · event_id={} · {}",
-            escape(&self.event.notif_type),
+            escape(&self.type_key()),
             escape(&self.event.event_id),
             self.time()
         );
@@ -273,7 +293,7 @@ impl<'a> Parts<'a> {
         let room = SECTION_LIMIT.saturating_sub(units(&head) + units(&foot));
         let body = fit(self.message, true, room.min(DIGEST_MESSAGE_LIMIT));
         let text = fit(&format!("{head}{body}{foot}"), false, SECTION_LIMIT);
-        json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })
+        mrkdwn_section(text)
     }
 }
 
@@ -308,30 +328,34 @@ fn single_blocks(p: &Parts) -> Value {
         "text": p.walkthrough_text(TEXT_LIMIT),
         "blocks": [
             header(&format!("{} {}", p.emoji, one_line(p.subject))),
-            {
-                "type": "section",
-                "text": { "type": "mrkdwn", "text": fit(p.message, true, SECTION_LIMIT) },
-            },
-            {
-                "type": "actions",
-                "elements": [{
-                    "type": "button",
-                    "text": { "type": "plain_text", "text": p.kind.button(), "emoji": true },
-                    "url": p.url,
-                }],
-            },
+            mrkdwn_section(fit(p.message, true, SECTION_LIMIT)),
+            // A link, not a URL button: on an incoming webhook (no interactivity configured)
+            // Slack marks a button with an "app not configured" warning when it is clicked.
             {
                 "type": "context",
-                "elements": [{ "type": "mrkdwn", "text": p.context() }],
+                "elements": [{
+                    "type": "mrkdwn",
+                    "text": fit(&format!("<{}|{}> · {}", p.url, p.kind.button(), p.context()), false, SECTION_LIMIT),
+                    "verbatim": true,
+                }],
             },
         ],
     })
 }
 
+/// A section of mrkdwn, `verbatim` so Slack does not turn names or bare words into links or
+/// mentions (the text is escaped as well; see [`escape`]).
+fn mrkdwn_section(text: String) -> Value {
+    json!({ "type": "section", "text": { "type": "mrkdwn", "text": text, "verbatim": true } })
+}
+
+/// A header: plain text (never parsed for mentions), with the same word joiner after `@`
+/// as [`escape`] puts there, so a client that does parse it cannot notify anyone either.
 fn header(text: &str) -> Value {
+    let text = text.replace('@', "@\u{2060}");
     json!({
         "type": "header",
-        "text": { "type": "plain_text", "text": fit(text, false, HEADER_LIMIT), "emoji": true },
+        "text": { "type": "plain_text", "text": fit(&text, false, HEADER_LIMIT), "emoji": true },
     })
 }
 
@@ -376,7 +400,8 @@ fn units(s: &str) -> usize {
     s.chars().map(char::len_utf16).sum()
 }
 
-/// Escape Slack's mrkdwn control characters.
+/// Escape Slack's mrkdwn control characters, and put a word joiner (U+2060, invisible) after
+/// every `@` so that text like `@channel` or `@here` from Vast.ai can never notify anyone.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -390,6 +415,7 @@ fn push_escaped(out: &mut String, c: char, escaped: bool) {
         '&' if escaped => out.push_str("&amp;"),
         '<' if escaped => out.push_str("&lt;"),
         '>' if escaped => out.push_str("&gt;"),
+        '@' if escaped => out.push_str("@\u{2060}"),
         c => out.push(c),
     }
 }
@@ -398,6 +424,7 @@ fn escaped_units(c: char, escaped: bool) -> usize {
     match c {
         '&' if escaped => 5,
         '<' | '>' if escaped => 4,
+        '@' if escaped => 2,
         c => c.len_utf16(),
     }
 }
@@ -478,6 +505,7 @@ mod tests {
             user_id: Some(1),
             timestamp: Some(1_772_490_000.9),
             received_at: 1_772_490_100,
+            context: None,
         }
     }
 
@@ -535,7 +563,7 @@ mod tests {
             "invoice_ready",
         ] {
             assert_eq!(
-                action_url(CONSOLE, t),
+                action_url(CONSOLE, kind(&slug(t))),
                 "https://cloud.vast.ai/billing/",
                 "{t}"
             );
@@ -550,7 +578,7 @@ mod tests {
             "upcoming_downtime",
         ] {
             assert_eq!(
-                action_url(CONSOLE, t),
+                action_url(CONSOLE, kind(&slug(t))),
                 "https://cloud.vast.ai/instances/",
                 "{t}"
             );
@@ -562,21 +590,25 @@ mod tests {
             "host_anything",
         ] {
             assert_eq!(
-                action_url(CONSOLE, t),
+                action_url(CONSOLE, kind(&slug(t))),
                 "https://cloud.vast.ai/host/machines/",
                 "{t}"
             );
         }
         for t in ["webhook_test", "notification", "something_new", ""] {
-            assert_eq!(action_url(CONSOLE, t), "https://cloud.vast.ai/", "{t}");
+            assert_eq!(
+                action_url(CONSOLE, kind(&slug(t))),
+                "https://cloud.vast.ai/",
+                "{t}"
+            );
         }
         // Trailing slash on the base, and a stray key prefix.
         assert_eq!(
-            action_url("https://cloud.vast.ai/", "low_credit"),
+            action_url("https://cloud.vast.ai/", kind(&slug("low_credit"))),
             "https://cloud.vast.ai/billing/"
         );
         assert_eq!(
-            action_url(CONSOLE, "host:machine_offline"),
+            action_url(CONSOLE, kind(&slug("host:machine_offline"))),
             "https://cloud.vast.ai/host/machines/"
         );
     }
@@ -603,18 +635,16 @@ mod tests {
         assert_eq!(n, 1);
         let b = blocks(&v);
         let types: Vec<&str> = b.iter().map(|b| b["type"].as_str().unwrap()).collect();
-        assert_eq!(types, ["header", "section", "actions", "context"]);
+        assert_eq!(types, ["header", "section", "context"]);
         assert_eq!(b[0]["text"]["type"], "plain_text");
         assert_eq!(b[0]["text"]["text"], ":warning: Low credit");
         assert_eq!(b[1]["text"]["type"], "mrkdwn");
+        assert_eq!(b[1]["text"]["verbatim"], true);
         assert_eq!(section_text(&b[1]), "Your balance is $4.20");
-        let button = &b[2]["elements"][0];
-        assert_eq!(button["type"], "button");
-        assert_eq!(button["text"]["text"], "Open billing");
-        assert_eq!(button["url"], "https://cloud.vast.ai/billing/");
+        assert!(!v.to_string().contains("\"button\""), "no URL button: {v}");
         assert_eq!(
-            b[3]["elements"][0]["text"],
-            "type=low_credit · event_id=0123456789abcdef0123456789abcdef · 2026-03-02 22:20:00 UTC"
+            b[2]["elements"][0]["text"],
+            "<https://cloud.vast.ai/billing/|Open billing> · type=low_credit · event_id=0123456789abcdef0123456789abcdef · 2026-03-02 22:20:00 UTC"
         );
         assert_eq!(
             v["text"],
@@ -638,12 +668,54 @@ mod tests {
             ":white_check_mark: Vast.ai notification"
         );
         assert_eq!(section_text(&b[1]), NO_MESSAGE);
-        assert_eq!(b[2]["elements"][0]["text"]["text"], "Open console");
-        assert_eq!(b[2]["elements"][0]["url"], "https://cloud.vast.ai/");
-        assert!(b[3]["elements"][0]["text"]
+        assert!(b[2]["elements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("<https://cloud.vast.ai/|Open console> · "));
+        assert!(b[2]["elements"][0]["text"]
             .as_str()
             .unwrap()
             .ends_with("1970-01-01 00:00:00 UTC"));
+    }
+
+    #[test]
+    fn mentions_in_vast_text_cannot_notify_anyone() {
+        let e = event(
+            "id-m",
+            "outbid",
+            "@here outbid",
+            "@channel @everyone <!here> mail a@b.c",
+        );
+        for format in [Format::Blocks, Format::Text] {
+            let (v, _) = render_batch(std::slice::from_ref(&e), format, CONSOLE);
+            let all = v.to_string();
+            for m in ["@channel", "@everyone", "@here", "<!here>"] {
+                assert!(!all.contains(m), "{format:?} carries {m}: {all}");
+            }
+        }
+        let (d, _) = render_batch(&[e.clone(), e], Format::Blocks, CONSOLE);
+        assert!(!d.to_string().contains("@channel"));
+        assert!(blocks(&d)[1]["text"]["verbatim"] == true);
+    }
+
+    #[test]
+    fn the_context_of_the_verifying_webhook_picks_the_console_page() {
+        let mut e = event("id-h", "payout_sent", "Payout", "sent");
+        let (v, _) = render_batch(std::slice::from_ref(&e), Format::Blocks, CONSOLE);
+        assert!(v
+            .to_string()
+            .contains("https://cloud.vast.ai/|Open console"));
+        e.context = Some("host".into());
+        let (v, _) = render_batch(&[e], Format::Blocks, CONSOLE);
+        let ctx = blocks(&v)[2]["elements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            ctx.starts_with("<https://cloud.vast.ai/host/machines/|Open host machines>"),
+            "{ctx}"
+        );
+        assert!(ctx.contains("type=host:payout_sent"), "{ctx}");
     }
 
     #[test]
@@ -781,6 +853,7 @@ mod tests {
                 user_id: None,
                 timestamp: None,
                 received_at: 0,
+                context: None,
             })
             .collect();
         let (v, n) = render_batch(&events, Format::Blocks, CONSOLE);

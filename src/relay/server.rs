@@ -252,7 +252,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         &bytes,
         now,
     ) {
-        Ok(label) => label.to_owned(),
+        Ok(key) => key.clone(),
         Err(e) => {
             let r = match e {
                 VerifyError::MissingSignature => Received::MissingSignature,
@@ -273,7 +273,10 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         .get(EVENT_ID_HEADER)
         .and_then(|v| v.to_str().ok());
     let event = match Event::parse(&bytes, header_id, now) {
-        Ok(e) => e,
+        Ok(mut e) => {
+            e.context = key.context_of(&e.notif_type).map(str::to_owned);
+            e
+        }
         Err(e) => {
             outcome(Received::InvalidJson, None, None);
             tracing::warn!(reason = %e, "refused delivery: not a JSON object");
@@ -287,7 +290,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     match app.spool.insert(event, bytes.to_vec()).await {
         Ok(Inserted::New) => {
             outcome(Received::Stored, Some(&id), Some(&kind));
-            tracing::info!(event_id = %printable(&id), notif_type = %printable(&kind), attempt, key = %key, "stored");
+            tracing::info!(event_id = %printable(&id), notif_type = %printable(&kind), attempt, key = %key.label, "stored");
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .header(OUTCOME_HEADER, "stored")

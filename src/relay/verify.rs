@@ -38,6 +38,9 @@ pub struct Key {
     mac: HmacSha256,
     /// Unix seconds after which this key is refused (rotated-out secrets).
     pub valid_until: Option<i64>,
+    /// Slug -> context (`client` or `host`) for the events the key's webhook subscribes to,
+    /// where a slug has one context only.
+    contexts: std::sync::Arc<std::collections::HashMap<String, String>>,
 }
 
 impl Key {
@@ -47,7 +50,30 @@ impl Key {
             mac: HmacSha256::new_from_slice(secret.expose().as_bytes())
                 .expect("HMAC takes any key length"),
             valid_until,
+            contexts: Default::default(),
         }
+    }
+
+    /// The key of a webhook subscribed to `events` (keys such as `host:machine_offline`).
+    pub fn with_events(mut self, events: &[String]) -> Key {
+        let mut contexts = std::collections::HashMap::new();
+        let mut ambiguous = std::collections::HashSet::new();
+        for (context, slug) in events.iter().filter_map(|e| e.split_once(':')) {
+            match contexts.insert(slug.to_owned(), context.to_owned()) {
+                Some(other) if other != context => {
+                    ambiguous.insert(slug.to_owned());
+                }
+                _ => {}
+            }
+        }
+        contexts.retain(|slug, _| !ambiguous.contains(slug));
+        self.contexts = std::sync::Arc::new(contexts);
+        self
+    }
+
+    /// The context of an event of type `slug` signed with this key, when it is known.
+    pub fn context_of(&self, slug: &str) -> Option<&str> {
+        self.contexts.get(slug).map(String::as_str)
     }
 }
 
@@ -66,14 +92,14 @@ impl Verifier {
         &self.keys
     }
 
-    /// Check a delivery; on success returns the label of the key that matched.
+    /// Check a delivery; on success returns the key that matched.
     pub fn verify(
         &self,
         timestamp: Option<&[u8]>,
         signature: Option<&[u8]>,
         body: &[u8],
         now: i64,
-    ) -> Result<&str, VerifyError> {
+    ) -> Result<&Key, VerifyError> {
         let (Some(ts), Some(sig)) = (timestamp, signature) else {
             return Err(VerifyError::MissingSignature);
         };
@@ -105,7 +131,7 @@ impl Verifier {
             mac.update(body);
             // Check every key so timing does not reveal which one matched.
             if mac.verify_slice(&expected).is_ok() && matched.is_none() {
-                matched = Some(key.label.as_str());
+                matched = Some(key);
             }
         }
         matched.ok_or(VerifyError::BadSignature)
@@ -125,6 +151,31 @@ pub fn sign(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    impl Verifier {
+        /// `verify`, with the matching key's label.
+        fn label(
+            &self,
+            ts: Option<&[u8]>,
+            sig: Option<&[u8]>,
+            body: &[u8],
+            now: i64,
+        ) -> Result<&str, VerifyError> {
+            self.verify(ts, sig, body, now).map(|k| k.label.as_str())
+        }
+    }
+
+    #[test]
+    fn contexts_come_from_the_webhooks_events() {
+        let k = Key::new("w", &Secret::new("s"), None).with_events(&[
+            "host:machine_offline".into(),
+            "client:low_credit".into(),
+            "host:low_credit".into(),
+        ]);
+        assert_eq!(k.context_of("machine_offline"), Some("host"));
+        assert_eq!(k.context_of("low_credit"), None, "in both: unknown");
+        assert_eq!(k.context_of("outbid"), None);
+    }
+
     fn verifier() -> Verifier {
         Verifier::new(
             vec![
@@ -141,7 +192,7 @@ mod tests {
         let body = br#"{"event_id":"e"}"#;
         let sig = sign(&Secret::new("s1"), 900, body);
         assert_eq!(
-            v.verify(Some(b"900"), Some(sig.as_bytes()), body, 900),
+            v.label(Some(b"900"), Some(sig.as_bytes()), body, 900),
             Ok("current")
         );
         // Known answer computed independently with Python's hmac module.
@@ -150,20 +201,20 @@ mod tests {
             "sha256=f25ad2fb9bc33414750facef8bf57ad0add8888abecd97618c8465872128c082"
         );
         assert_eq!(
-            v.verify(None, Some(sig.as_bytes()), body, 900),
+            v.label(None, Some(sig.as_bytes()), body, 900),
             Err(VerifyError::MissingSignature)
         );
         assert_eq!(
-            v.verify(Some(b"900"), None, body, 900),
+            v.label(Some(b"900"), None, body, 900),
             Err(VerifyError::MissingSignature)
         );
         assert_eq!(
-            v.verify(Some(b"900"), Some(sig.as_bytes()), b"{}", 900),
+            v.label(Some(b"900"), Some(sig.as_bytes()), b"{}", 900),
             Err(VerifyError::BadSignature)
         );
         assert_eq!(
             // Uppercase hex after a proper prefix: refused, as the format is lowercase.
-            v.verify(
+            v.label(
                 Some(b"900"),
                 Some(format!("sha256={}", sig[7..].to_uppercase()).as_bytes()),
                 body,
@@ -174,20 +225,20 @@ mod tests {
         // Exactly 300 s either side is still inside the window; 301 s is not.
         for now in [600, 1200] {
             assert_eq!(
-                v.verify(Some(b"900"), Some(sig.as_bytes()), body, now),
+                v.label(Some(b"900"), Some(sig.as_bytes()), body, now),
                 Ok("current")
             );
         }
         assert_eq!(
-            v.verify(Some(b"900"), Some(sig.as_bytes()), body, 1201),
+            v.label(Some(b"900"), Some(sig.as_bytes()), body, 1201),
             Err(VerifyError::StaleTimestamp)
         );
         assert_eq!(
-            v.verify(Some(b"900"), Some(sig.as_bytes()), body, 599),
+            v.label(Some(b"900"), Some(sig.as_bytes()), body, 599),
             Err(VerifyError::StaleTimestamp)
         );
         assert_eq!(
-            v.verify(Some(b"abc"), Some(sig.as_bytes()), body, 900),
+            v.label(Some(b"abc"), Some(sig.as_bytes()), body, 900),
             Err(VerifyError::BadSignature)
         );
     }
@@ -198,12 +249,12 @@ mod tests {
         let body = b"{}";
         let sig = sign(&Secret::new("s0"), 1_000, body);
         assert_eq!(
-            v.verify(Some(b"1000"), Some(sig.as_bytes()), body, 1_000),
+            v.label(Some(b"1000"), Some(sig.as_bytes()), body, 1_000),
             Ok("previous")
         );
         let sig = sign(&Secret::new("s0"), 1_001, body);
         assert_eq!(
-            v.verify(Some(b"1001"), Some(sig.as_bytes()), body, 1_001),
+            v.label(Some(b"1001"), Some(sig.as_bytes()), body, 1_001),
             Err(VerifyError::BadSignature)
         );
     }

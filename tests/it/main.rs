@@ -12,3 +12,4 @@ mod relay_process;
 mod up_safety;
 mod walkthrough;
 mod webhook;
+mod webhook_rules;

@@ -25,7 +25,7 @@ pub type TypeRow = (
 
 /// What `GET /api/v0/notification-types/` lists.
 #[rustfmt::skip]
-pub const NOTIFICATION_TYPES: [TypeRow; 13] = [
+pub const NOTIFICATION_TYPES: [TypeRow; 14] = [
     ("client:low_credit", Some("billing"), "billing", "Low balance notifications", true, false, false),
     ("client:billing_failed", Some("billing"), "billing", "Billing failures", true, false, true),
     ("client:payment_receipt", Some("billing"), "billing", "Payment receipts", true, false, false),
@@ -39,6 +39,8 @@ pub const NOTIFICATION_TYPES: [TypeRow; 13] = [
     ("host:machine_offline", Some("machines"), "machines", "Machine offline", true, false, false),
     ("host:machine_error", Some("machines"), "machines", "Machine error", true, false, false),
     ("host:maintenance_scheduled", None, "machines", "Maintenance scheduled", true, false, false),
+    // A host event whose slug alone does not say "host" (its context comes from the webhook).
+    ("host:payout_sent", Some("earnings"), "earnings", "Payout sent", false, false, false),
 ];
 
 /// Vast.ai's per-account webhook limit.
