@@ -116,7 +116,7 @@ fn create_checks_inputs_before_calling_vast() {
         ),
         (
             vec!["--url", "not a url", "--event", "client:outbid"],
-            "not a valid URL",
+            "--url is not usable: it needs a scheme and a host",
         ),
         (
             vec!["--url", long_url.as_str(), "--event", "client:outbid"],
