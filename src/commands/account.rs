@@ -68,11 +68,22 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
             if let Some(warning) = crate::relay::slack::check_url(url.expose())? {
                 ctx.note(format!("warning: {warning}"));
             }
-            Config::update(&ctx.paths, |c| c.slack.url = Some(url))?;
+            let (config, ()) = Config::update(&ctx.paths, |c| c.slack.url = Some(url))?;
             ctx.note(format!(
                 "Slack URL saved in {}",
                 ctx.paths.config_file().display()
             ));
+            let running = super::serve::running_relay(&config).await;
+            if let Some(addr) = &running {
+                ctx.note(format!("A relay is running on {addr}: it reads the Slack URL when it starts, so it keeps posting to the old one until you restart it (`systemctl --user restart vslack`, or stop and start `vslack serve`/`vslack up`)"));
+            } else {
+                ctx.note("No relay is running here; the next `vslack serve` or `vslack up` posts to this URL");
+            }
+            if ctx.global.json {
+                output::json(
+                    &json!({"saved": true, "relay_running": running.is_some(), "relay_picked_up": false}),
+                )?;
+            }
         }
         SlackCmd::Clear => {
             let (_, had) = Config::update(&ctx.paths, |c| c.slack.url.take().is_some())?;

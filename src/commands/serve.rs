@@ -51,6 +51,24 @@ pub fn local_addr(config: &Config) -> Result<SocketAddr> {
     Ok(addr)
 }
 
+/// The address of a vslack relay answering `/health` where `vslack serve` would listen, if any.
+pub async fn running_relay(config: &Config) -> Option<SocketAddr> {
+    let addr = local_addr(config).ok()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .ok()?;
+    let health: serde_json::Value = http
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    health.get("queue_depth").is_some().then_some(addr)
+}
+
 /// Every signing secret the relay accepts: stored webhooks (current, and previous within the
 /// grace period) plus VAST_WEBHOOK_SECRET.
 pub fn keys(config: &Config, grace: Duration) -> Vec<Key> {

@@ -292,24 +292,26 @@ impl Forwarder {
                 }
                 let _ = self.activity.send(Activity::Delivered { event_ids: ids });
             }
-            Outcome::RateLimited(wait) => {
-                state.next_allowed = now + wait;
-                ledger.marks.push(Mark::Retry(
-                    seqs,
-                    now_ms() + wait.as_millis() as i64,
-                    "Slack rate limited (429)".into(),
-                ));
-                count(&self.metrics.retried, n);
-                tracing::warn!(event_ids = %logged, attempt, dest = %dest.label(), retry_after_s = wait.as_secs(), "Slack rate limited; waiting Retry-After");
-                let _ = self.activity.send(Activity::Retrying {
-                    event_ids: ids,
-                    error: "429 rate limited".into(),
-                    wait,
-                });
-            }
-            Outcome::Transient(err) => {
+            Outcome::RateLimited(_) | Outcome::Transient(_) => {
                 state.failures += 1;
-                let wait = backoff(self.opts.retry_initial, state.failures, self.opts.retry_max);
+                let (wait, err) = match outcome {
+                    // Retry-After is a floor; repeated 429s back off above it (capped), so a
+                    // destination that only ever answers 429 is not asked once a second
+                    // forever, and its events age towards --max-age like any failure.
+                    Outcome::RateLimited(after) => (
+                        after.max(backoff(
+                            self.opts.retry_initial.max(after),
+                            state.failures,
+                            self.opts.retry_max.max(after),
+                        )),
+                        format!("rate limited (429, Retry-After {} s)", after.as_secs()),
+                    ),
+                    Outcome::Transient(err) => (
+                        backoff(self.opts.retry_initial, state.failures, self.opts.retry_max),
+                        err,
+                    ),
+                    _ => unreachable!("matched above"),
+                };
                 state.next_allowed = now + wait;
                 let oldest_allowed = super::now_secs() - self.opts.max_age.as_secs() as i64;
                 let (expired, retry): (Vec<&Queued>, Vec<&Queued>) = batch

@@ -41,7 +41,9 @@ impl Format {
     /// Shape chosen from a Slack URL: a path containing `/triggers/` -> Workflow, anything else -> Blocks.
     pub fn for_url(url: &str) -> Format {
         match reqwest::Url::parse(url) {
-            Ok(u) if u.path().contains("/triggers/") => Format::Workflow,
+            Ok(u) if u.path().contains("/triggers/") || u.path().starts_with("/workflows/") => {
+                Format::Workflow
+            }
             _ => Format::Blocks,
         }
     }

@@ -114,10 +114,30 @@ pub fn check_url(url: &str) -> Result<Option<String>> {
         }
         _ => return Err(crate::exit::usage("the Slack URL must use https://")),
     }
-    let path = parsed.path();
-    if host == "hooks.slack.com"
-        && (path.starts_with("/services/") || path.starts_with("/triggers/"))
-    {
+    if host == "hooks.slack.com" {
+        let segments: Vec<&str> = parsed
+            .path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default();
+        // services/T…/B…/secret, triggers/T…/id/secret, workflows/T…/A…/id/secret (legacy).
+        let (kind, expected) = match segments.first().copied() {
+            Some("services") => ("incoming webhook", 4),
+            Some("triggers") => ("workflow trigger", 4),
+            Some("workflows") => ("workflow webhook", 5),
+            _ => {
+                return Err(crate::exit::usage(
+                    "this hooks.slack.com URL is neither an incoming webhook (…/services/…) nor a workflow trigger (…/triggers/…); copy it again from Slack",
+                ))
+            }
+        };
+        if segments.len() != expected {
+            return Err(crate::exit::usage(format!(
+                "this Slack {kind} URL has {} parts after hooks.slack.com/{}/ where Slack's have {}: it was probably cut short or pasted twice; copy it again from Slack",
+                segments.len() - 1,
+                segments[0],
+                expected - 1
+            )));
+        }
         Ok(None)
     } else {
         Ok(Some(format!(
@@ -168,6 +188,20 @@ mod tests {
             check_url("https://hooks.slack.com/triggers/T/1/x").unwrap(),
             None
         );
+        assert_eq!(
+            check_url("https://hooks.slack.com/workflows/T/A/1/x").unwrap(),
+            None
+        );
+        for bad in [
+            "https://hooks.slack.com/services/T/B",
+            "https://hooks.slack.com/services/T/B/X/T/B/X",
+            "https://hooks.slack.com/triggers/T/1",
+            "https://hooks.slack.com/other/T/B/X",
+        ] {
+            let e = check_url(bad).unwrap_err().to_string();
+            assert!(e.contains("copy it again from Slack"), "{bad}: {e}");
+            assert!(!e.contains("/T/"), "the URL is not echoed: {e}");
+        }
         assert!(check_url("https://example.com/x").unwrap().is_some());
         assert!(check_url("http://127.0.0.1:9/services/x")
             .unwrap()

@@ -384,6 +384,40 @@ async fn slack_429_is_waited_out_for_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_429s_back_off_above_retry_after_and_count_toward_max_age() {
+    let slack = FakeSlack::start();
+    slack.script(vec![Answer::RateLimited(1); 50]);
+    let h = start(&slack.url(), |o| {
+        o.forward.max_age = Duration::from_secs(3);
+        o.forward.retry_max = Duration::from_secs(30);
+    })
+    .await;
+    assert_eq!(deliver(&h.url, "evt-429-forever", "outbid").await, 204);
+    let s = tokio::time::timeout(
+        Duration::from_secs(20),
+        wait_stats(&h.relay, |s| s.dead == 1),
+    )
+    .await
+    .expect("an event only ever answered 429 was never dead-lettered");
+    assert_eq!(s.pending, 0);
+    let r = slack.received();
+    assert!(r.iter().all(|x| x.status_returned == 429));
+    let gaps: Vec<Duration> = r
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(950)),
+        "never before Retry-After: {gaps:?}"
+    );
+    assert!(
+        gaps.iter().any(|g| *g >= Duration::from_millis(1900)),
+        "the waits grow beyond Retry-After: {gaps:?}"
+    );
+    h.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_410_dead_letters_while_later_events_flow() {
     let slack = FakeSlack::start();
     slack.script(vec![Answer::Status(410, "channel_is_archived")]);

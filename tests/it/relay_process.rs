@@ -38,7 +38,16 @@ impl Drop for Serving {
 
 /// Start `vslack serve` on a free port and wait for its "listening on" line.
 pub fn serve(env: &Env, extra: &[&str]) -> Serving {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--pace", "10ms"];
+    serve_on(env, "127.0.0.1:0", extra)
+}
+
+/// Start `vslack serve` listening on `addr`.
+pub fn serve_at(env: &Env, addr: &str) -> Serving {
+    serve_on(env, addr, &[])
+}
+
+fn serve_on(env: &Env, addr: &str, extra: &[&str]) -> Serving {
+    let mut args = vec!["serve", "--listen", addr, "--pace", "10ms"];
     if !extra.contains(&"--retry-initial") {
         args.extend_from_slice(&["--retry-initial", "50ms"]);
     }

@@ -143,3 +143,44 @@ fn a_host_event_links_to_the_host_pages_because_its_webhook_is_a_host_one() {
     );
     assert!(text.contains("type=host:payout_sent"), "{text}");
 }
+
+#[test]
+fn slack_set_refuses_a_cut_url_and_says_whether_a_running_relay_uses_the_new_one() {
+    let slack = FakeSlack::start();
+    let mut env = Env::new();
+    env.secret("T1/B1/cutshort");
+    let out = env.run_in(
+        &["slack", "set"],
+        Some("https://hooks.slack.com/services/T1/B1\n"),
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("copy it again from Slack"), "{out:?}");
+    assert!(!env.config_text().contains("hooks.slack.com"));
+    let out = env.run_in(
+        &["slack", "set"],
+        Some("https://hooks.slack.com/services/T1/B1/ok1\n"),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("No relay is running here"), "{out:?}");
+    // With a relay running where `serve` listens, the message says it still uses the old URL.
+    env.set("VAST_WEBHOOK_SECRET", "relay-secret-0123");
+    env.secret("relay-secret-0123");
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    env.set("PORT", &port.to_string());
+    let _s = crate::relay_process::serve_at(&env, &format!("127.0.0.1:{port}"));
+    let out = env.run_in(
+        &["slack", "set"],
+        Some("https://hooks.slack.com/services/T1/B1/ok2\n"),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("A relay is running on 127.0.0.1:{port}"))
+            && out.stderr.contains("restart it"),
+        "{out:?}"
+    );
+}
