@@ -134,17 +134,17 @@ pub enum Command {
     Up(UpArgs),
     /// Check every link (API key, webhook, relay, secret, clock, Slack, queue) and name the broken one
     #[command(
-        after_help = "Examples:\n  vslack doctor\n  vslack doctor --send   # also post a message to Slack\n\n\
-        Each check prints ok, warn or FAIL with the fix. Exit code 0 when nothing failed, 1 otherwise."
+        after_help = "Examples:\n  vslack doctor\n  vslack doctor --send   # also test deliveries end to end\n\n\
+        Without --send, doctor only reads: it asks Vast.ai, the relay and the store, and sends nothing. \
+        Each check prints ok, warn or FAIL with the fix. Exit code 0 when nothing failed, 1 otherwise \
+        (a dead-lettered event is a failure)."
     )]
     #[command(display_order = 7)]
     Doctor {
-        /// Also post a "vslack is connected" message to check Slack accepts the URL
+        /// Also test deliveries: fire Vast.ai's test event at the webhook (the relay posts it to
+        /// Slack) and post a "vslack is connected" message to the Slack URL
         #[arg(long)]
         send: bool,
-        /// Skip firing Vast.ai's test event (which the relay will forward to Slack)
-        #[arg(long)]
-        no_test: bool,
     },
     /// Queue depth, dead letters, last delivery and webhook settings at a glance
     #[command(after_help = "Example:\n  vslack status --json")]

@@ -78,8 +78,20 @@ async fn metric(http: &reqwest::Client, origin: &str, line_prefix: &str) -> Opti
         .and_then(|v| v.trim().parse().ok())
 }
 
-pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
+/// What to do about a Vast.ai error met while reading the webhook.
+fn vast_fix(e: &VastError) -> String {
+    match e {
+        VastError::Unauthorized { fix, .. } => (*fix).to_owned(),
+        VastError::Network { .. } | VastError::Server { .. } | VastError::RateLimited { .. } => {
+            "check the network and VAST_URL; Vast.ai's status is at https://status.vast.ai".into()
+        }
+        _ => "`vslack webhook list` shows the webhooks that exist".into(),
+    }
+}
+
+pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
     let mut r = Report::default();
+    let mut config_broken = false;
     let config = match ctx.config() {
         Ok(c) => {
             let path = ctx.paths.config_file();
@@ -102,6 +114,7 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
                 format!("{e:#}"),
                 "fix the file as the message says; the checks below ignore it",
             );
+            config_broken = true;
             crate::config::Config::default()
         }
     };
@@ -113,8 +126,18 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
     match ctx.client(&config) {
         Err(e) => r.fail(
             "api key",
-            format!("{e:#}"),
-            "run `vslack login` or set VAST_API_KEY",
+            if config_broken {
+                "no API key found outside the config file, which could not be read".to_owned()
+            } else {
+                format!("{e:#}")
+            },
+            if config_broken {
+                "fix the config file first (see the config check): the saved key is in it"
+            } else if e.downcast_ref::<crate::secret::InsecureFile>().is_some() {
+                "fix the file's mode as the message says"
+            } else {
+                "run `vslack login` or set VAST_API_KEY"
+            },
         ),
         Ok(client) => {
             match client.server_time().await {
@@ -143,11 +166,10 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
                         }
                     }
                 }
-                Err(e @ VastError::Unauthorized { .. }) => r.fail(
-                    "api key",
-                    e.to_string(),
-                    "run `vslack login` with a current key",
-                ),
+                Err(e @ VastError::Unauthorized { .. }) => {
+                    let fix = vast_fix(&e);
+                    r.fail("api key", e.to_string(), fix)
+                }
                 Err(e) => r.fail(
                     "vast.ai",
                     e.to_string(),
@@ -171,7 +193,10 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
                         format!("the default webhook {id} does not exist at Vast.ai"),
                         "run `vslack up` (creates one) or `vslack webhook create`; `vslack webhook list` shows what exists",
                     ),
-                    Err(e) => r.fail("webhook", e.to_string(), "see the error"),
+                    Err(e) => {
+                        let fix = vast_fix(&e);
+                        r.fail("webhook", e.to_string(), fix)
+                    }
                 },
             }
             if let Some(w) = &webhook {
@@ -202,7 +227,7 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
                     (Some(h), Some(o)) => {
                         let body: serde_json::Value = h.json().await.unwrap_or_default();
                         r.ok("relay", format!("{o}/health answers ({})", body["status"].as_str().unwrap_or("?")));
-                        if !no_test {
+                        if send {
                             test_secret(&mut r, &client, &http, &o, w.id).await;
                         }
                     }
@@ -218,7 +243,7 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
     if !relay_checked {
         // No webhook to follow: at least look for a relay on this machine.
         if let Ok(addr) = super::serve::local_addr(&config) {
-            match local_health(addr).await {
+            match super::status::local_health(addr).await {
                 Some(h) => r.ok(
                     "relay",
                     format!(
@@ -256,24 +281,33 @@ pub async fn doctor(ctx: &Ctx, send: bool, no_test: bool) -> Result<u8> {
             "none configured",
             "`vslack slack set` or SLACK_WEBHOOK_URL",
         ),
-        Err(e) => r.fail("slack url", format!("{e:#}"), "fix --slack-url-file"),
+        Err(e) => r.fail(
+            "slack url",
+            format!("{e:#}"),
+            "`vslack slack set` with the URL Slack gave you",
+        ),
     }
     let store = async {
         match spool::open_existing(&ctx.paths.spool_file())? {
             Some(sp) => {
                 let head = sp.list(spool::PENDING, 1).await?.into_iter().next();
-                Ok::<_, anyhow::Error>(Some((sp.stats().await?, head)))
+                let dead = sp.list(spool::DEAD, 1).await?.into_iter().next();
+                Ok::<_, anyhow::Error>(Some((sp.stats().await?, head, dead)))
             }
             None => Ok(None),
         }
     };
     match store.await {
-        Ok(Some((s, head))) => {
+        Ok(Some((s, head, dead))) => {
             if s.dead > 0 {
-                r.warn(
+                let answer = dead
+                    .and_then(|q| q.last_error)
+                    .map(|e| format!(": the destination answered {e}"))
+                    .unwrap_or_default();
+                r.fail(
                     "queue",
-                    format!("{} dead letter(s)", s.dead),
-                    "`vslack queue` shows why; `vslack queue retry --all` after fixing",
+                    format!("{} dead-lettered {}{answer}", s.dead, if s.dead == 1 { "event" } else { "events" }),
+                    "fix the destination (e.g. `vslack slack set` with a working URL), then `vslack queue retry --all`; `vslack queue` lists them",
                 );
             }
             let age = s
@@ -367,94 +401,4 @@ async fn test_secret(
         Ok(msg) => r.warn("signature", format!("Vast.ai says {msg:?}, but the relay's counters did not move"), "is another relay behind that URL?"),
         Err(e) => r.fail("signature", format!("test delivery failed: {e}"), "see `vslack up` / the relay log"),
     }
-}
-
-/// The local relay's /health, if one answers at `addr` (see `serve::local_addr`).
-async fn local_health(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .ok()?;
-    let url = format!("http://{addr}/health");
-    http.get(url).send().await.ok()?.json().await.ok()
-}
-
-pub async fn status(ctx: &Ctx) -> Result<()> {
-    let config = ctx.config()?;
-    let stats = match spool::open_existing(&ctx.paths.spool_file())? {
-        Some(sp) => Some(sp.stats().await?),
-        None => None,
-    };
-    // What `vslack serve` would use: flags aside, the environment and the config file.
-    let secrets: Vec<String> = super::serve::keys(&config, config.secret_grace())
-        .into_iter()
-        .map(|k| k.label)
-        .collect();
-    let slack =
-        super::serve::slack_url(None, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
-    let listen = super::serve::local_addr(&config)?;
-    let health = local_health(listen).await;
-    let v = json!({
-        "queue_depth": stats.as_ref().map(|s| s.pending),
-        "dead_letters": stats.as_ref().map(|s| s.dead),
-        "delivered": stats.as_ref().map(|s| s.delivered),
-        "last_delivery_at": stats.as_ref().and_then(|s| s.last_delivered_at),
-        "default_webhook": config.default_webhook,
-        "secrets": secrets,
-        "slack_host": slack,
-        "routes": config.slack.routes.iter().map(|r| r.events.clone()).collect::<Vec<_>>(),
-        "listen": listen.to_string(),
-        "relay_running": health.is_some(),
-        "relay_status": health.as_ref().and_then(|h| h["status"].as_str().map(str::to_owned)),
-        "tunnel": config.relay.tunnel.as_deref().map(crate::config::shown_safely),
-        "public_url": config.relay.public_url.as_deref().map(crate::config::shown_safely),
-        "store": ctx.paths.spool_file(),
-    });
-    if ctx.global.json {
-        return output::json(&v);
-    }
-    match &stats {
-        Some(s) => {
-            println!(
-                "queue         {} pending, {} dead-lettered, {} delivered",
-                s.pending, s.dead, s.delivered
-            );
-            let last = s.last_delivered_at.map(output::unix_time);
-            println!("last delivery {}", last.unwrap_or_else(|| "never".into()));
-        }
-        None if ctx.paths.dry_run_dir().exists() => println!(
-            "queue         no event store yet (only `serve --dry-run` has run; it keeps its own store in {})",
-            ctx.paths.dry_run_dir().display()
-        ),
-        None => println!("queue         no event store yet (the relay has not run)"),
-    }
-    let default = config.default_webhook.map(|d| format!("{d} (default)"));
-    println!(
-        "webhook       {}",
-        default.unwrap_or_else(|| "none: `vslack setup`".into())
-    );
-    println!(
-        "secrets       {}",
-        if secrets.is_empty() {
-            "none: `vslack webhook create` or VAST_WEBHOOK_SECRET".to_owned()
-        } else {
-            secrets.join(", ")
-        }
-    );
-    println!(
-        "slack         {}",
-        slack.unwrap_or_else(|| "not set: `vslack slack set` or SLACK_WEBHOOK_URL".into())
-    );
-    let running = match health.as_ref().and_then(|h| h["status"].as_str()) {
-        Some(st) => format!("running ({st})"),
-        None => "not running".into(),
-    };
-    println!("relay         {listen}: {running}");
-    if let Some(t) = &config.relay.tunnel {
-        println!("tunnel        {}", crate::config::shown_safely(t));
-    }
-    if let Some(u) = &config.relay.public_url {
-        println!("public url    {}", crate::config::shown_safely(u));
-    }
-    Ok(())
 }

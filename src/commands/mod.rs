@@ -8,6 +8,7 @@ mod send;
 mod serve;
 mod service;
 mod setup;
+mod status;
 mod up;
 mod webhook;
 
@@ -112,8 +113,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Webhook(cmd) => webhook::run(&ctx, cmd).await,
             Command::Slack(cmd) => account::slack(&ctx, cmd).await,
             Command::Config(cmd) => account::config(&ctx, cmd),
-            Command::Doctor { send, no_test } => return doctor::doctor(&ctx, send, no_test).await,
-            Command::Status => doctor::status(&ctx).await,
+            Command::Doctor { send } => return doctor::doctor(&ctx, send).await,
+            Command::Status => status::status(&ctx).await,
             Command::Setup(args) => setup::run(&ctx, args).await,
             Command::Service(cmd) => service::run(&ctx, cmd),
             Command::Up(args) => return up::run(&ctx, args).await,

@@ -6,6 +6,7 @@ mod common;
 mod support;
 
 mod cli_basics;
+mod doctor;
 mod prompts;
 mod relay;
 mod relay_process;

@@ -1,0 +1,101 @@
+//! `vslack status`: the state at a glance (queue, webhook, secrets, Slack, relay), as `serve`
+//! would see it.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::output;
+use crate::relay::spool;
+
+/// The local relay's /health, if one answers at `addr` (see `serve::local_addr`).
+pub async fn local_health(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .ok()?;
+    let url = format!("http://{addr}/health");
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
+pub async fn status(ctx: &Ctx) -> Result<()> {
+    let config = ctx.config()?;
+    let stats = match spool::open_existing(&ctx.paths.spool_file())? {
+        Some(sp) => Some(sp.stats().await?),
+        None => None,
+    };
+    // What `vslack serve` would use: flags aside, the environment and the config file.
+    let secrets: Vec<String> = super::serve::keys(&config, config.secret_grace())
+        .into_iter()
+        .map(|k| k.label)
+        .collect();
+    let slack =
+        super::serve::slack_url(None, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
+    let listen = super::serve::local_addr(&config)?;
+    let health = local_health(listen).await;
+    let v = json!({
+        "queue_depth": stats.as_ref().map(|s| s.pending),
+        "dead_letters": stats.as_ref().map(|s| s.dead),
+        "delivered": stats.as_ref().map(|s| s.delivered),
+        "last_delivery_at": stats.as_ref().and_then(|s| s.last_delivered_at),
+        "default_webhook": config.default_webhook,
+        "secrets": secrets,
+        "slack_host": slack,
+        "routes": config.slack.routes.iter().map(|r| r.events.clone()).collect::<Vec<_>>(),
+        "listen": listen.to_string(),
+        "relay_running": health.is_some(),
+        "relay_status": health.as_ref().and_then(|h| h["status"].as_str().map(str::to_owned)),
+        "tunnel": config.relay.tunnel.as_deref().map(crate::config::shown_safely),
+        "public_url": config.relay.public_url.as_deref().map(crate::config::shown_safely),
+        "store": ctx.paths.spool_file(),
+    });
+    if ctx.global.json {
+        return output::json(&v);
+    }
+    match &stats {
+        Some(s) => {
+            println!(
+                "queue         {} pending, {} dead-lettered, {} delivered",
+                s.pending, s.dead, s.delivered
+            );
+            let last = s.last_delivered_at.map(output::unix_time);
+            println!("last delivery {}", last.unwrap_or_else(|| "never".into()));
+        }
+        None if ctx.paths.dry_run_dir().exists() => println!(
+            "queue         no event store yet (only `serve --dry-run` has run; it keeps its own store in {})",
+            ctx.paths.dry_run_dir().display()
+        ),
+        None => println!("queue         no event store yet (the relay has not run)"),
+    }
+    let default = config.default_webhook.map(|d| format!("{d} (default)"));
+    println!(
+        "webhook       {}",
+        default.unwrap_or_else(|| "none: `vslack setup`".into())
+    );
+    println!(
+        "secrets       {}",
+        if secrets.is_empty() {
+            "none: `vslack webhook create` or VAST_WEBHOOK_SECRET".to_owned()
+        } else {
+            secrets.join(", ")
+        }
+    );
+    println!(
+        "slack         {}",
+        slack.unwrap_or_else(|| "not set: `vslack slack set` or SLACK_WEBHOOK_URL".into())
+    );
+    let running = match health.as_ref().and_then(|h| h["status"].as_str()) {
+        Some(st) => format!("running ({st})"),
+        None => "not running".into(),
+    };
+    println!("relay         {listen}: {running}");
+    if let Some(t) = &config.relay.tunnel {
+        println!("tunnel        {}", crate::config::shown_safely(t));
+    }
+    if let Some(u) = &config.relay.public_url {
+        println!("public url    {}", crate::config::shown_safely(u));
+    }
+    Ok(())
+}
