@@ -31,9 +31,9 @@ pub fn listen_addr(flag: Option<&str>, config: &Config) -> Result<SocketAddr> {
             .clone()
             .unwrap_or_else(|| DEFAULT_LISTEN.into()),
     };
-    text.parse().map_err(|_| {
+    crate::listen::parse(&text).ok_or_else(|| {
         crate::exit::usage(format!(
-            "cannot listen on {text:?}: expected IP:PORT like 127.0.0.1:8787"
+            "cannot listen on {text:?}: expected HOST:PORT like 127.0.0.1:8787 or localhost:8787"
         ))
     })
 }
@@ -305,9 +305,47 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
             "listening on a non-loopback address: anyone who can reach it can send requests (signatures are still checked); prefer 127.0.0.1 behind a tunnel or reverse proxy"
         );
     }
-    tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} (in use? try --listen 127.0.0.1:0 for a free port)")
-    })
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(in_use(addr).await),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
+}
+
+/// Why `addr` is taken, and what to do: another vslack relay (stop it, or use it), or
+/// another program (pick another port).
+async fn in_use(addr: SocketAddr) -> anyhow::Error {
+    let mut local = addr;
+    if local.ip().is_unspecified() {
+        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let owner = crate::listen::owner(addr.port());
+    let pid = owner
+        .as_ref()
+        .map(|(pid, name)| format!(" ({name}, pid {pid})"))
+        .unwrap_or_default();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build();
+    let is_relay = match http {
+        Ok(h) => match h.get(format!("http://{local}/health")).send().await {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .is_ok_and(|v| v.get("queue_depth").is_some()),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    let other_port = "or pick another address with --listen 127.0.0.1:PORT (or PORT=…)";
+    let msg = if is_relay {
+        format!(
+            "another vslack relay is already listening on {addr}{pid}: `vslack status` shows it; stop it first (Ctrl-C where it runs, `systemctl --user stop vslack`, or `kill` the pid) {other_port}"
+        )
+    } else {
+        format!("{addr} is already in use by another program{pid}; stop it, {other_port}")
+    };
+    crate::exit::SetupError(msg).into()
 }
 
 pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {

@@ -468,3 +468,43 @@ fn dry_run_prints_payloads_logs_json_and_stops_cleanly_on_sigterm() {
     // The dry run kept its own store: the real one was never touched.
     assert!(!env.data_dir().join("spool.sqlite3").exists());
 }
+
+#[test]
+fn a_taken_port_names_who_holds_it_and_localhost_is_accepted() {
+    let slack = FakeSlack::start();
+    let mut env = Env::new();
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    let first = serve(&env, &[]);
+    let addr = first
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let pid = first.child.id();
+    let mut other = Env::new();
+    other.vars = env.vars.clone();
+    other.set(
+        "VSLACK_DATA_DIR",
+        &other.dir.path().join("data2").display().to_string(),
+    );
+    other.secret(SECRET);
+    let out = other.run(&["serve", "--listen", &addr]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("another vslack relay is already listening")
+            && out.stderr.contains(&format!("pid {pid}")),
+        "{out:?}"
+    );
+    // Not a relay: said so.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let out = other.run(&["serve", "--listen", &busy_addr]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("in use by another program"), "{out:?}");
+    // A host name is fine.
+    let s = serve_at(&other, "localhost:0");
+    assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
+}
