@@ -397,8 +397,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l vast-url -d 'Ba
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
-complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l send -d 'Also post a "vslack is connected" message to check Slack accepts the URL'
-complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l no-test -d 'Skip firing Vast.ai\'s test event (which the relay will forward to Slack)'
+complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l send -d 'Also test deliveries: fire Vast.ai\'s test event at the webhook (the relay posts it to Slack) and post a "vslack is connected" message to the Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
 complete -c vslack -n "__fish_vslack_using_subcommand doctor" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'

@@ -96,12 +96,13 @@ impl Config {
                 let line = e
                     .span()
                     .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
-                anyhow::anyhow!(
+                crate::exit::SetupError(format!(
                     "{} is not a valid vslack config{}: {}; fix it (or move it aside)",
                     path.display(),
                     line.map(|l| format!(" (line {l})")).unwrap_or_default(),
                     e.message()
-                )
+                ))
+                .into()
             }),
         }
     }

@@ -52,7 +52,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(v) = cause.downcast_ref::<VastError>() {
             return match v {
-                VastError::NoApiKey { .. } | VastError::Unauthorized { .. } => AUTH,
+                VastError::NoApiKey { .. }
+                | VastError::KeyFileMissing { .. }
+                | VastError::Unauthorized { .. } => AUTH,
                 VastError::WebhookNotFound { .. } | VastError::NotFound { .. } => NOT_FOUND,
                 VastError::BadRequest { .. } | VastError::Decode { .. } => FAILURE,
                 VastError::RateLimited { .. }

@@ -5,7 +5,23 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = vslack::cli::Cli::parse();
+    let cli = match vslack::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors are errors like any other under --json; help and version print as usual.
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "--json") => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!(
+                "{}",
+                vslack::output::json_error(
+                    vslack::exit::USAGE,
+                    first.trim_start_matches("error: ")
+                )
+            );
+            return ExitCode::from(vslack::exit::USAGE);
+        }
+        Err(e) => e.exit(),
+    };
     // `vslack completions bash | head` should end quietly, like other Unix tools. Long-running
     // commands keep Rust's default (SIGPIPE ignored) so a closed log pipe cannot kill a relay.
     use vslack::cli::Command;
@@ -19,11 +35,17 @@ fn main() -> ExitCode {
         }
     }
     vslack::commands::init_tracing(&cli);
+    let json = cli.global.json;
     match vslack::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(vslack::exit::code(&err))
+            let code = vslack::exit::code(&err);
+            if json {
+                eprintln!("{}", vslack::output::json_error(code, &format!("{err:#}")));
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(code)
         }
     }
 }

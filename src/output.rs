@@ -33,10 +33,20 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
-/// Print `value` as pretty JSON on stdout.
+/// Print `value` as pretty JSON on stdout. Every `--json` output has its keys in one order,
+/// sorted, whether it was built from a struct or with `json!` (going through `Value`, whose
+/// maps are sorted, does that).
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::to_value(value)?)?
+    );
     Ok(())
+}
+
+/// An error as `--json` reports it, on stderr: one object with the exit code and message.
+pub fn json_error(code: u8, message: &str) -> String {
+    serde_json::json!({"error": {"exit_code": code, "message": message}}).to_string()
 }
 
 /// Whether `stream` (stdout or stderr) should carry ANSI colour: a terminal, and `NO_COLOR`

@@ -87,6 +87,9 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
         }
         SlackCmd::Clear => {
             let (_, had) = Config::update(&ctx.paths, |c| c.slack.url.take().is_some())?;
+            if ctx.global.json {
+                output::json(&json!({"forgotten": had}))?;
+            }
             ctx.note(if had {
                 "Forgot the saved Slack URL"
             } else {
@@ -98,6 +101,11 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                 crate::exit::usage("no Slack URL saved; run `vslack slack set` first")
             })?;
             crate::relay::slack::post_hello(&url).await?;
+            if ctx.global.json {
+                output::json(
+                    &json!({"delivered": true, "host": crate::relay::slack::host_of(url.expose())}),
+                )?;
+            }
             ctx.note("Slack accepted the message: check the channel");
         }
     }

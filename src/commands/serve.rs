@@ -372,6 +372,11 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         "relay ready"
     );
     ctx.note(format!("listening on http://{}{path}", relay.addr));
+    if ctx.global.json {
+        crate::output::json(
+            &serde_json::json!({"listening": format!("http://{}{path}", relay.addr)}),
+        )?;
+    }
     let watching = reload_secrets(ctx, &args, &relay);
     tokio::select! {
         _ = shutdown.recv() => {}

@@ -9,20 +9,28 @@ use super::Ctx;
 use crate::cli::{Cli, Command, ServeArgs, ServiceCmd};
 use crate::config::Config;
 
-/// The unit text. Only the config and data directories are writable.
-pub fn unit(exe: &str, ctx: &Ctx, serve_args: &str) -> String {
+/// The unit text. Only the config and data directories are writable; the open-file limit
+/// leaves room above `max_connections` for the store, the Slack client and the logs.
+pub fn unit(exe: &str, ctx: &Ctx, serve_args: &str, max_connections: usize) -> String {
     let cfg = ctx.paths.config_dir.display();
     let data = ctx.paths.data_dir.display();
+    let args = match serve_args.trim() {
+        "" => String::new(),
+        a => format!(" {a}"),
+    };
+    let nofile = (max_connections + 1024).max(4096);
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     format!(
         "[Unit]\n\
 Description=vslack relay: Vast.ai notifications to Slack\n\
-Documentation=https://crates.io/crates/vslack\n\
+Documentation=man:vslack(1) file://{readme}\n\
 After=network-online.target\n\
 Wants=network-online.target\n\
 \n\
 [Service]\n\
 Type=simple\n\
-ExecStart={exe} --config-dir {cfg} --data-dir {data} serve {serve_args}\n\
+ExecStart={exe} --config-dir {cfg} --data-dir {data} serve{args}\n\
+LimitNOFILE={nofile}\n\
 Restart=on-failure\n\
 RestartSec=2\n\
 # vslack finishes requests in flight on SIGTERM; queued events stay stored.\n\
@@ -101,12 +109,25 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
         }
     };
     let exe = std::env::current_exe().context("cannot find the vslack executable")?;
-    let text = unit(&exe.display().to_string(), ctx, serve_args.trim());
+    let text = unit(
+        &exe.display().to_string(),
+        ctx,
+        serve_args.trim(),
+        serve.max_connections,
+    );
+    let missing = would_not_start(&ctx.config()?, &serve);
     if print {
+        for m in &missing {
+            ctx.note(format!("warning: this unit's relay would not start: {m}"));
+        }
+        if ctx.global.json {
+            return crate::output::json(
+                &serde_json::json!({"unit": text, "written": null, "would_start": missing.is_empty(), "problems": missing}),
+            );
+        }
         print!("{text}");
         return Ok(());
     }
-    let missing = would_not_start(&ctx.config()?, &serve);
     if !missing.is_empty() && !force {
         return Err(crate::exit::SetupError(format!(
             "the unit's relay would not start:\n  - {}\nFix this first (or pass --force to write the unit anyway)",
@@ -122,7 +143,12 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
     let dir = base.config_dir().join("systemd/user");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("vslack.service");
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    if ctx.global.json {
+        crate::output::json(
+            &serde_json::json!({"unit": text, "written": path, "would_start": missing.is_empty(), "problems": missing}),
+        )?;
+    }
     for m in &missing {
         ctx.note(format!(
             "warning: the relay will not start until this is fixed: {m}"

@@ -59,9 +59,22 @@ fn reach_unchecked(args: &UpArgs, config: &crate::config::Config) -> Result<Reac
     }
 }
 
+/// `--json`: each line is a JSON object instead (`time`, `what`, `message`).
+static JSON_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One line of `up`'s report: `HH:MM:SS what     message`.
 fn say(line: impl AsRef<str>) {
     let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    println!("{} {}", &t[11..19], line.as_ref());
+    let line = line.as_ref();
+    if JSON_LINES.load(std::sync::atomic::Ordering::Relaxed) {
+        let (what, message) = line.split_once(' ').unwrap_or((line, ""));
+        println!(
+            "{}",
+            serde_json::json!({"time": t, "what": what, "message": message.trim_start()})
+        );
+    } else {
+        println!("{} {line}", &t[11..19]);
+    }
 }
 
 /// What `up` changed at Vast.ai, to undo with --cleanup (or when start-up fails).
@@ -218,6 +231,7 @@ impl Lines {
 }
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
+    JSON_LINES.store(ctx.global.json, std::sync::atomic::Ordering::Relaxed);
     let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
     let how = reach(ctx, &args, &config)?;

@@ -118,6 +118,11 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
         WebhookCmd::Default { id } => {
             client.get_webhook(id).await?;
             let (config, _) = Config::update(&ctx.paths, |c| c.default_webhook = Some(id))?;
+            if ctx.global.json {
+                output::json(
+                    &json!({"default_webhook": id, "secret_held": config.webhook(id).is_some()}),
+                )?;
+            }
             if config.webhook(id).is_none() {
                 ctx.note(format!("note: this machine does not hold webhook {id}'s secret; `vslack webhook rotate-secret {id}` fetches a new one"));
             }

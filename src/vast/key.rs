@@ -91,8 +91,9 @@ pub fn find(
     config_file: &Path,
 ) -> Result<ApiKey> {
     if let Some(path) = flag_file {
-        let key = read_key_file(path)?
-            .with_context(|| format!("--api-key-file {} is missing or empty", path.display()))?;
+        let key = read_key_file(path)?.ok_or_else(|| VastError::KeyFileMissing {
+            path: path.display().to_string(),
+        })?;
         return Ok(ApiKey {
             key,
             source: KeySource::Flag(path.to_path_buf()),

@@ -15,6 +15,8 @@ pub use types::{NotificationType, Webhook};
 pub enum VastError {
     #[error("no Vast.ai API key found; looked in: {looked}. Run `vslack login`, set VAST_API_KEY, or pass --api-key-file PATH")]
     NoApiKey { looked: String },
+    #[error("--api-key-file {path} is missing or empty: put the key in it (https://cloud.vast.ai/manage-keys/), or leave the flag out to use VAST_API_KEY or the key saved by `vslack login`")]
+    KeyFileMissing { path: String },
     #[error("Vast.ai rejected the API key from {source_desc} (HTTP 401): {fix}")]
     Unauthorized {
         source_desc: String,

@@ -144,7 +144,7 @@ fn a_broken_config_file_is_reported_without_quoting_it() {
     )
     .unwrap();
     let out = env.run(&["config", "show"]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 6, "{out:?}");
     assert!(
         out.stderr.contains("line 2") && out.stderr.contains("not a valid vslack config"),
         "{out:?}"

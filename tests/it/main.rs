@@ -7,6 +7,7 @@ mod support;
 
 mod cli_basics;
 mod doctor;
+mod exit_codes;
 mod prompts;
 mod relay;
 mod relay_process;
