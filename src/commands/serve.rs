@@ -127,6 +127,10 @@ pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
             .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
     };
     let mut seen = modified();
+    let mut held = ctx
+        .config()
+        .ok()
+        .map(|c| fingerprint(&keys(&c, grace(args, &c))));
     let mut hup = signal(SignalKind::hangup()).ok();
     loop {
         let hangup = async {
@@ -155,6 +159,13 @@ pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
                     );
                     continue;
                 }
+                // A rewrite of the config that left the secrets as they were (a default
+                // changed, a Slack URL saved) is not news.
+                let now = fingerprint(&keys);
+                if held.as_ref() == Some(&now) {
+                    continue;
+                }
+                held = Some(now);
                 let labels: Vec<String> = keys.iter().map(|k| k.label.clone()).collect();
                 relay.set_verifier(Verifier::new(keys, args.signature_window));
                 tracing::info!(secrets = %labels.join(", "), "reloaded signing secrets");
@@ -164,6 +175,12 @@ pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
             }
         }
     }
+}
+
+/// What tells one set of keys from another (labels, expiry, contexts and the secrets' MACs),
+/// without keeping any secret in the clear.
+fn fingerprint(keys: &[Key]) -> Vec<String> {
+    keys.iter().map(Key::fingerprint).collect()
 }
 
 /// The signature check for these settings: every held secret, within the configured window.

@@ -70,10 +70,12 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         None => println!("queue         no event store yet (the relay has not run)"),
     }
     let default = config.default_webhook.map(|d| format!("{d} (default)"));
-    println!(
-        "webhook       {}",
-        default.unwrap_or_else(|| "none: `vslack setup`".into())
-    );
+    let none = if config.relay.tunnel.is_some() {
+        "none yet: `vslack up` creates it once the tunnel's URL is known"
+    } else {
+        "none: `vslack setup`"
+    };
+    println!("webhook       {}", default.unwrap_or_else(|| none.into()));
     println!(
         "secrets       {}",
         if secrets.is_empty() {

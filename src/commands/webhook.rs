@@ -283,9 +283,12 @@ pub fn resolve_events(
                 match matches.as_slice() {
                     [one] => (*one).to_owned(),
                     [] => {
+                        let hint = closest(input, cat)
+                            .map(|k| format!("did you mean {k}? "))
+                            .unwrap_or_default();
                         return Err(usage(format!(
-                            "unknown event type {input:?}; run `vslack webhook types` to see the keys your account can use"
-                        )))
+                            "unknown event type {input:?}; {hint}`vslack webhook types` lists the keys your account can use"
+                        )));
                     }
                     many => return Err(usage(format!("event {input:?} is ambiguous: {}", many.join(", ")))),
                 }
@@ -296,6 +299,21 @@ pub fn resolve_events(
         }
     }
     Ok(out)
+}
+
+/// The catalogue key nearest to a mistyped `input` (by the key or by its slug), if one is
+/// near enough to be what was meant.
+fn closest<'a>(input: &str, catalogue: &'a [NotificationType]) -> Option<&'a str> {
+    catalogue
+        .iter()
+        .map(|t| {
+            let slug = t.key.split_once(':').map_or(t.key.as_str(), |(_, s)| s);
+            let score = strsim::jaro_winkler(input, &t.key).max(strsim::jaro_winkler(input, slug));
+            (score, t.key.as_str())
+        })
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
 }
 
 /// Ask for events on a terminal, with `preselected` ticked.

@@ -71,6 +71,22 @@ impl Key {
         self
     }
 
+    /// Identifies the key (a MAC of a fixed text under it, with its label, expiry and
+    /// contexts) without revealing the secret: equal fingerprints, same key.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"vslack key fingerprint");
+        let mut contexts: Vec<_> = self.contexts.iter().collect();
+        contexts.sort();
+        format!(
+            "{} {:?} {:?} {}",
+            self.label,
+            self.valid_until,
+            contexts,
+            hex::encode(mac.finalize().into_bytes())
+        )
+    }
+
     /// The context of an event of type `slug` signed with this key, when it is known.
     pub fn context_of(&self, slug: &str) -> Option<&str> {
         self.contexts.get(slug).map(String::as_str)

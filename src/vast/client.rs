@@ -34,8 +34,7 @@ pub struct WithSecret {
 impl VastClient {
     pub fn new(base: &str, key: ApiKey) -> anyhow::Result<VastClient> {
         let base = base.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base)
-            .map_err(|e| crate::exit::usage(format!("invalid Vast.ai base URL {base:?}: {e}")))?;
+        let url = crate::urls::parse("the Vast.ai base URL (--vast-url / VAST_URL)", &base)?;
         let host = url.host_str().unwrap_or("(no host)").to_owned();
         let http = reqwest::Client::builder()
             .user_agent(concat!("vslack/", env!("CARGO_PKG_VERSION")))

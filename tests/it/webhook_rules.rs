@@ -184,3 +184,87 @@ fn slack_set_refuses_a_cut_url_and_says_whether_a_running_relay_uses_the_new_one
         "{out:?}"
     );
 }
+
+#[test]
+fn wording_typos_get_a_suggestion_and_status_after_a_tunnel_setup_points_at_up() {
+    let vast = FakeVast::start(API_KEY);
+    let env = Env::with_vast(&vast.url());
+    let out = env.run(&[
+        "webhook",
+        "create",
+        "--url",
+        "https://relay.example.com/",
+        "--event",
+        "low_credt",
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("did you mean client:low_credit?"),
+        "{out:?}"
+    );
+    let slack = env.slack_url_file("https://hooks.slack.com/services/T/B/statusword");
+    let out = env.run(&[
+        "setup",
+        "--no-input",
+        "--slack-url-file",
+        &slack,
+        "--event",
+        "low_credit",
+        "--tunnel",
+        "tmole",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = env.run(&["status"]);
+    assert!(
+        out.stdout.contains("none yet: `vslack up` creates it"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_config_rewrite_that_keeps_the_secrets_is_not_logged_as_a_reload() {
+    let slack = FakeSlack::start();
+    let env = Env::new();
+    let text = format!(
+        "[slack]\nurl = \"{}\"\n\n[webhooks.1]\nsecret = \"same-secret-1\"\n",
+        slack.url()
+    );
+    vslack::secret::write_private(&env.config_file(), text.as_bytes()).unwrap();
+    env.secret("same-secret-1");
+    let s = serve(&env, &[]);
+    vslack::secret::write_private(
+        &env.config_file(),
+        format!("default_webhook = 1\n{text}").as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(2600));
+    assert!(
+        !s.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("reloaded signing secrets")),
+        "{:#?}",
+        s.logs.lock().unwrap()
+    );
+    vslack::secret::write_private(
+        &env.config_file(),
+        text.replace("same-secret-1", "other-secret-2").as_bytes(),
+    )
+    .unwrap();
+    env.secret("other-secret-2");
+    let start = std::time::Instant::now();
+    while !s
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("reloaded signing secrets"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a real change is logged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
