@@ -51,6 +51,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)')
             [CompletionResult]::new('queue', 'queue', [CompletionResultType]::ParameterValue, 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (the same files are committed in completions/)')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff; the same file is committed as man/vslack.1)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -789,6 +790,22 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'vslack;man' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'vslack;help' {
             [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Save a Vast.ai API key (hidden prompt, or one line on stdin), checked with Vast.ai first')
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Forget the API key saved by `vslack login`')
@@ -805,6 +822,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)')
             [CompletionResult]::new('queue', 'queue', [CompletionResultType]::ParameterValue, 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (the same files are committed in completions/)')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff; the same file is committed as man/vslack.1)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -923,6 +941,9 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;help;completions' {
+            break
+        }
+        'vslack;help;man' {
             break
         }
         'vslack;help;help' {

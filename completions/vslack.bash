@@ -37,6 +37,9 @@ _vslack() {
             vslack,logout)
                 cmd="vslack__subcmd__logout"
                 ;;
+            vslack,man)
+                cmd="vslack__subcmd__man"
+                ;;
             vslack,queue)
                 cmd="vslack__subcmd__queue"
                 ;;
@@ -102,6 +105,9 @@ _vslack() {
                 ;;
             vslack__subcmd__help,logout)
                 cmd="vslack__subcmd__help__subcmd__logout"
+                ;;
+            vslack__subcmd__help,man)
+                cmd="vslack__subcmd__help__subcmd__man"
                 ;;
             vslack__subcmd__help,queue)
                 cmd="vslack__subcmd__help__subcmd__queue"
@@ -311,7 +317,7 @@ _vslack() {
 
     case "${cmd}" in
         vslack)
-            opts="-v -q -h -V --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help --version login logout webhook slack config setup service up doctor status serve demo send queue completions help"
+            opts="-v -q -h -V --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help --version login logout webhook slack config setup service up doctor status serve demo send queue completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -605,7 +611,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__help)
-            opts="login logout webhook slack config setup service up doctor status serve demo send queue completions help"
+            opts="login logout webhook slack config setup service up doctor status serve demo send queue completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -731,6 +737,20 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__help__subcmd__logout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1129,6 +1149,40 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__logout)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__man)
             opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -48,6 +48,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand send 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)'
             cand queue 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them'
             cand completions 'Print shell completions (the same files are committed in completions/)'
+            cand man 'Print the man page (roff; the same file is committed as man/vslack.1)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;login'= {
@@ -724,6 +725,21 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'vslack;man'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'vslack;help'= {
             cand login 'Save a Vast.ai API key (hidden prompt, or one line on stdin), checked with Vast.ai first'
             cand logout 'Forget the API key saved by `vslack login`'
@@ -740,6 +756,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand send 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)'
             cand queue 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them'
             cand completions 'Print shell completions (the same files are committed in completions/)'
+            cand man 'Print the man page (roff; the same file is committed as man/vslack.1)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;help;login'= {
@@ -825,6 +842,8 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;help;queue;drop'= {
         }
         &'vslack;help;completions'= {
+        }
+        &'vslack;help;man'= {
         }
         &'vslack;help;help'= {
         }

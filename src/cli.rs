@@ -194,6 +194,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff; the same file is committed as man/vslack.1)
+    #[command(
+        after_help = "Example:\n  vslack man > ~/.local/share/man/man1/vslack.1 && man vslack"
+    )]
+    #[command(display_order = 16)]
+    Man,
 }
 
 #[derive(Debug, Subcommand)]

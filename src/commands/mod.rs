@@ -89,6 +89,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         print!("{}", completions(shell));
         return Ok(crate::exit::OK);
     }
+    if let Command::Man = cli.command {
+        print!("{}", man_page());
+        return Ok(crate::exit::OK);
+    }
     let paths = Paths::resolve(
         cli.global.config_dir.as_deref(),
         cli.global.data_dir.as_deref(),
@@ -122,7 +126,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Demo => return demo::run(&ctx).await,
             Command::Send(args) => return send::run(&ctx, args).await,
             Command::Queue { cmd } => queue::run(&ctx, cmd).await,
-            Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+            Command::Completions { .. } | Command::Man => {
+                unreachable!("handled before the runtime starts")
+            }
         }
         .map(|()| crate::exit::OK)
     })
@@ -134,6 +140,17 @@ pub fn completions(shell: clap_complete::Shell) -> String {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "vslack", &mut out);
     String::from_utf8(out).expect("completions are UTF-8")
+}
+
+/// The man page, exactly as committed as `man/vslack.1` (clap_mangen: the synopsis, every
+/// global option and the list of commands; `vslack COMMAND --help` has each command's own).
+pub fn man_page() -> String {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .expect("rendering to memory");
+    String::from_utf8(out).expect("man page is UTF-8")
 }
 
 /// Read a secret: a hidden prompt on a terminal, else one line from stdin.

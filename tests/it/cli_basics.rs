@@ -24,6 +24,25 @@ fn committed_completions_are_up_to_date() {
 }
 
 #[test]
+fn committed_man_page_is_up_to_date() {
+    let env = Env::new();
+    let out = env.run(&["man"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.starts_with(".ie \\n(.g .ds Aq"),
+        "roff: {}",
+        &out.stdout[..80]
+    );
+    assert!(out.stdout.contains("vslack\\-demo") || out.stdout.contains("demo"));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/man/vslack.1");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == out.stdout,
+        "{path} is out of date: run `sh completions/regenerate.sh` (after `cargo build`)"
+    );
+}
+
+#[test]
 fn every_command_has_help_with_an_example() {
     use clap::CommandFactory;
     // Every command path in the real CLI, found by walking clap's tree.
@@ -172,6 +191,49 @@ fn service_install_writes_a_hardened_unit_and_creates_its_directories() {
         env.config_dir().display(),
         env.data_dir().display()
     )));
+    // The unit's relay would not start (nothing configured): --print says so on stderr.
+    assert!(out.stderr.contains("would not start"), "{out:?}");
+    let exec = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .unwrap();
+    assert!(exec.ends_with(" serve"), "no trailing space: {exec:?}");
+    let nofile: usize = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .expect("LimitNOFILE")
+        .parse()
+        .unwrap();
+    assert!(
+        nofile > 1024,
+        "above the default --max-connections: {nofile}"
+    );
+    let out = env.run(&[
+        "service",
+        "install",
+        "--print",
+        "--serve-args",
+        "--max-connections 9000",
+    ]);
+    let nofile: usize = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(nofile > 9000, "{nofile}");
+    let doc = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Documentation="))
+        .unwrap();
+    assert!(
+        doc.contains("README.md") && doc.contains("man:vslack(1)"),
+        "{doc}"
+    );
     // Nothing configured: the unit's relay would exit at once, so nothing is written. This
     // shell's environment does not reach the unit, so it does not count.
     env.set(
