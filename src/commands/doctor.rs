@@ -180,7 +180,7 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
                 None => r.fail("webhook", "no default webhook", "create one with `vslack setup` or `vslack webhook create`, or pick one with `vslack webhook default ID`"),
                 Some(id) => match client.get_webhook(id).await {
                     Ok(w) => {
-                        r.ok("webhook", format!("{id} exists -> {}", w.webhook_url));
+                        r.ok("webhook", format!("{id} exists -> {}", crate::urls::shown(&w.webhook_url)));
                         if w.event_types.is_empty() {
                             r.warn("events", "subscribed to no events", format!("`vslack webhook update {id} --add-event KEY`"));
                         } else {
@@ -233,7 +233,7 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
                     }
                     _ => r.fail(
                         "relay",
-                        format!("the webhook URL {} does not reach a vslack relay (no /health)", w.webhook_url),
+                        format!("the webhook URL {} does not reach a vslack relay (no /health)", crate::urls::shown(&w.webhook_url)),
                         "start `vslack up` (re-points the webhook at a new tunnel), or fix the URL with `vslack webhook update --url`",
                     ),
                 }

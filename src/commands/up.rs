@@ -221,7 +221,7 @@ impl Lines {
                     self.retrying.remove(id);
                     let t = self.types.remove(id).unwrap_or_else(|| "?".into());
                     say(format!(
-                        "GAVE UP   {t} {} ({error}): see `vslack queue`",
+                        "dead      {t} {} GAVE UP ({error}): see `vslack queue`",
                         crate::output::printable(id)
                     ));
                 }
@@ -307,10 +307,15 @@ fn left_behind(p: &Pointed) -> Option<String> {
             "webhook {} still exists: delete it with `vslack webhook delete {}`",
             p.id, p.id
         )),
-        (Some(prev), false) => Some(format!(
-            "webhook {} still points at the tunnel: restore it with `vslack webhook update {} --url {prev}`",
-            p.id, p.id
-        )),
+        (Some(prev), false) => {
+            // A previous URL whose path is a secret (a chat webhook) is not printed.
+            let shown = crate::urls::shown(prev);
+            let url = if shown == *prev { prev.as_str() } else { "URL" };
+            Some(format!(
+                "webhook {} still points at the tunnel: restore it with `vslack webhook update {} --url {url}` (it was {shown})",
+                p.id, p.id
+            ))
+        }
         (None, false) => None,
     }
 }
@@ -405,7 +410,11 @@ async fn undo(ctx: &Ctx, client: &VastClient, p: &Pointed) -> Result<()> {
                 },
             )
             .await?;
-        say(format!("cleanup   webhook {} points at {prev} again", p.id));
+        say(format!(
+            "cleanup   webhook {} points at {} again",
+            p.id,
+            crate::urls::shown(prev)
+        ));
     }
     Ok(())
 }

@@ -34,21 +34,28 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// Take the store's lock file (`<store>.lock`) exclusively, or explain who holds it.
+/// Lock the database file itself exclusively (flock, which SQLite's own fcntl locks do not
+/// touch), or explain who holds it. A helper lock file could be deleted under a running relay
+/// and let a second one in; the database cannot be, without the relay noticing.
 fn lock_store(spool_path: &std::path::Path) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     if let Some(dir) = spool_path.parent() {
         crate::secret::ensure_private_dir(dir)?;
     }
-    let path = spool_path.with_extension("lock");
+    let path = spool_path;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .mode(0o600)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(|e| RelayStartError(format!("cannot open {}: {e}", path.display())))?;
+        .open(path)
+        .map_err(|e| {
+            RelayStartError(format!(
+                "cannot open the event store {}: {e}",
+                path.display()
+            ))
+        })?;
     // SAFETY: flock on a descriptor we own; released when the file is closed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(RelayStartError(format!(

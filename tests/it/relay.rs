@@ -41,7 +41,11 @@ pub fn event_body(id: &str, kind: &str) -> Vec<u8> {
 
 /// POST with Vast.ai's headers; returns (status, body).
 pub async fn post(url: &str, body: &[u8], ts: Option<i64>, sig: Option<String>) -> (u16, String) {
-    let mut req = reqwest::Client::new()
+    // Bounded, so a relay that never answers fails the test instead of hanging it.
+    let mut req = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
         .post(url)
         .header("Content-Type", "application/json")
         .body(body.to_vec());
@@ -93,7 +97,10 @@ pub async fn wait_delivered(slack: &FakeSlack, n: usize, timeout: Duration) -> V
 async fn wait_stats(relay: &Relay, done: impl Fn(&Stats) -> bool) -> Stats {
     let start = Instant::now();
     loop {
-        let stats = relay.spool.stats().await.unwrap();
+        let stats = tokio::time::timeout(Duration::from_secs(10), relay.spool.stats())
+            .await
+            .expect("the store did not answer within 10 s")
+            .unwrap();
         if done(&stats) || start.elapsed() > Duration::from_secs(10) {
             return stats;
         }
@@ -218,7 +225,7 @@ async fn valid_delivery_becomes_one_block_kit_message() {
     // Nothing more arrives.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(slack.received().len(), 1);
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,7 +310,7 @@ async fn bad_signatures_are_refused_and_nothing_is_sent() {
     assert!(got[0].to_string().contains("evt-valid"));
     let stats = wait_stats(&h.relay, |s| s.delivered == 1).await;
     assert_eq!((stats.pending, stats.delivered, stats.dead), (0, 1, 0));
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +342,7 @@ async fn the_same_event_three_times_is_one_message() {
             .received_count(vslack::relay::metrics::Received::Duplicate),
         2
     );
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +369,7 @@ async fn slack_500_three_times_then_ok_delivers_once() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(slack.delivered().len(), 1);
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,7 +387,7 @@ async fn slack_429_is_waited_out_for_retry_after() {
         gap >= Duration::from_millis(950),
         "retried after {gap:?}, before Retry-After"
     );
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,7 +421,7 @@ async fn repeated_429s_back_off_above_retry_after_and_count_toward_max_age() {
         gaps.iter().any(|g| *g >= Duration::from_millis(1900)),
         "the waits grow beyond Retry-After: {gaps:?}"
     );
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,7 +456,7 @@ async fn slack_410_dead_letters_while_later_events_flow() {
             "vslack_delivered_total 1",
         ],
     );
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,7 +494,7 @@ async fn a_backlog_is_sent_as_digests_within_slack_limits() {
     for w in r.windows(2) {
         assert!(w[1].at.duration_since(w[0].at) >= Duration::from_millis(250));
     }
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,7 +531,7 @@ async fn workflow_triggers_get_flat_string_variables_and_routes_apply() {
         .find(|x| x.path.contains("/services/"))
         .expect("default destination");
     assert!(svc.body.to_string().contains("evt-bill"));
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,7 +626,7 @@ async fn limits_methods_paths_and_bad_json() {
             "vslack_slack_request_seconds_count 1",
         ],
     );
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -671,7 +678,7 @@ async fn a_full_store_answers_503_and_acknowledges_nothing_unstored() {
         .unwrap();
     let stored: Vec<String> = pending.iter().map(|q| q.event.event_id.clone()).collect();
     assert_eq!(stored, acked);
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -705,7 +712,7 @@ async fn a_digest_slack_refuses_is_split_and_nothing_is_dead_lettered() {
     assert!(carried_ids(&slack.delivered(), &ids)
         .iter()
         .all(|&n| n == 1));
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -733,7 +740,7 @@ async fn a_slow_slack_does_not_slow_the_answers_to_vast() {
     assert!(carried_ids(&slack.delivered(), &ids)
         .iter()
         .all(|&n| n == 1));
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -809,7 +816,7 @@ async fn routes_sharing_a_slack_url_share_its_pace() {
         gap >= Duration::from_millis(350),
         "two messages to one URL {gap:?} apart"
     );
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -850,7 +857,7 @@ async fn slow_headers_are_cut_off_and_a_slow_body_gets_408() {
         String::from_utf8_lossy(&buf[..n])
     );
     assert_eq!(h.relay.spool.stats().await.unwrap().pending, 0);
-    h.relay.shutdown().await;
+    stop(h.relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -886,5 +893,12 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         .expect("served after the slot freed")
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    h.relay.shutdown().await;
+    stop(h.relay).await;
+}
+
+/// Shut the relay down, bounded: a shutdown that hangs fails the test with this message.
+async fn stop(relay: Relay) {
+    tokio::time::timeout(Duration::from_secs(30), relay.shutdown())
+        .await
+        .expect("the relay did not shut down within 30 s");
 }

@@ -398,6 +398,18 @@ fn a_second_relay_on_the_same_store_is_refused() {
     let out = env.run(&["serve", "--listen", "127.0.0.1:0"]);
     assert_eq!(out.code, 6, "{out:?}");
     assert!(out.stderr.contains("another vslack relay"), "{out:?}");
+    // Whatever happens to helper files (here: every file beside the database and SQLite's
+    // own -wal/-shm is deleted, a lock file included), the lock holds: it is on the
+    // database itself.
+    for entry in std::fs::read_dir(env.data_dir()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("spool.sqlite3") && entry.path().is_file() {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let out = env.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("another vslack relay"), "{out:?}");
 }
 
 #[test]
