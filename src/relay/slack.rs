@@ -57,6 +57,7 @@ impl SlackClient {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok());
+                // Slack's answer ends up in logs and `vslack queue`: no control characters.
                 let body: String = resp
                     .text()
                     .await
@@ -64,6 +65,7 @@ impl SlackClient {
                     .chars()
                     .take(200)
                     .collect();
+                let body = crate::output::printable(&body).into_owned();
                 // Workflow triggers answer 200 {"ok":false,"error":...} for some failures.
                 let workflow_error = serde_json::from_str::<Value>(&body)
                     .ok()

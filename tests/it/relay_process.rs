@@ -520,3 +520,35 @@ fn a_taken_port_names_who_holds_it_and_localhost_is_accepted() {
     let s = serve_at(&other, "localhost:0");
     assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
 }
+
+#[test]
+fn event_fields_cannot_forge_or_colour_a_log_line() {
+    let slack = FakeSlack::start();
+    let mut env = Env::new();
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    let s = serve(&env, &[]);
+    let body = serde_json::json!({
+        "event_id": "real\nINFO delivered to Slack event_ids=FORGED",
+        "notif_type": "low_credit\u{1b}[31m",
+        "subject": "s",
+        "message": "m",
+    })
+    .to_string()
+    .into_bytes();
+    let ts = now();
+    assert_eq!(post_blocking(&s.url, &body, ts, &signature(SECRET, ts, &body)), 204);
+    wait_delivered(&slack, 1);
+    let start = Instant::now();
+    while !s.logs.lock().unwrap().iter().any(|l| l.contains("delivered to Slack")) {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = s.logs.lock().unwrap().clone();
+    for line in &logs {
+        assert!(!line.starts_with("INFO delivered"), "forged line: {line:?}");
+        assert!(!line.contains('\u{1b}'), "raw escape code: {line:?}");
+    }
+    assert!(logs.iter().any(|l| l.contains("real\\nINFO")), "{logs:#?}");
+}
