@@ -178,6 +178,12 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
 }
 
 async fn health(app: &App) -> Resp {
+    if let Some(fault) = app.spool.fault() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "failing", "error": fault.reason(), "version": env!("CARGO_PKG_VERSION")}),
+        );
+    }
     match app.spool.stats().await {
         Ok(s) => {
             let now = super::now_secs();
@@ -287,7 +293,13 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         tracing::trace!(payload = %String::from_utf8_lossy(&bytes), "delivery body");
     }
     let (id, kind) = (event.event_id.clone(), event.notif_type.clone());
-    match app.spool.insert(event, bytes.to_vec()).await {
+    // A store that is known broken (deleted, replaced, corrupt) takes nothing: what it would
+    // acknowledge might not survive.
+    let stored = match app.spool.fault() {
+        Some(super::spool::Fault::Broken(why)) => Err(super::spool::SpoolError(why)),
+        _ => app.spool.insert(event, bytes.to_vec()).await,
+    };
+    match stored {
         Ok(Inserted::New) => {
             outcome(Received::Stored, Some(&id), Some(&kind));
             tracing::info!(event_id = %printable(&id), notif_type = %printable(&kind), attempt, key = %key.label, "stored");
@@ -308,7 +320,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         }
         Err(e) => {
             outcome(Received::StoreFailed, Some(&id), Some(&kind));
-            tracing::error!(event_id = %id, error = %e, "cannot store delivery; answering 503 so Vast.ai retries");
+            tracing::error!(event_id = %printable(&id), error = %e, "cannot store delivery; answering 503 so Vast.ai retries");
             let mut r = refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
             r.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("30"));

@@ -682,6 +682,82 @@ async fn a_full_store_answers_503_and_acknowledges_nothing_unstored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_frees_room_and_accepts_again_without_a_restart() {
+    let slack = FakeSlack::start();
+    // Slack is down while the store fills, then recovers.
+    slack.script(vec![Answer::Status(500, "rollup_error"); 40]);
+    let h = start(&slack.url(), |o| {
+        o.spool.max_bytes = Some(256 * 1024);
+        o.forward.retry_initial = Duration::from_millis(100);
+        o.forward.retry_max = Duration::from_millis(200);
+    })
+    .await;
+    let filler = "x".repeat(8 * 1024);
+    let send = |i: usize| {
+        let body = json!({"event_id": format!("evt-room-{i}"), "notif_type": "low_credit", "message": filler})
+            .to_string();
+        let url = h.url.clone();
+        async move {
+            let ts = now();
+            post(
+                &url,
+                body.as_bytes(),
+                Some(ts),
+                Some(signature(SECRET, ts, body.as_bytes())),
+            )
+            .await
+        }
+    };
+    let mut acked = 0;
+    let mut i = 0;
+    loop {
+        let (status, _) = send(i).await;
+        i += 1;
+        match status {
+            204 => acked += 1,
+            503 => break,
+            s => panic!("unexpected {s}"),
+        }
+        assert!(i < 500, "the store never filled up");
+    }
+    let health = endpoint(&h, "health").await;
+    assert!(
+        health.contains("\"failing\"") && health.contains("full"),
+        "{health}"
+    );
+    // Slack recovers; everything acknowledged is delivered.
+    let stats = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let s = h.relay.spool.stats().await.unwrap();
+            if s.pending == 0 && s.delivered == acked {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the acknowledged events were not all delivered");
+    assert_eq!(stats.dead, 0);
+    // The store makes room by itself (delivered bodies) and takes new events again.
+    for j in 0..3 {
+        let (status, text) = send(1000 + j).await;
+        assert_eq!(
+            status, 204,
+            "still refused after delivery freed room: {text}"
+        );
+    }
+    let health = endpoint(&h, "health").await;
+    assert!(!health.contains("failing"), "{health}");
+    let messages = slack.delivered();
+    let ids: Vec<String> = (0..i).map(|k| format!("evt-room-{k}")).collect();
+    assert!(
+        carried_ids(&messages, &ids).iter().all(|&n| n <= 1),
+        "an event was posted twice"
+    );
+    stop(h.relay).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_digest_slack_refuses_is_split_and_nothing_is_dead_lettered() {
     let slack = FakeSlack::start();
     let h = start(&slack.url(), |o| {

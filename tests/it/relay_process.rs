@@ -538,10 +538,19 @@ fn event_fields_cannot_forge_or_colour_a_log_line() {
     .to_string()
     .into_bytes();
     let ts = now();
-    assert_eq!(post_blocking(&s.url, &body, ts, &signature(SECRET, ts, &body)), 204);
+    assert_eq!(
+        post_blocking(&s.url, &body, ts, &signature(SECRET, ts, &body)),
+        204
+    );
     wait_delivered(&slack, 1);
     let start = Instant::now();
-    while !s.logs.lock().unwrap().iter().any(|l| l.contains("delivered to Slack")) {
+    while !s
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("delivered to Slack"))
+    {
         assert!(start.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -16,8 +16,13 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 use tokio::sync::{oneshot, Notify};
 
+mod read;
+mod writer;
+
 use super::event::Event;
 use super::now_secs;
+use read::{private_store_files, query};
+use writer::{Cmd, Op, Reply, Slot, Writer};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -48,9 +53,27 @@ pub const DROPPED: i64 = 3;
 #[error("event store: {0}")]
 pub struct SpoolError(pub String);
 
+/// The start of a [`SpoolError`] for a full store (the size cap or the disk).
+const FULL: &str = "the event store is full";
+
+impl SpoolError {
+    /// The store refused for lack of space (size cap reached, or disk full).
+    pub fn is_full(&self) -> bool {
+        self.0.starts_with(FULL)
+    }
+}
+
+fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
 impl From<rusqlite::Error> for SpoolError {
     fn from(e: rusqlite::Error) -> Self {
-        SpoolError(e.to_string())
+        if is_full(&e) {
+            SpoolError(format!("{FULL}: {e}"))
+        } else {
+            SpoolError(e.to_string())
+        }
     }
 }
 
@@ -82,55 +105,6 @@ pub struct Stats {
     pub oldest_pending_at: Option<i64>,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
-
-/// What the writer thread is asked to do.
-enum Cmd {
-    Insert(Box<(Event, Vec<u8>)>),
-    Delivered(Vec<i64>, i64),
-    Retry(Vec<i64>, i64, String),
-    Dead(Vec<i64>, String, i64),
-    Requeue(Option<Vec<i64>>, i64),
-    Drop(Vec<i64>, i64),
-    Prune(i64),
-    RetryNow,
-}
-
-/// What it answers.
-enum Answer {
-    Inserted(Inserted),
-    Unit(()),
-    Count(usize),
-}
-
-/// Where the answer goes; the caller's type decides which variant.
-enum Slot {
-    Inserted(Reply<Inserted>),
-    Unit(Reply<()>),
-    Count(Reply<usize>),
-}
-
-impl Slot {
-    fn send(self, answer: Result<Answer, SpoolError>) {
-        // Hand the answer to the caller's channel if it is of the kind the caller asked for.
-        macro_rules! deliver {
-            ($reply:expr, $kind:ident) => {
-                drop($reply.send(answer.and_then(|a| match a {
-                    Answer::$kind(v) => Ok(v),
-                    _ => Err(SpoolError("internal: answer of the wrong kind".into())),
-                })))
-            };
-        }
-        match self {
-            Slot::Inserted(r) => deliver!(r, Inserted),
-            Slot::Unit(r) => deliver!(r, Unit),
-            Slot::Count(r) => deliver!(r, Count),
-        }
-    }
-}
-
-type Op = (Cmd, Slot);
-
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Spool {
@@ -141,13 +115,39 @@ pub struct Spool {
     reader: Arc<std::sync::Mutex<Connection>>,
     /// Signalled after new events commit, to wake the forwarder.
     pub arrived: Arc<Notify>,
+    /// Why the store refuses events now, if it does (full, or see [`Spool::set_fault`]).
+    fault: Arc<std::sync::Mutex<Option<Fault>>>,
+}
+
+/// Why the store cannot take events now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Out of room; cleared by itself as soon as an insert succeeds again.
+    Full(String),
+    /// Something a person must look at (the file deleted, replaced or corrupt): the relay
+    /// answers 503 until it is resolved.
+    Broken(String),
+}
+
+impl Fault {
+    pub fn reason(&self) -> &str {
+        match self {
+            Fault::Full(r) | Fault::Broken(r) => r,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct SpoolOptions {
     /// Cap the database size; beyond it inserts fail (and the relay answers 503).
     pub max_bytes: Option<u64>,
+    /// How long finished events are kept for deduplication; when the store is full, older
+    /// ones are forgotten at once to make room (0: the default, 7 days).
+    pub retention: Duration,
 }
+
+/// Finished events are remembered this long unless told otherwise.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Spool {
     /// Open (creating if needed) the store at `path` and start its writer thread.
@@ -168,9 +168,15 @@ impl Spool {
                     path.display()
                 )
             })?;
+        // With a size cap, new events may fill it only up to a reserve, so the outcomes of
+        // what is queued (retries, deliveries) can always be written: a full store must
+        // never stop the forwarder from recording what it posted.
+        let mut insert_pages = None;
         if let Some(max) = opts.max_bytes {
             let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-            conn.pragma_update(None, "max_page_count", (max as i64 / page).max(16))?;
+            let pages = (max as i64 / page).max(64);
+            conn.pragma_update(None, "max_page_count", pages)?;
+            insert_pages = Some(pages - (pages / 10).max(16));
         }
         let reader = Connection::open_with_flags(
             path,
@@ -181,14 +187,26 @@ impl Spool {
         let reader = Arc::new(std::sync::Mutex::new(reader));
         let (tx, rx) = mpsc::sync_channel::<Op>(4096);
         let arrived = Arc::new(Notify::new());
-        let notify = arrived.clone();
+        let fault = Arc::new(std::sync::Mutex::new(None));
+        let retention = match opts.retention {
+            Duration::ZERO => DEFAULT_RETENTION,
+            r => r,
+        };
+        let w = Writer {
+            conn,
+            notify: arrived.clone(),
+            fault: fault.clone(),
+            retention,
+            insert_pages,
+        };
         std::thread::Builder::new()
             .name("vslack-spool".into())
-            .spawn(move || writer(conn, rx, notify))?;
+            .spawn(move || w.run(rx))?;
         Ok(Spool {
             tx,
             reader,
             arrived,
+            fault,
         })
     }
 
@@ -208,6 +226,18 @@ impl Spool {
             }
         }
         rx.await.map_err(|_| SpoolError("writer stopped".into()))?
+    }
+
+    /// Why the store refuses events now, if it does.
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Mark the store broken (or, with `None`, fixed): events are refused with 503 meanwhile.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        if let Ok(mut f) = self.fault.lock() {
+            *f = fault;
+        }
     }
 
     /// Commit a verified event; `Duplicate` if its id was seen within the retention window.
@@ -332,214 +362,6 @@ impl Spool {
     pub async fn prune(&self, before: i64) -> Result<usize, SpoolError> {
         self.ask(Cmd::Prune(before), Slot::Count).await
     }
-}
-
-/// Events are the user's private data: the store is created owner-only, and a store left
-/// readable by others (by an older vslack) is tightened. SQLite gives its -wal and -shm files
-/// the database file's mode.
-fn private_store_files(path: &Path) -> Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create the event store {}", path.display()))?;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        let file = std::path::PathBuf::from(file);
-        if let Ok(meta) = std::fs::metadata(&file) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
-                    .with_context(|| format!("cannot make {} owner-only", file.display()))?;
-                tracing::warn!(file = %file.display(), "the event store was readable by others; made it owner-only (0600)");
-            }
-        }
-    }
-    Ok(())
-}
-
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, notify: Arc<Notify>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < 1024 {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let (cmds, slots): (Vec<Cmd>, Vec<Slot>) = batch.into_iter().unzip();
-        // Fast path: the whole batch in one transaction. If any command fails (a full disk
-        // refusing an insert), roll back and run the batch again with a savepoint per command,
-        // so only the failing ones fail and the rest still share one commit.
-        let mut result = run_batch(&mut conn, &cmds, false);
-        if matches!(&result, Ok(answers) if answers.iter().any(Result::is_err)) {
-            result = run_batch(&mut conn, &cmds, true);
-        }
-        let (committed, answers) = match result {
-            Ok(answers) => (Ok(()), answers),
-            Err(e) => (Err(e), Vec::new()),
-        };
-        let new_events = answers
-            .iter()
-            .any(|r| matches!(r, Ok(Answer::Inserted(Inserted::New))));
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "event store could not commit; deliveries are being refused with 503");
-        } else if answers.iter().any(Result::is_err) {
-            tracing::error!("event store refused a write (disk full or --max-store-mb reached?); deliveries are answered 503");
-        }
-        let mut answers = answers.into_iter();
-        for slot in slots {
-            slot.send(match &committed {
-                Ok(()) => answers
-                    .next()
-                    .unwrap_or_else(|| Err(SpoolError("internal: no answer".into()))),
-                Err(e) => Err(e.clone()),
-            });
-        }
-        if new_events && committed.is_ok() {
-            notify.notify_one();
-        }
-    }
-}
-
-/// Apply `cmds` in one transaction and commit it. With `isolate`, each command runs in a
-/// savepoint, so a failing one is rolled back alone; without, the first failure leaves the
-/// transaction uncommitted (the caller retries with `isolate`).
-fn run_batch(
-    conn: &mut Connection,
-    cmds: &[Cmd],
-    isolate: bool,
-) -> Result<Vec<Result<Answer, SpoolError>>, SpoolError> {
-    let mut tx = conn.transaction()?;
-    let mut answers = Vec::with_capacity(cmds.len());
-    for cmd in cmds {
-        let answer = if isolate {
-            let mut sp = tx.savepoint()?;
-            match apply(&sp, cmd) {
-                Ok(a) => sp.commit().map(|_| a).map_err(SpoolError::from),
-                Err(e) => {
-                    let _ = sp.rollback();
-                    Err(e)
-                }
-            }
-        } else {
-            let a = apply(&tx, cmd);
-            if a.is_err() {
-                // Dropping `tx` rolls everything back; the caller runs the isolated pass.
-                answers.push(a);
-                return Ok(answers);
-            }
-            a
-        };
-        answers.push(answer);
-    }
-    tx.commit()?;
-    Ok(answers)
-}
-
-fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
-    Ok(match cmd {
-        Cmd::Insert(item) => {
-            let (event, body) = &**item;
-            let json = serde_json::to_string(&event).map_err(|e| SpoolError(e.to_string()))?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let n = stmt.execute(params![event.event_id, event.notif_type, json, body, event.received_at])?;
-            Answer::Inserted(if n == 1 { Inserted::New } else { Inserted::Duplicate })
-        }
-        Cmd::Delivered(seqs, now) => {
-            each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", seqs, *now)?;
-            Answer::Unit(())
-        }
-        Cmd::Retry(seqs, next, error) => {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE events SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1 AND state = 0",
-            )?;
-            for s in seqs {
-                stmt.execute(params![s, next, error])?;
-            }
-            Answer::Unit(())
-        }
-        Cmd::Dead(seqs, error, now) => {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE events SET state = 2, attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE seq = ?1",
-            )?;
-            for s in seqs {
-                stmt.execute(params![s, error, now])?;
-            }
-            Answer::Unit(())
-        }
-        Cmd::Requeue(None, now) => Answer::Count(tx.execute(
-            "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
-            [*now],
-        )?),
-        Cmd::Requeue(Some(seqs), now) => Answer::Count(each(
-            tx,
-            "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2 WHERE seq = ?1 AND state = 2",
-            seqs,
-            *now,
-        )?),
-        Cmd::Drop(seqs, now) => Answer::Count(each(
-            tx,
-            "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state IN (0, 2)",
-            seqs,
-            *now,
-        )?),
-        Cmd::Prune(before) => Answer::Count(tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [*before])?),
-        Cmd::RetryNow => Answer::Count(tx.execute(
-            "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
-            [],
-        )?),
-    })
-}
-
-/// Run `sql` (params: seq, value) for each seq; returns the rows changed.
-fn each(tx: &Connection, sql: &str, seqs: &[i64], value: i64) -> Result<usize, SpoolError> {
-    let mut stmt = tx.prepare_cached(sql)?;
-    let mut n = 0;
-    for s in seqs {
-        n += stmt.execute(params![s, value])?;
-    }
-    Ok(n)
-}
-
-fn query(
-    tx: &Connection,
-    clause: &str,
-    args: impl rusqlite::Params,
-) -> Result<Vec<Queued>, SpoolError> {
-    let sql = format!(
-        "SELECT seq, event, attempts, next_attempt_ms, last_error, state FROM events {clause}"
-    );
-    let mut stmt = tx.prepare_cached(&sql)?;
-    let rows = stmt.query_map(args, |r| {
-        let json: String = r.get(1)?;
-        let state: i64 = r.get(5)?;
-        Ok((r.get(0)?, json, r.get(2)?, r.get(3)?, r.get(4)?, state))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, json, attempts, next_attempt_ms, last_error, state) = row?;
-        let event: Event = serde_json::from_str(&json)
-            .map_err(|e| SpoolError(format!("event {seq} is unreadable: {e}")))?;
-        out.push(Queued {
-            seq,
-            event,
-            attempts,
-            next_attempt_ms,
-            last_error,
-            state: match state {
-                PENDING => "pending",
-                DELIVERED => "delivered",
-                DEAD => "dead",
-                _ => "dropped",
-            },
-        });
-    }
-    Ok(out)
 }
 
 /// Open the store read-only style for one-off inspection; `None` when it does not exist yet.

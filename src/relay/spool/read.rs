@@ -1,0 +1,70 @@
+//! Reading rows back (for the forwarder, `vslack queue`, status) and the store's files.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+
+use super::{Event, Queued, SpoolError, DEAD, DELIVERED, PENDING};
+
+/// Events are the user's private data: the store is created owner-only, and a store left
+/// readable by others (by an older vslack) is tightened. SQLite gives its -wal and -shm files
+/// the database file's mode.
+pub(super) fn private_store_files(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the event store {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot make {} owner-only", file.display()))?;
+                tracing::warn!(file = %file.display(), "the event store was readable by others; made it owner-only (0600)");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn query(
+    tx: &Connection,
+    clause: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Queued>, SpoolError> {
+    let sql = format!(
+        "SELECT seq, event, attempts, next_attempt_ms, last_error, state FROM events {clause}"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(args, |r| {
+        let json: String = r.get(1)?;
+        let state: i64 = r.get(5)?;
+        Ok((r.get(0)?, json, r.get(2)?, r.get(3)?, r.get(4)?, state))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, json, attempts, next_attempt_ms, last_error, state) = row?;
+        let event: Event = serde_json::from_str(&json)
+            .map_err(|e| SpoolError(format!("event {seq} is unreadable: {e}")))?;
+        out.push(Queued {
+            seq,
+            event,
+            attempts,
+            next_attempt_ms,
+            last_error,
+            state: match state {
+                PENDING => "pending",
+                DELIVERED => "delivered",
+                DEAD => "dead",
+                _ => "dropped",
+            },
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,289 @@
+//! The writer thread: owns the read-write connection, applies requests in batches (one
+//! transaction, one fsync for all of them: group commit), makes room when the store is full,
+//! and keeps the store's fault state up to date.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+use tokio::sync::Notify;
+
+use tokio::sync::oneshot;
+
+use super::{Event, Fault, Inserted, SpoolError, FULL};
+use crate::relay::now_secs;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+
+/// What the writer thread is asked to do.
+pub(super) enum Cmd {
+    Insert(Box<(Event, Vec<u8>)>),
+    Delivered(Vec<i64>, i64),
+    Retry(Vec<i64>, i64, String),
+    Dead(Vec<i64>, String, i64),
+    Requeue(Option<Vec<i64>>, i64),
+    Drop(Vec<i64>, i64),
+    Prune(i64),
+    RetryNow,
+}
+
+/// What it answers.
+pub(super) enum Answer {
+    Inserted(Inserted),
+    Unit(()),
+    Count(usize),
+}
+
+/// Where the answer goes; the caller's type decides which variant.
+pub(super) enum Slot {
+    Inserted(Reply<Inserted>),
+    Unit(Reply<()>),
+    Count(Reply<usize>),
+}
+
+impl Slot {
+    pub(super) fn send(self, answer: Result<Answer, SpoolError>) {
+        // Hand the answer to the caller's channel if it is of the kind the caller asked for.
+        macro_rules! deliver {
+            ($reply:expr, $kind:ident) => {
+                drop($reply.send(answer.and_then(|a| match a {
+                    Answer::$kind(v) => Ok(v),
+                    _ => Err(SpoolError("internal: answer of the wrong kind".into())),
+                })))
+            };
+        }
+        match self {
+            Slot::Inserted(r) => deliver!(r, Inserted),
+            Slot::Unit(r) => deliver!(r, Unit),
+            Slot::Count(r) => deliver!(r, Count),
+        }
+    }
+}
+
+pub(super) type Op = (Cmd, Slot);
+
+/// The writer thread's state: the read-write connection and what it reports back.
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    pub(super) notify: Arc<Notify>,
+    pub(super) fault: Arc<std::sync::Mutex<Option<Fault>>>,
+    pub(super) retention: Duration,
+    /// Pages new events may use (the cap less a reserve for outcomes); `None`: no cap.
+    pub(super) insert_pages: Option<i64>,
+}
+
+impl Writer {
+    /// Whether new events would eat into the reserve kept for outcomes.
+    fn over_insert_limit(&self) -> bool {
+        let Some(limit) = self.insert_pages else {
+            return false;
+        };
+        let used: rusqlite::Result<i64> = self.conn.query_row(
+            "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())",
+            [],
+            |r| r.get(0),
+        );
+        used.is_ok_and(|u| u >= limit)
+    }
+
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let (cmds, slots): (Vec<Cmd>, Vec<Slot>) = batch.into_iter().unzip();
+            let answers = self.apply_all(&cmds);
+            let new_events = answers
+                .iter()
+                .any(|r| matches!(r, Ok(Answer::Inserted(Inserted::New))));
+            self.report(&cmds, &answers);
+            for (slot, answer) in slots.into_iter().zip(answers) {
+                slot.send(answer);
+            }
+            if new_events {
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    /// Fast path: the whole batch in one transaction (one fsync). If any command fails (a
+    /// full store refusing an insert), the batch is rolled back and each command runs in a
+    /// transaction of its own, so only the failing ones fail. (Not savepoints: on a full disk
+    /// SQLite may roll back the whole transaction under them.) An insert refused for lack
+    /// of room first makes room, then is tried once more.
+    fn apply_all(&mut self, cmds: &[Cmd]) -> Vec<Result<Answer, SpoolError>> {
+        if let Ok(answers) = self.batch(cmds) {
+            return answers.into_iter().map(Ok).collect();
+        }
+        let mut made_room = false;
+        cmds.iter()
+            .map(|cmd| match self.one(cmd) {
+                Err(e) if e.is_full() && !made_room => {
+                    made_room = true;
+                    match self.make_room() {
+                        Ok(freed) if freed > 0 => self.one(cmd),
+                        _ => Err(e),
+                    }
+                }
+                other => other,
+            })
+            .collect()
+    }
+
+    fn batch(&mut self, cmds: &[Cmd]) -> Result<Vec<Answer>, SpoolError> {
+        if cmds.iter().any(|c| matches!(c, Cmd::Insert(_))) && self.over_insert_limit() {
+            return Err(SpoolError(format!("{FULL} (--max-store-mb reached)")));
+        }
+        let tx = self.conn.transaction()?;
+        let answers = cmds
+            .iter()
+            .map(|c| apply(&tx, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(answers)
+    }
+
+    fn one(&mut self, cmd: &Cmd) -> Result<Answer, SpoolError> {
+        if matches!(cmd, Cmd::Insert(_)) && self.over_insert_limit() {
+            return Err(SpoolError(format!("{FULL} (--max-store-mb reached)")));
+        }
+        let tx = self.conn.transaction()?;
+        let answer = apply(&tx, cmd)?;
+        tx.commit()?;
+        Ok(answer)
+    }
+
+    /// Free what the store does not need: the raw bodies of finished events, and finished
+    /// events past the retention window. Returns how many rows changed.
+    fn make_room(&mut self) -> Result<usize, SpoolError> {
+        let before = now_secs() - self.retention.as_secs() as i64;
+        let tx = self.conn.transaction()?;
+        let bodies = tx.execute(
+            "UPDATE events SET body = x'' WHERE state <> 0 AND length(body) > 0",
+            [],
+        )?;
+        let forgotten = tx.execute(
+            "DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1",
+            [before],
+        )?;
+        tx.commit()?;
+        if bodies + forgotten > 0 {
+            tracing::warn!(
+                bodies_freed = bodies,
+                forgotten,
+                "the event store was full: freed the bodies of delivered events and forgot expired ones"
+            );
+        }
+        Ok(bodies + forgotten)
+    }
+
+    /// Log failures once per batch and keep the store's fault up to date: full while an insert
+    /// is refused for room, clear again as soon as one is stored.
+    fn report(&self, cmds: &[Cmd], answers: &[Result<Answer, SpoolError>]) {
+        let inserts = cmds
+            .iter()
+            .zip(answers)
+            .filter(|(c, _)| matches!(c, Cmd::Insert(_)));
+        let mut full = None;
+        let mut stored = false;
+        for (_, a) in inserts {
+            match a {
+                Ok(_) => stored = true,
+                Err(e) if e.is_full() => full = Some(e.0.clone()),
+                Err(_) => {}
+            }
+        }
+        if let Some(e) = answers.iter().find_map(|a| a.as_ref().err()) {
+            tracing::error!(error = %e, "event store refused a write; deliveries are answered 503 until it can store them");
+        }
+        let Ok(mut fault) = self.fault.lock() else {
+            return;
+        };
+        match (&*fault, full, stored) {
+            (Some(Fault::Broken(_)), _, _) => {}
+            (_, Some(e), false) => {
+                *fault = Some(Fault::Full(format!(
+                    "{e} (size cap or disk); refusing deliveries with 503 until there is room"
+                )))
+            }
+            (Some(Fault::Full(_)), _, true) => {
+                tracing::info!("the event store has room again; accepting deliveries");
+                *fault = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
+    Ok(match cmd {
+        Cmd::Insert(item) => {
+            let (event, body) = &**item;
+            let json = serde_json::to_string(&event).map_err(|e| SpoolError(e.to_string()))?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let n = stmt
+                .execute(params![event.event_id, event.notif_type, json, body, event.received_at])?;
+            Answer::Inserted(if n == 1 { Inserted::New } else { Inserted::Duplicate })
+        }
+        Cmd::Delivered(seqs, now) => {
+            each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", seqs, *now)?;
+            Answer::Unit(())
+        }
+        Cmd::Retry(seqs, next, error) => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1 AND state = 0",
+            )?;
+            for s in seqs {
+                stmt.execute(params![s, next, error])?;
+            }
+            Answer::Unit(())
+        }
+        Cmd::Dead(seqs, error, now) => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET state = 2, attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE seq = ?1",
+            )?;
+            for s in seqs {
+                stmt.execute(params![s, error, now])?;
+            }
+            Answer::Unit(())
+        }
+        Cmd::Requeue(None, now) => Answer::Count(tx.execute(
+            "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
+            [*now],
+        )?),
+        Cmd::Requeue(Some(seqs), now) => Answer::Count(each(
+            tx,
+            "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2 WHERE seq = ?1 AND state = 2",
+            seqs,
+            *now,
+        )?),
+        Cmd::Drop(seqs, now) => Answer::Count(each(
+            tx,
+            "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state IN (0, 2)",
+            seqs,
+            *now,
+        )?),
+        Cmd::Prune(before) => Answer::Count(tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [*before])?),
+        Cmd::RetryNow => Answer::Count(tx.execute(
+            "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
+            [],
+        )?),
+    })
+}
+
+/// Run `sql` (params: seq, value) for each seq; returns the rows changed.
+fn each(tx: &Connection, sql: &str, seqs: &[i64], value: i64) -> Result<usize, SpoolError> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut n = 0;
+    for s in seqs {
+        n += stmt.execute(params![s, value])?;
+    }
+    Ok(n)
+}
