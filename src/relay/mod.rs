@@ -4,6 +4,7 @@
 
 pub mod event;
 pub mod forward;
+mod guard;
 pub mod message;
 pub mod metrics;
 pub mod server;
@@ -37,7 +38,7 @@ pub fn now_secs() -> i64 {
 /// Lock the database file itself exclusively (flock, which SQLite's own fcntl locks do not
 /// touch), or explain who holds it. A helper lock file could be deleted under a running relay
 /// and let a second one in; the database cannot be, without the relay noticing.
-fn lock_store(spool_path: &std::path::Path) -> Result<std::fs::File> {
+pub(crate) fn lock_store(spool_path: &std::path::Path) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     if let Some(dir) = spool_path.parent() {
@@ -113,7 +114,8 @@ pub struct RelayOptions {
 /// A running relay.
 pub struct Relay {
     /// Held while running: two relays forwarding from one store would post events twice.
-    _lock: std::fs::File,
+    /// (Replaced by the guard when it restores a deleted store.)
+    _lock: Arc<std::sync::Mutex<std::fs::File>>,
     app: Arc<App>,
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
@@ -130,7 +132,7 @@ impl Relay {
         if opts.destinations.is_empty() {
             return Err(RelayStartError("no Slack destination configured".into()).into());
         }
-        let lock = lock_store(&opts.spool_path)?;
+        let lock = Arc::new(std::sync::Mutex::new(lock_store(&opts.spool_path)?));
         let spool = Spool::open(&opts.spool_path, &opts.spool)?;
         // Events waiting for a retry go out now: a restart usually follows a fix.
         let rescheduled = spool.retry_now().await?;
@@ -150,6 +152,7 @@ impl Relay {
             activity: activity.clone(),
             log_payloads: opts.log_payloads,
         });
+        tokio::spawn(guard::watch(spool.clone(), lock.clone(), stop_rx.clone()));
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(server::serve(listener, app.clone(), async move {
             let _ = server_stop.wait_for(|s| *s).await;

@@ -56,10 +56,18 @@ pub struct SpoolError(pub String);
 /// The start of a [`SpoolError`] for a full store (the size cap or the disk).
 const FULL: &str = "the event store is full";
 
+/// The start of a [`SpoolError`] for a damaged database file.
+const CORRUPT: &str = "the event store is damaged";
+
 impl SpoolError {
     /// The store refused for lack of space (size cap reached, or disk full).
     pub fn is_full(&self) -> bool {
         self.0.starts_with(FULL)
+    }
+
+    /// The database file is damaged: nothing more may be acknowledged from it.
+    pub fn is_corrupt(&self) -> bool {
+        self.0.starts_with(CORRUPT)
     }
 }
 
@@ -67,10 +75,21 @@ fn is_full(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
 impl From<rusqlite::Error> for SpoolError {
     fn from(e: rusqlite::Error) -> Self {
         if is_full(&e) {
             SpoolError(format!("{FULL}: {e}"))
+        } else if is_corrupt(&e) {
+            SpoolError(format!(
+                "{CORRUPT} ({e}): stop the relay and run `vslack store recover`"
+            ))
         } else {
             SpoolError(e.to_string())
         }
@@ -117,6 +136,7 @@ pub struct Spool {
     pub arrived: Arc<Notify>,
     /// Why the store refuses events now, if it does (full, or see [`Spool::set_fault`]).
     fault: Arc<std::sync::Mutex<Option<Fault>>>,
+    path: std::path::PathBuf,
 }
 
 /// Why the store cannot take events now.
@@ -156,34 +176,8 @@ impl Spool {
             crate::secret::ensure_private_dir(dir)?;
         }
         private_store_files(path)?;
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the event store {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|_| conn.execute_batch(SCHEMA))
-            .with_context(|| {
-                format!(
-                    "cannot initialise the event store {} (is the disk writable?)",
-                    path.display()
-                )
-            })?;
-        // With a size cap, new events may fill it only up to a reserve, so the outcomes of
-        // what is queued (retries, deliveries) can always be written: a full store must
-        // never stop the forwarder from recording what it posted.
-        let mut insert_pages = None;
-        if let Some(max) = opts.max_bytes {
-            let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-            let pages = (max as i64 / page).max(64);
-            conn.pragma_update(None, "max_page_count", pages)?;
-            insert_pages = Some(pages - (pages / 10).max(16));
-        }
-        let reader = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("cannot open the event store {}", path.display()))?;
-        reader.busy_timeout(Duration::from_secs(5))?;
+        let (conn, insert_pages) = open_writer(path, opts.max_bytes)?;
+        let reader = open_reader(path)?;
         let reader = Arc::new(std::sync::Mutex::new(reader));
         let (tx, rx) = mpsc::sync_channel::<Op>(4096);
         let arrived = Arc::new(Notify::new());
@@ -198,6 +192,8 @@ impl Spool {
             fault: fault.clone(),
             retention,
             insert_pages,
+            path: path.to_owned(),
+            max_bytes: opts.max_bytes,
         };
         std::thread::Builder::new()
             .name("vslack-spool".into())
@@ -207,7 +203,27 @@ impl Spool {
             reader,
             arrived,
             fault,
+            path: path.to_owned(),
         })
+    }
+
+    /// Write what this relay holds to a fresh file at the store's path and switch to it: after
+    /// the file was deleted or replaced under the running relay, nothing acknowledged may
+    /// live only in an unlinked inode. Runs on the writer thread, so no write lands between
+    /// the copy and the switch.
+    pub async fn restore(&self) -> Result<(), SpoolError> {
+        self.ask(Cmd::Restore, Slot::Unit).await?;
+        let fresh = open_reader(&self.path).map_err(|e| SpoolError(format!("{e:#}")))?;
+        *self
+            .reader
+            .lock()
+            .map_err(|_| SpoolError("reader poisoned".into()))? = fresh;
+        Ok(())
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     async fn ask<T>(&self, cmd: Cmd, slot: impl FnOnce(Reply<T>) -> Slot) -> Result<T, SpoolError> {
@@ -294,14 +310,20 @@ impl Spool {
         f: impl FnOnce(&Connection) -> Result<T, SpoolError> + Send + 'static,
     ) -> Result<T, SpoolError> {
         let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let conn = reader
                 .lock()
                 .map_err(|_| SpoolError("reader poisoned".into()))?;
             f(&conn)
         })
         .await
-        .map_err(|e| SpoolError(e.to_string()))?
+        .map_err(|e| SpoolError(e.to_string()))?;
+        if let Err(e) = &result {
+            if e.is_corrupt() {
+                self.set_fault(Some(Fault::Broken(e.0.clone())));
+            }
+        }
+        result
     }
 
     pub async fn stats(&self) -> Result<Stats, SpoolError> {
@@ -362,6 +384,46 @@ impl Spool {
     pub async fn prune(&self, before: i64) -> Result<usize, SpoolError> {
         self.ask(Cmd::Prune(before), Slot::Count).await
     }
+}
+
+/// The read-write connection: WAL, `synchronous=FULL`, the schema, and with a size cap the
+/// number of pages new events may use (the cap less a reserve: see `Writer`).
+fn open_writer(path: &Path, max_bytes: Option<u64>) -> Result<(Connection, Option<i64>)> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("cannot open the event store {}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
+        .and_then(|_| conn.execute_batch(SCHEMA))
+        .map_err(|e| anyhow::anyhow!(SpoolError::from(e)))
+        .with_context(|| {
+            format!(
+                "cannot initialise the event store {} (is the disk writable? `vslack store check` examines the file)",
+                path.display()
+            )
+        })?;
+    // With a size cap, new events may fill it only up to a reserve, so the outcomes of what
+    // is queued (retries, deliveries) can always be written: a full store must never stop
+    // the forwarder from recording what it posted.
+    let mut insert_pages = None;
+    if let Some(max) = max_bytes {
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (max as i64 / page).max(64);
+        conn.pragma_update(None, "max_page_count", pages)?;
+        insert_pages = Some(pages - (pages / 10).max(16));
+    }
+    Ok((conn, insert_pages))
+}
+
+/// The read-only connection for queries.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let reader = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open the event store {}", path.display()))?;
+    reader.busy_timeout(Duration::from_secs(5))?;
+    Ok(reader)
 }
 
 /// Open the store read-only style for one-off inspection; `None` when it does not exist yet.

@@ -26,6 +26,7 @@ pub(super) enum Cmd {
     Drop(Vec<i64>, i64),
     Prune(i64),
     RetryNow,
+    Restore,
 }
 
 /// What it answers.
@@ -71,6 +72,9 @@ pub(super) struct Writer {
     pub(super) retention: Duration,
     /// Pages new events may use (the cap less a reserve for outcomes); `None`: no cap.
     pub(super) insert_pages: Option<i64>,
+    /// The store's file, and its size cap, to reopen it after a restore.
+    pub(super) path: std::path::PathBuf,
+    pub(super) max_bytes: Option<u64>,
 }
 
 impl Writer {
@@ -117,6 +121,15 @@ impl Writer {
     /// SQLite may roll back the whole transaction under them.) An insert refused for lack
     /// of room first makes room, then is tried once more.
     fn apply_all(&mut self, cmds: &[Cmd]) -> Vec<Result<Answer, SpoolError>> {
+        if cmds.iter().any(|c| matches!(c, Cmd::Restore)) {
+            return cmds
+                .iter()
+                .map(|c| match c {
+                    Cmd::Restore => self.restore(),
+                    other => self.one(other),
+                })
+                .collect();
+        }
         if let Ok(answers) = self.batch(cmds) {
             return answers.into_iter().map(Ok).collect();
         }
@@ -133,6 +146,32 @@ impl Writer {
                 other => other,
             })
             .collect()
+    }
+
+    /// Copy everything this connection sees (WAL included) into a new file, make it the
+    /// store's file, and continue on it.
+    fn restore(&mut self) -> Result<Answer, SpoolError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |e: std::io::Error| SpoolError(format!("cannot restore the event store: {e}"));
+        let tmp = self.path.with_extension("restoring");
+        let _ = std::fs::remove_file(&tmp);
+        self.conn
+            .execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        let (conn, pages) = super::open_writer(&self.path, self.max_bytes)
+            .map_err(|e| SpoolError(format!("{e:#}")))?;
+        self.conn = conn;
+        self.insert_pages = pages;
+        Ok(Answer::Unit(()))
     }
 
     fn batch(&mut self, cmds: &[Cmd]) -> Result<Vec<Answer>, SpoolError> {
@@ -204,6 +243,13 @@ impl Writer {
         let Ok(mut fault) = self.fault.lock() else {
             return;
         };
+        if let Some(e) = answers
+            .iter()
+            .find_map(|a| a.as_ref().err().filter(|e| e.is_corrupt()))
+        {
+            *fault = Some(Fault::Broken(e.0.clone()));
+            return;
+        }
         match (&*fault, full, stored) {
             (Some(Fault::Broken(_)), _, _) => {}
             (_, Some(e), false) => {
@@ -271,6 +317,7 @@ fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
             *now,
         )?),
         Cmd::Prune(before) => Answer::Count(tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [*before])?),
+        Cmd::Restore => unreachable!("run by Writer::restore, outside a transaction"),
         Cmd::RetryNow => Answer::Count(tx.execute(
             "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
             [],
