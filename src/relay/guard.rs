@@ -77,5 +77,5 @@ async fn restore(spool: &Spool, path: &Path, replaced: bool) -> anyhow::Result<s
         let _ = std::fs::remove_file(std::path::PathBuf::from(p));
     }
     spool.restore().await?;
-    Ok(super::lock_store(path)?)
+    super::lock_store(path)
 }
