@@ -50,6 +50,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'The whole pipeline on this machine, no accounts: relay + Slack stand-in + sample events')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)')
             [CompletionResult]::new('queue', 'queue', [CompletionResultType]::ParameterValue, 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them')
+            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Check the event store''s file, or salvage a damaged one into a new store')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (the same files are committed in completions/)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff; the same file is committed as man/vslack.1)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -774,6 +775,72 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
         'vslack;queue;help;help' {
             break
         }
+        'vslack;store' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)')
+            [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'vslack;store;check' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vslack;store;recover' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vslack;store;help' {
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)')
+            [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'vslack;store;help;check' {
+            break
+        }
+        'vslack;store;help;recover' {
+            break
+        }
+        'vslack;store;help;help' {
+            break
+        }
         'vslack;completions' {
             [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
@@ -821,6 +888,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'The whole pipeline on this machine, no accounts: relay + Slack stand-in + sample events')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)')
             [CompletionResult]::new('queue', 'queue', [CompletionResultType]::ParameterValue, 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them')
+            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Check the event store''s file, or salvage a damaged one into a new store')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (the same files are committed in completions/)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff; the same file is committed as man/vslack.1)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -938,6 +1006,17 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;help;queue;drop' {
+            break
+        }
+        'vslack;help;store' {
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)')
+            [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside')
+            break
+        }
+        'vslack;help;store;check' {
+            break
+        }
+        'vslack;help;store;recover' {
             break
         }
         'vslack;help;completions' {

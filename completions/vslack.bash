@@ -61,6 +61,9 @@ _vslack() {
             vslack,status)
                 cmd="vslack__subcmd__status"
                 ;;
+            vslack,store)
+                cmd="vslack__subcmd__store"
+                ;;
             vslack,up)
                 cmd="vslack__subcmd__up"
                 ;;
@@ -130,6 +133,9 @@ _vslack() {
             vslack__subcmd__help,status)
                 cmd="vslack__subcmd__help__subcmd__status"
                 ;;
+            vslack__subcmd__help,store)
+                cmd="vslack__subcmd__help__subcmd__store"
+                ;;
             vslack__subcmd__help,up)
                 cmd="vslack__subcmd__help__subcmd__up"
                 ;;
@@ -162,6 +168,12 @@ _vslack() {
                 ;;
             vslack__subcmd__help__subcmd__slack,test)
                 cmd="vslack__subcmd__help__subcmd__slack__subcmd__test"
+                ;;
+            vslack__subcmd__help__subcmd__store,check)
+                cmd="vslack__subcmd__help__subcmd__store__subcmd__check"
+                ;;
+            vslack__subcmd__help__subcmd__store,recover)
+                cmd="vslack__subcmd__help__subcmd__store__subcmd__recover"
                 ;;
             vslack__subcmd__help__subcmd__webhook,create)
                 cmd="vslack__subcmd__help__subcmd__webhook__subcmd__create"
@@ -250,6 +262,24 @@ _vslack() {
             vslack__subcmd__slack__subcmd__help,test)
                 cmd="vslack__subcmd__slack__subcmd__help__subcmd__test"
                 ;;
+            vslack__subcmd__store,check)
+                cmd="vslack__subcmd__store__subcmd__check"
+                ;;
+            vslack__subcmd__store,help)
+                cmd="vslack__subcmd__store__subcmd__help"
+                ;;
+            vslack__subcmd__store,recover)
+                cmd="vslack__subcmd__store__subcmd__recover"
+                ;;
+            vslack__subcmd__store__subcmd__help,check)
+                cmd="vslack__subcmd__store__subcmd__help__subcmd__check"
+                ;;
+            vslack__subcmd__store__subcmd__help,help)
+                cmd="vslack__subcmd__store__subcmd__help__subcmd__help"
+                ;;
+            vslack__subcmd__store__subcmd__help,recover)
+                cmd="vslack__subcmd__store__subcmd__help__subcmd__recover"
+                ;;
             vslack__subcmd__webhook,create)
                 cmd="vslack__subcmd__webhook__subcmd__create"
                 ;;
@@ -317,7 +347,7 @@ _vslack() {
 
     case "${cmd}" in
         vslack)
-            opts="-v -q -h -V --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help --version login logout webhook slack config setup service up doctor status serve demo send queue completions man help"
+            opts="-v -q -h -V --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help --version login logout webhook slack config setup service up doctor status serve demo send queue store completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -611,7 +641,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__help)
-            opts="login logout webhook slack config setup service up doctor status serve demo send queue completions man help"
+            opts="login logout webhook slack config setup service up doctor status serve demo send queue store completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -949,6 +979,48 @@ _vslack() {
         vslack__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__store)
+            opts="check recover"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__store__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__store__subcmd__recover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1951,6 +2023,164 @@ _vslack() {
         vslack__subcmd__status)
             opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help check recover help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__check)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__help)
+            opts="check recover help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__help__subcmd__recover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__recover)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

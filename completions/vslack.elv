@@ -47,6 +47,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand demo 'The whole pipeline on this machine, no accounts: relay + Slack stand-in + sample events'
             cand send 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)'
             cand queue 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them'
+            cand store 'Check the event store''s file, or salvage a damaged one into a new store'
             cand completions 'Print shell completions (the same files are committed in completions/)'
             cand man 'Print the man page (roff; the same file is committed as man/vslack.1)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -710,6 +711,65 @@ set edit:completion:arg-completer[vslack] = {|@words|
         }
         &'vslack;queue;help;help'= {
         }
+        &'vslack;store'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand check 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)'
+            cand recover 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;store;check'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;store;recover'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;store;help'= {
+            cand check 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)'
+            cand recover 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;store;help;check'= {
+        }
+        &'vslack;store;help;recover'= {
+        }
+        &'vslack;store;help;help'= {
+        }
         &'vslack;completions'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
@@ -755,6 +815,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand demo 'The whole pipeline on this machine, no accounts: relay + Slack stand-in + sample events'
             cand send 'Sign and send sample events to a relay, exactly as Vast.ai would (no account needed)'
             cand queue 'Inspect the relay''s queue: pending and dead-lettered events; retry or drop them'
+            cand store 'Check the event store''s file, or salvage a damaged one into a new store'
             cand completions 'Print shell completions (the same files are committed in completions/)'
             cand man 'Print the man page (roff; the same file is committed as man/vslack.1)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -840,6 +901,14 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;help;queue;retry'= {
         }
         &'vslack;help;queue;drop'= {
+        }
+        &'vslack;help;store'= {
+            cand check 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)'
+            cand recover 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside'
+        }
+        &'vslack;help;store;check'= {
+        }
+        &'vslack;help;store;recover'= {
         }
         &'vslack;help;completions'= {
         }

@@ -185,6 +185,13 @@ pub enum Command {
         #[command(subcommand)]
         cmd: Option<QueueCmd>,
     },
+    /// Check the event store's file, or salvage a damaged one into a new store
+    #[command(subcommand)]
+    #[command(
+        display_order = 9,
+        after_help = "Examples:\n  vslack store check\n  vslack store recover   # with the relay stopped"
+    )]
+    Store(StoreCmd),
     /// Print shell completions (the same files are committed in completions/)
     #[command(
         after_help = "Example:\n  vslack completions bash > ~/.local/share/bash-completion/completions/vslack"
@@ -414,6 +421,22 @@ pub enum QueueCmd {
         #[arg(long, short)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Check the store's integrity and count what it holds (read-only; safe while a relay runs)
+    #[command(
+        after_help = "Example:\n  vslack store check --json\n\nExit code 0 when the file is sound, 1 when it is damaged (then run `vslack store recover`)."
+    )]
+    Check,
+    /// Salvage every readable event (pending, dead letters and the dedup history) from a
+    /// damaged store into a new one; the damaged file is kept aside
+    #[command(after_help = "Example:\n  vslack store recover\n\n\
+        Stop the relay first (it refuses while one holds the store). The damaged file is renamed to \
+        spool.sqlite3.damaged-<time> beside the new one, and the counts of what was saved and what \
+        could not be read are printed.")]
+    Recover,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod serve;
 mod service;
 mod setup;
 mod status;
+mod store;
 mod up;
 mod webhook;
 
@@ -126,6 +127,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Demo => return demo::run(&ctx).await,
             Command::Send(args) => return send::run(&ctx, args).await,
             Command::Queue { cmd } => queue::run(&ctx, cmd).await,
+            Command::Store(cmd) => return store::run(&ctx, cmd),
             Command::Completions { .. } | Command::Man => {
                 unreachable!("handled before the runtime starts")
             }

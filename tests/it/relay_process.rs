@@ -687,3 +687,80 @@ fn a_store_deleted_under_a_running_relay_is_restored_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_damaged_store_is_named_at_start_and_recover_saves_what_can_be_read() {
+    let slack = FakeSlack::start();
+    slack.script(vec![
+        crate::support::fake_slack::Answer::Status(
+            500,
+            "rollup_error"
+        );
+        5000
+    ]);
+    let mut env = Env::new();
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    let mut s = serve(&env, &["--retry-initial", "60s"]);
+    for i in 0..400 {
+        let body = event_body(&format!("evt-dmg-{i}"), "low_credit");
+        let ts = now();
+        assert_eq!(
+            post_blocking(&s.url, &body, ts, &signature(SECRET, ts, &body)),
+            204
+        );
+    }
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    let _ = s.child.wait();
+    let out = env.run(&["store", "check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("sound (400 pending"), "{out:?}");
+    // Damage a page in the middle of the file.
+    let file = env.data_dir().join("spool.sqlite3");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let pages = bytes.len() / 4096;
+    assert!(pages > 8, "{pages} pages");
+    let at = pages / 2 * 4096;
+    bytes[at..at + 4096].fill(0xA5);
+    std::fs::write(&file, &bytes).unwrap();
+    let out = env.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(
+        out.stderr.contains(&file.display().to_string())
+            && out.stderr.contains("vslack store recover"),
+        "{out:?}"
+    );
+    let out = env.run(&["store", "check"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("DAMAGED"), "{out:?}");
+    let out = env.run(&["--json", "store", "recover"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let saved = v["pending"].as_u64().unwrap();
+    assert!(saved > 0 && saved <= 400, "{v}");
+    assert!(std::path::Path::new(v["damaged_kept_at"].as_str().unwrap()).exists());
+    let out = env.run(&["store", "check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    // The relay starts on the recovered store and delivers what was saved.
+    let slack2 = FakeSlack::start();
+    env.set("SLACK_WEBHOOK_URL", &slack2.url());
+    let _s2 = serve(&env, &[]);
+    let start = Instant::now();
+    loop {
+        let text: String = slack2.delivered().iter().map(|m| m.to_string()).collect();
+        let n = (0..400)
+            .filter(|i| {
+                text.contains(&format!("evt-dmg-{i}\"")) || text.contains(&format!("evt-dmg-{i} "))
+            })
+            .count();
+        if n as u64 >= saved {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{n} of {saved} delivered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -402,6 +402,18 @@ fn open_writer(path: &Path, max_bytes: Option<u64>) -> Result<(Connection, Optio
                 path.display()
             )
         })?;
+    // A damaged file is named, with the way forward, rather than failing later on some page.
+    let check: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .unwrap_or_else(|e| e.to_string());
+    if check != "ok" {
+        return Err(crate::exit::SetupError(format!(
+            "the event store {} is damaged ({}): `vslack store check` shows the damage, and `vslack store recover` saves every readable event into a new store (the damaged file is kept aside)",
+            path.display(),
+            crate::output::printable(&check)
+        ))
+        .into());
+    }
     // With a size cap, new events may fill it only up to a reserve, so the outcomes of what
     // is queued (retries, deliveries) can always be written: a full store must never stop
     // the forwarder from recording what it posted.
