@@ -312,7 +312,7 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
             }
             let age = s
                 .oldest_pending_at
-                .map(|t| super::now_secs() - t)
+                .map(|t| (super::now_secs() - t).max(0))
                 .unwrap_or(0);
             // The head of the queue holds up everything behind it: if its last try failed,
             // delivery is failing now, however young the queue is.

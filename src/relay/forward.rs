@@ -51,6 +51,8 @@ pub struct ForwardOptions {
     pub retention: Duration,
     pub console: String,
     pub slack_timeout: Duration,
+    /// Retry times and ages follow its steady clock, never a stepped wall clock.
+    pub clock: Arc<super::clock::Clock>,
 }
 
 impl Default for ForwardOptions {
@@ -63,6 +65,7 @@ impl Default for ForwardOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             console: "https://cloud.vast.ai".into(),
             slack_timeout: Duration::from_secs(10),
+            clock: Arc::default(),
         }
     }
 }
@@ -103,13 +106,6 @@ pub struct Forwarder {
     pub opts: ForwardOptions,
     pub metrics: Arc<Metrics>,
     pub activity: broadcast::Sender<Activity>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Exponential backoff with full jitter in [d/2, d], capped.
@@ -156,7 +152,7 @@ impl Forwarder {
         while !*stop.borrow() {
             if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
                 last_prune = Some(Instant::now());
-                let before = super::now_secs() - self.opts.retention.as_secs() as i64;
+                let before = self.opts.clock.steady_secs() - self.opts.retention.as_secs() as i64;
                 match self.spool.prune(before).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(forgotten = n, "pruned events past the retention window")
@@ -207,10 +203,12 @@ impl Forwarder {
     ) -> Result<Option<Duration>, super::spool::SpoolError> {
         self.record(ledger).await?;
         let mut wait = Duration::from_secs(1);
-        let due = self.spool.due(now_ms(), 500).await?;
+        let due = self.spool.due(self.opts.clock.steady_ms(), 500).await?;
         if due.is_empty() {
             if let Some(next) = self.spool.next_due().await? {
-                wait = wait.min(Duration::from_millis((next - now_ms()).max(0) as u64));
+                wait = wait.min(Duration::from_millis(
+                    (next - self.opts.clock.steady_ms()).max(0) as u64,
+                ));
             }
             return Ok(Some(wait.max(Duration::from_millis(5))));
         }
@@ -313,7 +311,8 @@ impl Forwarder {
                     _ => unreachable!("matched above"),
                 };
                 state.next_allowed = now + wait;
-                let oldest_allowed = super::now_secs() - self.opts.max_age.as_secs() as i64;
+                let oldest_allowed =
+                    self.opts.clock.steady_secs() - self.opts.max_age.as_secs() as i64;
                 let (expired, retry): (Vec<&Queued>, Vec<&Queued>) = batch
                     .iter()
                     .partition(|q| q.event.received_at < oldest_allowed);
@@ -334,7 +333,7 @@ impl Forwarder {
                     let r: Vec<String> = retry.iter().map(|q| q.event.event_id.clone()).collect();
                     ledger.marks.push(Mark::Retry(
                         retry.iter().map(|q| q.seq).collect(),
-                        now_ms() + wait.as_millis() as i64,
+                        self.opts.clock.steady_ms() + wait.as_millis() as i64,
                         err.clone(),
                     ));
                     count(&self.metrics.retried, r.len());
@@ -350,7 +349,9 @@ impl Forwarder {
                 // The digest itself may be what Slack refused: send its events one by one.
                 state.next_allowed = now + self.opts.pace;
                 ledger.solo.extend(seqs.iter().copied());
-                ledger.marks.push(Mark::Retry(seqs, now_ms(), err.clone()));
+                ledger
+                    .marks
+                    .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
                 tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
             }
             Outcome::Rejected(err) | Outcome::Permanent(err) => {
@@ -373,14 +374,14 @@ impl Forwarder {
             match mark {
                 Mark::Delivered(seqs) => {
                     self.spool
-                        .mark_delivered(seqs.clone(), super::now_secs())
+                        .mark_delivered(seqs.clone(), self.opts.clock.steady_secs())
                         .await?;
                     ledger.solo.retain(|s| !seqs.contains(s));
                 }
                 Mark::Retry(seqs, next, err) => self.spool.mark_retry(seqs, next, err).await?,
                 Mark::Dead(seqs, err) => {
                     self.spool
-                        .mark_dead(seqs.clone(), err, super::now_secs())
+                        .mark_dead(seqs.clone(), err, self.opts.clock.steady_secs())
                         .await?;
                     ledger.solo.retain(|s| !seqs.contains(s));
                 }

@@ -2,6 +2,7 @@
 //! Slack delivery ([`forward`], [`slack`]), message shapes ([`message`]) and counters
 //! ([`metrics`]). [`Relay::start`] wires them together; `serve`, `up` and `demo` all use it.
 
+pub mod clock;
 pub mod event;
 pub mod forward;
 mod guard;
@@ -151,6 +152,7 @@ impl Relay {
             metrics: metrics.clone(),
             activity: activity.clone(),
             log_payloads: opts.log_payloads,
+            clock: opts.forward.clock.clone(),
         });
         tokio::spawn(guard::watch(spool.clone(), lock.clone(), stop_rx.clone()));
         let mut server_stop = stop_rx.clone();

@@ -70,6 +70,7 @@ pub struct App {
     pub activity: broadcast::Sender<Activity>,
     /// Log payloads (at -vv).
     pub log_payloads: bool,
+    pub clock: Arc<super::clock::Clock>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -186,8 +187,8 @@ async fn health(app: &App) -> Resp {
     }
     match app.spool.stats().await {
         Ok(s) => {
-            let now = super::now_secs();
-            let oldest_age = s.oldest_pending_at.map(|t| now - t);
+            let now = app.clock.steady_secs();
+            let oldest_age = s.oldest_pending_at.map(|t| (now - t).max(0));
             let degraded = s.dead > 0 || oldest_age.is_some_and(|a| a > 300);
             json_response(
                 StatusCode::OK,
@@ -250,13 +251,15 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         }
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "unreadable_body"),
     };
-    let now = super::now_secs();
+    // Signatures are checked against the wall clock (Vast.ai's timestamps); the event is
+    // stamped with the steady one (see `clock`).
+    let now = app.clock.steady_secs();
     let verifier = app.verifier.read().expect("verifier lock").clone();
     let key = match verifier.verify(
         header(&parts, TIMESTAMP_HEADER),
         header(&parts, SIGNATURE_HEADER),
         &bytes,
-        now,
+        app.clock.wall_secs(),
     ) {
         Ok(key) => key.clone(),
         Err(e) => {

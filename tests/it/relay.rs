@@ -425,6 +425,48 @@ async fn repeated_429s_back_off_above_retry_after_and_count_toward_max_age() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_steps_neither_hold_retries_nor_dead_letter_young_events() {
+    let slack = FakeSlack::start();
+    slack.script(vec![Answer::Status(500, "rollup_error"); 2]);
+    let clock = std::sync::Arc::new(vslack::relay::clock::Clock::default());
+    let c = clock.clone();
+    let h = start(&slack.url(), move |o| {
+        o.forward.clock = c;
+        o.forward.retry_initial = Duration::from_millis(300);
+        o.forward.retry_max = Duration::from_millis(600);
+    })
+    .await;
+    // Accepted (signed with the real time), then the first post fails and a retry is due in
+    // well under a second; now the wall clock is stepped back 240 s.
+    assert_eq!(deliver(&h.url, "evt-step-back", "outbid").await, 204);
+    wait_arrived(&slack, 1).await;
+    clock.step_wall(-240_000);
+    let s = wait_stats(&h.relay, |s| s.delivered == 1).await;
+    assert_eq!(
+        s.delivered, 1,
+        "the retry waited for the stepped-back wall clock"
+    );
+    let health = endpoint(&h, "health").await;
+    assert!(
+        !health.contains("\"oldest_pending_age_secs\":-"),
+        "{health}"
+    );
+    // Forward 25 h with an event waiting: it is young, whatever the wall clock says.
+    clock.step_wall(240_000);
+    slack.script(vec![Answer::Status(500, "rollup_error"); 2]);
+    assert_eq!(deliver(&h.url, "evt-step-fwd", "outbid").await, 204);
+    wait_arrived(&slack, 4).await;
+    clock.step_wall(25 * 3600 * 1000);
+    let s = wait_stats(&h.relay, |s| s.delivered == 2).await;
+    assert_eq!(
+        (s.delivered, s.dead),
+        (2, 0),
+        "dead-lettered by a clock step"
+    );
+    stop(h.relay).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_410_dead_letters_while_later_events_flow() {
     let slack = FakeSlack::start();
     slack.script(vec![Answer::Status(410, "channel_is_archived")]);
