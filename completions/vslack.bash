@@ -1549,7 +1549,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__serve)
-            opts="-v -q -h --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --header-timeout --request-timeout --pace --retry-initial --retry-max --max-age --retention --max-store-mb --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --header-timeout --request-timeout --pace --retry-initial --retry-max --max-age --retention --keep-bodies --max-store-mb --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1612,6 +1612,10 @@ _vslack() {
                     return 0
                     ;;
                 --retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-bodies)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2213,7 +2217,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__up)
-            opts="-v -q -h --tunnel --tunnel-cmd --public-url --cleanup --event --tunnel-timeout --no-test --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --header-timeout --request-timeout --pace --retry-initial --retry-max --max-age --retention --max-store-mb --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --tunnel --tunnel-cmd --public-url --cleanup --event --tunnel-timeout --no-test --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --header-timeout --request-timeout --pace --retry-initial --retry-max --max-age --retention --keep-bodies --max-store-mb --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2296,6 +2300,10 @@ _vslack() {
                     return 0
                     ;;
                 --retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-bodies)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

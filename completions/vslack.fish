@@ -378,6 +378,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-initial -d 'F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-max -d 'Longest delay between retries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-age -d 'Dead-letter an event still undelivered this long after it arrived' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retention -d 'Remember delivered event ids this long, to drop redeliveries' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l keep-bodies -d 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-store-mb -d 'Cap the event store\'s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
@@ -433,6 +434,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-initial -d
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-max -d 'Longest delay between retries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-age -d 'Dead-letter an event still undelivered this long after it arrived' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retention -d 'Remember delivered event ids this long, to drop redeliveries' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l keep-bodies -d 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-store-mb -d 'Cap the event store\'s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F

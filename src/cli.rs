@@ -386,6 +386,10 @@ pub struct ServeArgs {
     /// Remember delivered event ids this long, to drop redeliveries
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: std::time::Duration,
+    /// Keep the raw body of a delivered event this long (for inspection); after that only
+    /// what deduplication and `vslack queue` need is kept
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub keep_bodies: std::time::Duration,
     /// Cap the event store's size; when full the relay answers 503 so Vast.ai retries later
     /// [default: no cap]
     #[arg(long, value_name = "MB")]

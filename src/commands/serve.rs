@@ -295,6 +295,7 @@ fn build_options(
             retry_max: args.retry_max,
             max_age: args.max_age,
             retention: args.retention,
+            keep_bodies: args.keep_bodies,
             console: std::env::var("VAST_CONSOLE")
                 .ok()
                 .filter(|c| !c.is_empty())

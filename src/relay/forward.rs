@@ -49,6 +49,8 @@ pub struct ForwardOptions {
     pub max_age: Duration,
     /// Delivered events are remembered (for deduplication) this long.
     pub retention: Duration,
+    /// A finished event's raw body is kept this long (for inspection), then dropped.
+    pub keep_bodies: Duration,
     pub console: String,
     pub slack_timeout: Duration,
     /// Retry times and ages follow its steady clock, never a stepped wall clock.
@@ -63,6 +65,7 @@ impl Default for ForwardOptions {
             retry_max: Duration::from_secs(300),
             max_age: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(7 * 24 * 3600),
+            keep_bodies: Duration::from_secs(24 * 3600),
             console: "https://cloud.vast.ai".into(),
             slack_timeout: Duration::from_secs(10),
             clock: Arc::default(),
@@ -150,10 +153,16 @@ impl Forwarder {
         let mut last_prune = None::<Instant>;
         let mut ledger = Ledger::default();
         while !*stop.borrow() {
-            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+            let every = self
+                .opts
+                .keep_bodies
+                .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+            if last_prune.is_none_or(|t| t.elapsed() > every) {
                 last_prune = Some(Instant::now());
-                let before = self.opts.clock.steady_secs() - self.opts.retention.as_secs() as i64;
-                match self.spool.prune(before).await {
+                let now = self.opts.clock.steady_secs();
+                let before = now - self.opts.retention.as_secs() as i64;
+                let bodies_before = now - self.opts.keep_bodies.as_secs() as i64;
+                match self.spool.prune(before, bodies_before).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(forgotten = n, "pruned events past the retention window")
                     }

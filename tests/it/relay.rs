@@ -467,6 +467,55 @@ async fn wall_clock_steps_neither_hold_retries_nor_dead_letter_young_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_bodies_are_dropped_after_keep_bodies_and_dedup_stays() {
+    let slack = FakeSlack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spool.sqlite3");
+    let f = file.clone();
+    let h = start(&slack.url(), move |o| {
+        o.forward.keep_bodies = Duration::from_secs(1);
+        o.spool_path = f;
+    })
+    .await;
+    assert_eq!(deliver(&h.url, "evt-body-1", "outbid").await, 204);
+    wait_stats(&h.relay, |s| s.delivered == 1).await;
+    let bodies = || {
+        let c = rusqlite::Connection::open_with_flags(
+            &file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        c.query_row(
+            "SELECT length(body), state FROM events WHERE event_id = 'evt-body-1'",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .unwrap()
+    };
+    assert!(bodies().0 > 0, "kept right after delivery");
+    let start = Instant::now();
+    while bodies().0 > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the body was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        bodies().1,
+        1,
+        "still remembered (delivered) for deduplication"
+    );
+    assert_eq!(deliver(&h.url, "evt-body-1", "outbid").await, 204);
+    assert_eq!(
+        slack.delivered().len(),
+        1,
+        "a redelivery is still a duplicate"
+    );
+    stop(h.relay).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_410_dead_letters_while_later_events_flow() {
     let slack = FakeSlack::start();
     slack.script(vec![Answer::Status(410, "channel_is_archived")]);
@@ -888,7 +937,7 @@ async fn retention_keeps_dead_letters_and_dropped_ids_stay_deduplicated() {
     );
     assert_eq!(spool.list(PENDING, 10).await.unwrap().len(), 0);
     // Pruning forgets delivered and dropped ids, never a dead letter.
-    assert_eq!(spool.prune(now() + 3600).await.unwrap(), 2);
+    assert_eq!(spool.prune(now() + 3600, 0).await.unwrap(), 2);
     let dead = spool.list(DEAD, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].event.event_id, "dead");

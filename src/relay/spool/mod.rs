@@ -379,10 +379,12 @@ impl Spool {
     pub async fn retry_now(&self) -> Result<usize, SpoolError> {
         self.ask(Cmd::RetryNow, Slot::Count).await
     }
-    /// Forget delivered and dropped events finished before `before` (Unix seconds). Dead
-    /// letters are kept until someone retries or drops them.
-    pub async fn prune(&self, before: i64) -> Result<usize, SpoolError> {
-        self.ask(Cmd::Prune(before), Slot::Count).await
+    /// Forget delivered and dropped events finished before `before` (Unix seconds), and
+    /// drop the raw body of those finished before `bodies_before` (what deduplication and
+    /// `vslack queue` need stays). Dead letters are kept until someone retries or drops them.
+    pub async fn prune(&self, before: i64, bodies_before: i64) -> Result<usize, SpoolError> {
+        self.ask(Cmd::Prune(before, bodies_before), Slot::Count)
+            .await
     }
 }
 

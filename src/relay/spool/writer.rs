@@ -24,7 +24,7 @@ pub(super) enum Cmd {
     Dead(Vec<i64>, String, i64),
     Requeue(Option<Vec<i64>>, i64),
     Drop(Vec<i64>, i64),
-    Prune(i64),
+    Prune(i64, i64),
     RetryNow,
     Restore,
 }
@@ -316,7 +316,14 @@ fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
             seqs,
             *now,
         )?),
-        Cmd::Prune(before) => Answer::Count(tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [*before])?),
+        Cmd::Prune(before, bodies_before) => {
+            let n = tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [*before])?;
+            tx.execute(
+                "UPDATE events SET body = x'' WHERE state <> 0 AND done_at < ?1 AND length(body) > 0",
+                [*bodies_before],
+            )?;
+            Answer::Count(n)
+        }
         Cmd::Restore => unreachable!("run by Writer::restore, outside a transaction"),
         Cmd::RetryNow => Answer::Count(tx.execute(
             "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
