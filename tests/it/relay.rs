@@ -951,6 +951,28 @@ async fn retention_keeps_dead_letters_and_dropped_ids_stay_deduplicated() {
     assert!(spool.list(DEAD, 10).await.unwrap().is_empty());
     let pending = spool.list(PENDING, 10).await.unwrap();
     assert!(pending.iter().any(|q| q.event.event_id == "dead"));
+    // The counts kept along the way (no query per /health) match a count from scratch.
+    let kept = spool.stats().await.unwrap();
+    let fresh = Spool::open(&dir.path().join("s.sqlite3"), &SpoolOptions::default())
+        .unwrap()
+        .stats()
+        .await
+        .unwrap();
+    assert_eq!((kept.pending, kept.dead, kept.delivered), (2, 0, 0));
+    assert_eq!(
+        (
+            kept.pending,
+            kept.dead,
+            kept.delivered,
+            kept.oldest_pending_at
+        ),
+        (
+            fresh.pending,
+            fresh.dead,
+            fresh.delivered,
+            fresh.oldest_pending_at
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_due ON events(next_attempt_ms, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_done ON events(done_at) WHERE state <> 0;
+CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE state = 0;
 ";
 
 pub const PENDING: i64 = 0;
@@ -137,6 +138,7 @@ pub struct Spool {
     /// Why the store refuses events now, if it does (full, or see [`Spool::set_fault`]).
     fault: Arc<std::sync::Mutex<Option<Fault>>>,
     path: std::path::PathBuf,
+    stats: Arc<std::sync::Mutex<Stats>>,
 }
 
 /// Why the store cannot take events now.
@@ -177,6 +179,8 @@ impl Spool {
         }
         private_store_files(path)?;
         let (conn, insert_pages) = open_writer(path, opts.max_bytes)?;
+        let stats = Arc::new(std::sync::Mutex::new(count_all(&conn)?));
+        let data_version = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
         let reader = open_reader(path)?;
         let reader = Arc::new(std::sync::Mutex::new(reader));
         let (tx, rx) = mpsc::sync_channel::<Op>(4096);
@@ -194,6 +198,8 @@ impl Spool {
             insert_pages,
             path: path.to_owned(),
             max_bytes: opts.max_bytes,
+            stats: stats.clone(),
+            data_version,
         };
         std::thread::Builder::new()
             .name("vslack-spool".into())
@@ -204,6 +210,7 @@ impl Spool {
             arrived,
             fault,
             path: path.to_owned(),
+            stats,
         })
     }
 
@@ -326,32 +333,13 @@ impl Spool {
         result
     }
 
+    /// The counts, as the writer keeps them: no query, so `/health` and `/metrics` answer at
+    /// once whatever the backlog, and never wait behind the forwarder.
     pub async fn stats(&self) -> Result<Stats, SpoolError> {
-        // Three narrow queries (pending and finished rows have partial indexes) rather than one
-        // scan over every stored event.
-        self.read(|c| {
-            let (pending, oldest_pending_at) = c.query_row(
-                "SELECT COUNT(*), MIN(received_at) FROM events WHERE state = 0",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let dead = c.query_row("SELECT COUNT(*) FROM events WHERE state = 2", [], |r| {
-                r.get(0)
-            })?;
-            let (delivered, last_delivered_at) = c.query_row(
-                "SELECT COUNT(*), MAX(done_at) FROM events WHERE state = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            Ok(Stats {
-                pending,
-                dead,
-                delivered,
-                last_delivered_at,
-                oldest_pending_at,
-            })
-        })
-        .await
+        self.stats
+            .lock()
+            .map(|s| s.clone())
+            .map_err(|_| SpoolError("stats poisoned".into()))
     }
 
     /// Events in `state` (PENDING or DEAD), oldest first.
@@ -427,6 +415,40 @@ fn open_writer(path: &Path, max_bytes: Option<u64>) -> Result<(Connection, Optio
         insert_pages = Some(pages - (pages / 10).max(16));
     }
     Ok((conn, insert_pages))
+}
+
+/// Count everything (at open, and after another process changed the store): three narrow
+/// queries over the partial indexes.
+fn count_all(c: &Connection) -> Result<Stats, SpoolError> {
+    let pending = c.query_row("SELECT COUNT(*) FROM events WHERE state = 0", [], |r| {
+        r.get(0)
+    })?;
+    let dead = c.query_row("SELECT COUNT(*) FROM events WHERE state = 2", [], |r| {
+        r.get(0)
+    })?;
+    let (delivered, last_delivered_at) = c.query_row(
+        "SELECT COUNT(*), MAX(done_at) FROM events WHERE state = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Stats {
+        pending,
+        dead,
+        delivered,
+        last_delivered_at,
+        oldest_pending_at: oldest_pending(c)?,
+    })
+}
+
+/// When the first pending event in arrival order was received (one index probe).
+fn oldest_pending(c: &Connection) -> Result<Option<i64>, SpoolError> {
+    use rusqlite::OptionalExtension;
+    Ok(c.query_row(
+        "SELECT received_at FROM events INDEXED BY events_pending WHERE state = 0 ORDER BY seq LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()?)
 }
 
 /// The read-only connection for queries.

@@ -75,6 +75,10 @@ pub(super) struct Writer {
     /// The store's file, and its size cap, to reopen it after a restore.
     pub(super) path: std::path::PathBuf,
     pub(super) max_bytes: Option<u64>,
+    /// The counts `stats()` answers from, kept current here (no query per request).
+    pub(super) stats: Arc<std::sync::Mutex<super::Stats>>,
+    /// `PRAGMA data_version` after our last commit: it moves when another connection writes.
+    pub(super) data_version: Option<i64>,
 }
 
 impl Writer {
@@ -148,6 +152,36 @@ impl Writer {
             .collect()
     }
 
+    /// Apply a committed change to the shared counts. When another process changed the
+    /// store (`vslack queue retry` or `drop`), count again from scratch.
+    fn count(&mut self, d: Delta) {
+        let version: Option<i64> = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .ok();
+        let outside = version != self.data_version;
+        self.data_version = version;
+        let Ok(mut stats) = self.stats.lock() else {
+            return;
+        };
+        if outside {
+            if let Ok(fresh) = super::count_all(&self.conn) {
+                *stats = fresh;
+            }
+            return;
+        }
+        let was_empty = stats.pending == 0;
+        stats.pending += d.pending;
+        stats.dead += d.dead;
+        stats.delivered += d.delivered;
+        if d.last_delivered_at.is_some() {
+            stats.last_delivered_at = d.last_delivered_at;
+        }
+        if d.pending_left || (was_empty && stats.pending > 0) {
+            stats.oldest_pending_at = super::oldest_pending(&self.conn).ok().flatten();
+        }
+    }
+
     /// Copy everything this connection sees (WAL included) into a new file, make it the
     /// store's file, and continue on it.
     fn restore(&mut self) -> Result<Answer, SpoolError> {
@@ -179,11 +213,13 @@ impl Writer {
             return Err(SpoolError(format!("{FULL} (--max-store-mb reached)")));
         }
         let tx = self.conn.transaction()?;
+        let mut d = Delta::default();
         let answers = cmds
             .iter()
-            .map(|c| apply(&tx, c))
+            .map(|c| apply(&tx, c, &mut d))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
+        self.count(d);
         Ok(answers)
     }
 
@@ -192,8 +228,10 @@ impl Writer {
             return Err(SpoolError(format!("{FULL} (--max-store-mb reached)")));
         }
         let tx = self.conn.transaction()?;
-        let answer = apply(&tx, cmd)?;
+        let mut d = Delta::default();
+        let answer = apply(&tx, cmd, &mut d)?;
         tx.commit()?;
+        self.count(d);
         Ok(answer)
     }
 
@@ -206,11 +244,10 @@ impl Writer {
             "UPDATE events SET body = x'' WHERE state <> 0 AND length(body) > 0",
             [],
         )?;
-        let forgotten = tx.execute(
-            "DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1",
-            [before],
-        )?;
+        let mut d = Delta::default();
+        let forgotten = forget(&tx, before, &mut d)?;
         tx.commit()?;
+        self.count(d);
         if bodies + forgotten > 0 {
             tracing::warn!(
                 bodies_freed = bodies,
@@ -266,7 +303,32 @@ impl Writer {
     }
 }
 
-fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
+/// How a command changed the counts (applied to the shared [`Stats`] once committed).
+#[derive(Default)]
+struct Delta {
+    pending: i64,
+    dead: i64,
+    delivered: i64,
+    last_delivered_at: Option<i64>,
+    /// Pending rows left the queue: the oldest pending one may have changed.
+    pending_left: bool,
+}
+
+/// Forget finished events (delivered or dropped) finished before `before`.
+fn forget(tx: &Connection, before: i64, d: &mut Delta) -> Result<usize, SpoolError> {
+    let delivered = tx.execute(
+        "DELETE FROM events WHERE state = 1 AND done_at < ?1",
+        [before],
+    )?;
+    let dropped = tx.execute(
+        "DELETE FROM events WHERE state = 3 AND done_at < ?1",
+        [before],
+    )?;
+    d.delivered -= delivered as i64;
+    Ok(delivered + dropped)
+}
+
+fn apply(tx: &Connection, cmd: &Cmd, d: &mut Delta) -> Result<Answer, SpoolError> {
     Ok(match cmd {
         Cmd::Insert(item) => {
             let (event, body) = &**item;
@@ -274,12 +336,26 @@ fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let n = stmt
-                .execute(params![event.event_id, event.notif_type, json, body, event.received_at])?;
-            Answer::Inserted(if n == 1 { Inserted::New } else { Inserted::Duplicate })
+            let n = stmt.execute(params![
+                event.event_id,
+                event.notif_type,
+                json,
+                body,
+                event.received_at
+            ])?;
+            d.pending += n as i64;
+            Answer::Inserted(if n == 1 {
+                Inserted::New
+            } else {
+                Inserted::Duplicate
+            })
         }
         Cmd::Delivered(seqs, now) => {
-            each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", seqs, *now)?;
+            let n = each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1 AND state = 0", seqs, *now)? as i64;
+            d.pending -= n;
+            d.delivered += n;
+            d.last_delivered_at = Some(*now);
+            d.pending_left = true;
             Answer::Unit(())
         }
         Cmd::Retry(seqs, next, error) => {
@@ -293,31 +369,54 @@ fn apply(tx: &Connection, cmd: &Cmd) -> Result<Answer, SpoolError> {
         }
         Cmd::Dead(seqs, error, now) => {
             let mut stmt = tx.prepare_cached(
-                "UPDATE events SET state = 2, attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE seq = ?1",
+                "UPDATE events SET state = 2, attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE seq = ?1 AND state = 0",
             )?;
             for s in seqs {
-                stmt.execute(params![s, error, now])?;
+                let n = stmt.execute(params![s, error, now])? as i64;
+                d.pending -= n;
+                d.dead += n;
             }
+            d.pending_left = true;
             Answer::Unit(())
         }
-        Cmd::Requeue(None, now) => Answer::Count(tx.execute(
-            "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
-            [*now],
-        )?),
-        Cmd::Requeue(Some(seqs), now) => Answer::Count(each(
-            tx,
-            "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2 WHERE seq = ?1 AND state = 2",
-            seqs,
-            *now,
-        )?),
-        Cmd::Drop(seqs, now) => Answer::Count(each(
-            tx,
-            "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state IN (0, 2)",
-            seqs,
-            *now,
-        )?),
+        Cmd::Requeue(seqs, now) => {
+            let n = match seqs {
+                None => tx.execute(
+                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
+                    [*now],
+                )?,
+                Some(seqs) => each(
+                    tx,
+                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2 WHERE seq = ?1 AND state = 2",
+                    seqs,
+                    *now,
+                )?,
+            };
+            d.dead -= n as i64;
+            d.pending += n as i64;
+            d.pending_left = true;
+            Answer::Count(n)
+        }
+        Cmd::Drop(seqs, now) => {
+            let pending = each(
+                tx,
+                "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state = 0",
+                seqs,
+                *now,
+            )?;
+            let dead = each(
+                tx,
+                "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state = 2",
+                seqs,
+                *now,
+            )?;
+            d.pending -= pending as i64;
+            d.dead -= dead as i64;
+            d.pending_left = true;
+            Answer::Count(pending + dead)
+        }
         Cmd::Prune(before, bodies_before) => {
-            let n = tx.execute("DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1", [*before])?;
+            let n = forget(tx, *before, d)?;
             tx.execute(
                 "UPDATE events SET body = x'' WHERE state <> 0 AND done_at < ?1 AND length(body) > 0",
                 [*bodies_before],

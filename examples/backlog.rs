@@ -1,0 +1,123 @@
+//! A relay with a large backlog: fills a store with N pending events (default 100,000), then
+//! starts the release `vslack serve` on it with Slack unreachable (so the backlog stays) and
+//! measures how long the relay takes to be ready, how fast `/health` and `/metrics` answer,
+//! and its RSS.
+//!
+//! cargo build --release && cargo run --release --example backlog -- [N]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vslack::relay::event::Event;
+use vslack::relay::spool::Spool;
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = data.join("spool.sqlite3");
+    {
+        let spool = Spool::open(&path, &Default::default()).unwrap();
+        let t = Instant::now();
+        // A thousand at a time, concurrently, so the writer commits each group with one fsync.
+        for start in (0..n).step_by(1000) {
+            let tasks: Vec<_> = (start..(start + 1000).min(n))
+                .map(|i| {
+                    let spool = spool.clone();
+                    tokio::spawn(async move {
+                        let body = format!("{{\"event_id\": \"backlog-{i:08}\", \"notif_type\": \"instance_stopped\", \"subject\": \"Instance {i} stopped\", \"message\": \"Instance {i} was stopped.\"}}");
+                        let e = Event::parse(body.as_bytes(), None, vslack::relay::now_secs()).unwrap();
+                        spool.insert(e, body.into_bytes()).await.unwrap();
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+        println!(
+            "filled the store with {n} pending events in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("vslack");
+    let started = Instant::now();
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--retry-initial", "10m"])
+        .env_clear()
+        .env("VSLACK_DATA_DIR", &data)
+        .env("VSLACK_CONFIG_DIR", dir.path().join("config"))
+        .env("HOME", dir.path())
+        .env("VAST_WEBHOOK_SECRET", "backlog-secret")
+        .env("SLACK_WEBHOOK_URL", "http://127.0.0.1:1/services/T/B/x")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run `cargo build --release` first");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut url = String::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            url = rest.trim_end_matches('/').to_owned();
+            break;
+        }
+    }
+    let ready = started.elapsed();
+    let http = reqwest::Client::new();
+    let health: serde_json::Value = http
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["queue_depth"], n as i64, "{health}");
+    for what in ["health", "metrics"] {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let r = http.get(format!("{url}/{what}")).send().await.unwrap();
+            assert!(r.status().is_success() || what == "health");
+            let _ = r.text().await.unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "/{what:<8} p50 {:>7.2} ms  p99 {:>7.2} ms  (200 requests, {n} queued)",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            percentile(&times, 0.99).as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "ready (listening) {:.0} ms after start with {n} queued",
+        ready.as_secs_f64() * 1e3
+    );
+    println!(
+        "relay RSS with {n} queued: {:.1} MB",
+        rss_kb(child.id()) as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
