@@ -6,4 +6,5 @@ for pair in bash:vslack.bash zsh:_vslack fish:vslack.fish powershell:_vslack.ps1
   ./target/debug/vslack completions "${pair%%:*}" > "completions/${pair#*:}"
 done
 mkdir -p man
-./target/debug/vslack man > man/vslack.1
+rm -f man/*.1
+./target/debug/vslack man --dir man

@@ -788,6 +788,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --help 'Print help'
         }
         &'vslack;man'= {
+            cand --dir 'Write every page (vslack.1, vslack-webhook-create.1, …) into this directory'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
             cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'

@@ -583,6 +583,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand completions" -l no-input -
 complete -c vslack -n "__fish_vslack_using_subcommand completions" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
 complete -c vslack -n "__fish_vslack_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr'
 complete -c vslack -n "__fish_vslack_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c vslack -n "__fish_vslack_using_subcommand man" -l dir -d 'Write every page (vslack.1, vslack-webhook-create.1, …) into this directory' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand man" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand man" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand man" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r

@@ -206,7 +206,13 @@ pub enum Command {
         after_help = "Example:\n  vslack man > ~/.local/share/man/man1/vslack.1 && man vslack"
     )]
     #[command(display_order = 16)]
-    Man,
+    Man {
+        /// The command whose page to print (e.g. `webhook create`) [default: the main page]
+        command: Vec<String>,
+        /// Write every page (vslack.1, vslack-webhook-create.1, …) into this directory
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

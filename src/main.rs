@@ -9,13 +9,21 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         // Usage errors are errors like any other under --json; help and version print as usual.
         Err(e) if e.use_stderr() && std::env::args().any(|a| a == "--json") => {
+            // The message up to clap's usage line, on one line (so "required arguments: --url
+            // <URL>" keeps the argument it names).
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = message.join(" ");
             eprintln!(
                 "{}",
                 vslack::output::json_error(
                     vslack::exit::USAGE,
-                    first.trim_start_matches("error: ")
+                    message.trim_start_matches("error: ")
                 )
             );
             return ExitCode::from(vslack::exit::USAGE);

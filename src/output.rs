@@ -33,6 +33,11 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// `1 event`, `2 events`.
+pub fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Print `value` as pretty JSON on stdout. Every `--json` output has its keys in one order,
 /// sorted, whether it was built from a struct or with `json!` (going through `Value`, whose
 /// maps are sorted, does that).

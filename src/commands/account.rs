@@ -73,9 +73,9 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                 "Slack URL saved in {}",
                 ctx.paths.config_file().display()
             ));
-            let running = super::serve::running_relay(&config).await;
+            let running = super::serve::running_relay(ctx, &config).await;
             if let Some(addr) = &running {
-                ctx.note(format!("A relay is running on {addr}: it reads the Slack URL when it starts, so it keeps posting to the old one until you restart it (`systemctl --user restart vslack`, or stop and start `vslack serve`/`vslack up`)"));
+                ctx.note(format!("A relay is running {addr}: it reads the Slack URL when it starts, so it keeps posting to the old one until you restart it (`systemctl --user restart vslack`, or stop and start `vslack serve`/`vslack up`)"));
             } else {
                 ctx.note("No relay is running here; the next `vslack serve` or `vslack up` posts to this URL");
             }
@@ -98,7 +98,7 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
         }
         SlackCmd::Test => {
             let url = config.slack.url.clone().ok_or_else(|| {
-                crate::exit::usage("no Slack URL saved; run `vslack slack set` first")
+                crate::exit::SetupError("no Slack URL saved; run `vslack slack set` first".into())
             })?;
             crate::relay::slack::post_hello(&url).await?;
             if ctx.global.json {

@@ -168,7 +168,14 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
                 }
                 Err(e @ VastError::Unauthorized { .. }) => {
                     let fix = vast_fix(&e);
-                    r.fail("api key", e.to_string(), fix)
+                    r.fail(
+                        "api key",
+                        format!(
+                            "Vast.ai rejected the key from {} (HTTP 401)",
+                            client.key_source()
+                        ),
+                        fix,
+                    )
                 }
                 Err(e) => r.fail(
                     "vast.ai",
@@ -177,6 +184,11 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
                 ),
             }
             match config.default_webhook {
+                None if config.relay.tunnel.is_some() => r.warn(
+                    "webhook",
+                    "none yet: in tunnel mode `vslack up` creates it once the tunnel's URL is known",
+                    "run `vslack up`",
+                ),
                 None => r.fail("webhook", "no default webhook", "create one with `vslack setup` or `vslack webhook create`, or pick one with `vslack webhook default ID`"),
                 Some(id) => match client.get_webhook(id).await {
                     Ok(w) => {
@@ -320,7 +332,9 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
                 q.last_error
                     .map(|e| format!("{e} (after {} tries)", q.attempts))
             });
-            if let Some(error) = failing {
+            if s.dead > 0 {
+                // Reported above, as a failure.
+            } else if let Some(error) = failing {
                 r.warn(
                     "queue",
                     format!("{} pending; the last delivery failed: {error}", s.pending),

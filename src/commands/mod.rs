@@ -90,9 +90,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         print!("{}", completions(shell));
         return Ok(crate::exit::OK);
     }
-    if let Command::Man = cli.command {
-        print!("{}", man_page());
-        return Ok(crate::exit::OK);
+    if let Command::Man { command, dir } = &cli.command {
+        return man(command, dir.as_deref());
     }
     let paths = Paths::resolve(
         cli.global.config_dir.as_deref(),
@@ -128,7 +127,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Send(args) => return send::run(&ctx, args).await,
             Command::Queue { cmd } => queue::run(&ctx, cmd).await,
             Command::Store(cmd) => return store::run(&ctx, cmd),
-            Command::Completions { .. } | Command::Man => {
+            Command::Completions { .. } | Command::Man { .. } => {
                 unreachable!("handled before the runtime starts")
             }
         }
@@ -144,15 +143,56 @@ pub fn completions(shell: clap_complete::Shell) -> String {
     String::from_utf8(out).expect("completions are UTF-8")
 }
 
-/// The man page, exactly as committed as `man/vslack.1` (clap_mangen: the synopsis, every
-/// global option and the list of commands; `vslack COMMAND --help` has each command's own).
-pub fn man_page() -> String {
+/// Every man page, as committed under `man/`: `vslack.1` and one per command
+/// (`vslack-webhook-create.1`), named as the SEE ALSO and SUBCOMMANDS sections name them.
+pub fn man_pages() -> Vec<(String, String)> {
     use clap::CommandFactory;
+    fn walk(cmd: clap::Command, name: String, out: &mut Vec<(String, String)>) {
+        let cmd = cmd.name(name.clone());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .render(&mut page)
+            .expect("rendering to memory");
+        out.push((
+            format!("{name}.1"),
+            String::from_utf8(page).expect("man page is UTF-8"),
+        ));
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub.clone(), format!("{name}-{}", sub.get_name()), out);
+        }
+    }
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut out)
-        .expect("rendering to memory");
-    String::from_utf8(out).expect("man page is UTF-8")
+    let mut cmd = Cli::command();
+    cmd.build();
+    walk(cmd, "vslack".into(), &mut out);
+    out
+}
+
+/// `vslack man [COMMAND…] [--dir DIR]`.
+fn man(command: &[String], dir: Option<&std::path::Path>) -> Result<u8> {
+    let pages = man_pages();
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)?;
+        for (file, text) in &pages {
+            std::fs::write(dir.join(file), text)?;
+        }
+        return Ok(crate::exit::OK);
+    }
+    let want = std::iter::once("vslack")
+        .chain(command.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("-")
+        + ".1";
+    match pages.iter().find(|(file, _)| *file == want) {
+        Some((_, text)) => print!("{text}"),
+        None => {
+            return Err(crate::exit::usage(format!(
+                "no man page for `vslack {}`; `vslack --help` lists the commands",
+                command.join(" ")
+            )))
+        }
+    }
+    Ok(crate::exit::OK)
 }
 
 /// Read a secret: a hidden prompt on a terminal, else one line from stdin.

@@ -90,7 +90,7 @@ pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
             let n = spool.requeue(if all { None } else { Some(seqs) }).await?;
             if !all && n < asked {
                 return Err(NotFoundError(format!(
-                    "{} of the {asked} event(s) named are not dead letters (requeued {n}); pending events are retried on their own, see `vslack queue`",
+                    "{} of the {asked} named are not dead letters or do not exist (requeued {n}); pending events are retried on their own, see `vslack queue`",
                     asked - n
                 ))
                 .into());
@@ -116,7 +116,7 @@ pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
             let n = spool.remove(seqs).await?;
             if n < asked {
                 return Err(NotFoundError(format!(
-                    "{} of the {asked} event(s) named are not pending or dead (dropped {n}); see `vslack queue`",
+                    "{} of the {asked} named are not pending or dead, or do not exist (dropped {n}); see `vslack queue`",
                     asked - n
                 ))
                 .into());

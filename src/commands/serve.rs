@@ -51,8 +51,20 @@ pub fn local_addr(config: &Config) -> Result<SocketAddr> {
     Ok(addr)
 }
 
+/// A relay using this machine's store, described for a person ("on 127.0.0.1:8787", "(vslack,
+/// pid 4242)"): one answering `/health` where `vslack serve` would listen, or any process that
+/// holds the event store open (whatever address it was started with).
+pub async fn running_relay(ctx: &Ctx, config: &Config) -> Option<String> {
+    if let Some(addr) = answering_relay(config).await {
+        return Some(format!("on {addr}"));
+    }
+    let store = std::fs::canonicalize(ctx.paths.spool_file()).ok()?;
+    crate::listen::holder(&store.to_string_lossy())
+        .map(|(pid, name)| format!("({name}, pid {pid})"))
+}
+
 /// The address of a vslack relay answering `/health` where `vslack serve` would listen, if any.
-pub async fn running_relay(config: &Config) -> Option<SocketAddr> {
+pub async fn answering_relay(config: &Config) -> Option<SocketAddr> {
     let addr = local_addr(config).ok()?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(800))

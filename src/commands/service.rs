@@ -19,11 +19,18 @@ pub fn unit(exe: &str, ctx: &Ctx, serve_args: &str, max_connections: usize) -> S
         a => format!(" {a}"),
     };
     let nofile = (max_connections + 1024).max(4096);
+    // The man page (`vslack man`), and the README of the checkout this binary was built
+    // from while it is still there (`cargo install --path .` installs no copy of its own).
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let docs = if std::path::Path::new(readme).is_file() {
+        format!("man:vslack(1) file://{readme}")
+    } else {
+        "man:vslack(1)".to_owned()
+    };
     format!(
         "[Unit]\n\
 Description=vslack relay: Vast.ai notifications to Slack\n\
-Documentation=man:vslack(1) file://{readme}\n\
+Documentation={docs}\n\
 After=network-online.target\n\
 Wants=network-online.target\n\
 \n\
@@ -82,9 +89,14 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
         serve_args,
         force,
     } = cmd;
-    // systemd splits ExecStart on whitespace; these words must be valid `serve` arguments.
-    let words: Vec<&str> = serve_args.split_whitespace().collect();
-    let serve = match Cli::try_parse_from(["vslack", "serve"].iter().chain(&words)) {
+    // Split like a shell would (quotes for a path with a space), then quoted again for
+    // systemd, which understands the same quotes in ExecStart.
+    let words: Vec<String> = shlex::split(&serve_args)
+        .ok_or_else(|| crate::exit::usage("--serve-args has an unclosed quote"))?;
+    let argv = ["vslack", "serve"]
+        .into_iter()
+        .chain(words.iter().map(String::as_str));
+    let serve = match Cli::try_parse_from(argv) {
         Ok(Cli {
             command: Command::Serve(serve),
             ..
@@ -109,10 +121,13 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
         }
     };
     let exe = std::env::current_exe().context("cannot find the vslack executable")?;
+    let quoted = shlex::try_join(words.iter().map(String::as_str)).map_err(|e| {
+        crate::exit::usage(format!("--serve-args cannot be written into a unit: {e}"))
+    })?;
     let text = unit(
         &exe.display().to_string(),
         ctx,
-        serve_args.trim(),
+        &quoted,
         serve.max_connections,
     );
     let missing = would_not_start(&ctx.config()?, &serve);

@@ -15,6 +15,21 @@ use crate::vast::{key, ApiKey, KeySource, VastClient, VastError};
 pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     let interactive = ctx.interactive();
     let mut config = ctx.config()?;
+    // What the flags say is checked before anything is asked of Vast.ai or saved.
+    if let Some(u) = &args.reach.public_url {
+        check_webhook_url("--public-url", u)?;
+    }
+    if let Some(cmd) = &args.reach.tunnel_cmd {
+        crate::tunnel::TunnelSpec::custom(cmd)?;
+    }
+    let slack_from_file = match &args.slack_url_file {
+        Some(path) => {
+            let url = crate::secret::read_secret_file(path, "--slack-url-file")?;
+            crate::relay::slack::check_url(url.expose())?;
+            Some(url)
+        }
+        None => None,
+    };
 
     // 1. API key, checked by fetching the notification types (used again in step 4).
     let (client, catalogue) = match key::find(
@@ -65,7 +80,10 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                     Err(e @ (VastError::Unauthorized { .. } | VastError::BadRequest { .. }))
                         if tries_left > 0 =>
                     {
-                        ctx.note(format!("{e}\nPlease try again ({tries_left} left)."));
+                        ctx.note(format!(
+                            "{e}\nPlease try again ({tries_left} {} left).",
+                            if tries_left == 1 { "try" } else { "tries" }
+                        ));
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -80,8 +98,8 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     };
 
     // 2. Slack URL.
-    let slack = if let Some(path) = &args.slack_url_file {
-        Some(crate::secret::read_secret_file(path, "--slack-url-file")?)
+    let slack = if slack_from_file.is_some() {
+        slack_from_file
     } else if interactive {
         let keep = match &config.slack.url {
             Some(u) => crate::prompt::confirm(

@@ -35,6 +35,11 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         super::serve::slack_url(None, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
     let listen = super::serve::local_addr(&config)?;
     let health = local_health(listen).await;
+    // A relay started with another --listen still holds the store open.
+    let elsewhere = match health {
+        Some(_) => None,
+        None => super::serve::running_relay(ctx, &config).await,
+    };
     let v = json!({
         "queue_depth": stats.as_ref().map(|s| s.pending),
         "dead_letters": stats.as_ref().map(|s| s.dead),
@@ -45,7 +50,7 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "slack_host": slack,
         "routes": config.slack.routes.iter().map(|r| r.events.clone()).collect::<Vec<_>>(),
         "listen": listen.to_string(),
-        "relay_running": health.is_some(),
+        "relay_running": health.is_some() || elsewhere.is_some(),
         "relay_status": health.as_ref().and_then(|h| h["status"].as_str().map(str::to_owned)),
         "tunnel": config.relay.tunnel.as_deref().map(crate::config::shown_safely),
         "public_url": config.relay.public_url.as_deref().map(crate::config::shown_safely),
@@ -78,7 +83,9 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
     println!("webhook       {}", default.unwrap_or_else(|| none.into()));
     println!(
         "secrets       {}",
-        if secrets.is_empty() {
+        if secrets.is_empty() && config.relay.tunnel.is_some() {
+            "none yet: `vslack up` creates the webhook and stores its secret".to_owned()
+        } else if secrets.is_empty() {
             "none: `vslack webhook create` or VAST_WEBHOOK_SECRET".to_owned()
         } else {
             secrets.join(", ")
@@ -88,9 +95,12 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "slack         {}",
         slack.unwrap_or_else(|| "not set: `vslack slack set` or SLACK_WEBHOOK_URL".into())
     );
-    let running = match health.as_ref().and_then(|h| h["status"].as_str()) {
-        Some(st) => format!("running ({st})"),
-        None => "not running".into(),
+    let running = match (health.as_ref().and_then(|h| h["status"].as_str()), &elsewhere) {
+        (Some(st), _) => format!("running ({st})"),
+        (None, Some(who)) => format!(
+            "not answering here, but a relay {who} uses this store (it was started with another --listen)"
+        ),
+        (None, None) => "not running".into(),
     };
     println!("relay         {listen}: {running}");
     if let Some(t) = &config.relay.tunnel {

@@ -356,6 +356,9 @@ impl Session {
                 };
                 spinner.finish_and_clear();
                 let url = first?;
+                if url.starts_with("http://") {
+                    ctx.note(format!("warning: the tunnel printed a plain http URL ({url}); Vast.ai only delivers to public https URLs, so this works only with a local stand-in"));
+                }
                 say(format!("tunnel    {url} -> 127.0.0.1:{port}"));
                 url
             }

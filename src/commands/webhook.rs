@@ -173,7 +173,11 @@ async fn list(ctx: &Ctx, client: &VastClient, config: &Config) -> Result<()> {
         return output::json(&json!({ "webhooks": views }));
     }
     if views.is_empty() {
-        ctx.note("No webhooks yet; create one with `vslack webhook create --url URL --event KEY`");
+        ctx.note(if config.relay.tunnel.is_some() {
+            "No webhooks yet; `vslack up` creates one once the tunnel's URL is known (or `vslack webhook create --url URL --event KEY`)"
+        } else {
+            "No webhooks yet; create one with `vslack webhook create --url URL --event KEY`"
+        });
         return Ok(());
     }
     let rows: Vec<Vec<String>> = views
@@ -410,7 +414,7 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
     ctx.note(format!(
         "Created webhook {id} -> {} ({}). Signing secret saved in {}{}",
         crate::urls::shown(&created.webhook.webhook_url),
-        plural(created.webhook.event_types.len(), "event"),
+        output::plural(created.webhook.event_types.len(), "event"),
         ctx.paths.config_file().display(),
         if first {
             "; it is the default webhook"
@@ -419,11 +423,6 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
         }
     ));
     Ok(())
-}
-
-/// `1 event`, `2 events`.
-pub fn plural(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Store a secret Vast.ai just issued (the previous one is kept for the grace period); with

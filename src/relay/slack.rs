@@ -134,8 +134,8 @@ pub fn check_url(url: &str) -> Result<Option<String>> {
         };
         if segments.len() != expected {
             return Err(crate::exit::usage(format!(
-                "this Slack {kind} URL has {} parts after hooks.slack.com/{}/ where Slack's have {}: it was probably cut short or pasted twice; copy it again from Slack",
-                segments.len() - 1,
+                "this Slack {kind} URL has {} after hooks.slack.com/{}/ where Slack's have {}: it was probably cut short or pasted twice; copy it again from Slack",
+                crate::output::plural(segments.len() - 1, "part"),
                 segments[0],
                 expected - 1
             )));

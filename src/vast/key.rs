@@ -39,7 +39,7 @@ impl KeySource {
     pub fn fix(&self) -> &'static str {
         match self {
             KeySource::Flag(_) => "put a current key in that file (https://cloud.vast.ai/manage-keys/)",
-            KeySource::Env => "fix VAST_API_KEY, or unset it (`unset VAST_API_KEY`) so the key saved by `vslack login` is used",
+            KeySource::Env => "fix VAST_API_KEY, or unset it (`unset VAST_API_KEY`) and save a current key with `vslack login`",
             KeySource::Saved(_) => "run `vslack login` to save a current key (https://cloud.vast.ai/manage-keys/)",
             KeySource::VastaiFile(_) => "put a current key in that file, or save one with `vslack login` (it takes precedence)",
             KeySource::Prompt | KeySource::Stdin => "check the key at https://cloud.vast.ai/manage-keys/ and enter it again",

@@ -42,6 +42,14 @@ fn doctor_sends_nothing_unless_asked_and_fails_on_dead_letters() {
     let out = env.run(&["doctor"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(!out.stdout.contains("see the error"), "{out:?}");
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("queue"))
+            .count(),
+        1,
+        "one verdict on the queue: {out:?}"
+    );
     // Read-only: no test event was fired and nothing more was posted to Slack.
     assert_eq!(
         vast.api_requests_matching("POST", &format!("/api/v0/webhooks/{id}/test")),

@@ -11,6 +11,7 @@ mod exit_codes;
 mod prompts;
 mod relay;
 mod relay_process;
+mod trial_fixes;
 mod up_safety;
 mod walkthrough;
 mod webhook;

@@ -82,7 +82,7 @@ fn a_rejected_key_or_malformed_url_is_asked_for_again() {
     settle();
     p.send_line("not-the-key").unwrap();
     p.exp_string("rejected the API key").unwrap();
-    p.exp_string("Please try again (2 left)").unwrap();
+    p.exp_string("Please try again (2 tries left)").unwrap();
     p.exp_string("Vast.ai API key").unwrap();
     settle();
     p.send_line(API_KEY).unwrap();
