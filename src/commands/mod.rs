@@ -3,6 +3,7 @@
 mod account;
 mod demo;
 mod doctor;
+mod events;
 mod queue;
 mod send;
 mod serve;
@@ -11,6 +12,7 @@ mod setup;
 mod status;
 mod store;
 mod up;
+mod up_report;
 mod webhook;
 
 use std::io::IsTerminal;

@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 
-use super::webhook::{check_webhook_url, resolve_events};
+use super::events::resolve_events;
+use super::webhook::check_webhook_url;
 use super::Ctx;
 use crate::cli::SetupArgs;
 use crate::config::Config;
@@ -175,7 +176,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             (None, false) => config.events.clone(),
             (None, true) => WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect(),
         };
-        super::webhook::pick_events(&catalogue, &current, "Events to send to Slack")?
+        super::events::pick_events(&catalogue, &current, "Events to send to Slack")?
     } else if let Some(w) = &existing {
         w.event_types.clone()
     } else if !config.events.is_empty() {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use super::up_report::{say, Lines, JSON_LINES};
 use super::Ctx;
 use crate::cli::UpArgs;
 use crate::config::Config;
@@ -59,24 +60,6 @@ fn reach_unchecked(args: &UpArgs, config: &crate::config::Config) -> Result<Reac
     }
 }
 
-/// `--json`: each line is a JSON object instead (`time`, `what`, `message`).
-static JSON_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// One line of `up`'s report: `HH:MM:SS what     message`.
-fn say(line: impl AsRef<str>) {
-    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let line = line.as_ref();
-    if JSON_LINES.load(std::sync::atomic::Ordering::Relaxed) {
-        let (what, message) = line.split_once(' ').unwrap_or((line, ""));
-        println!(
-            "{}",
-            serde_json::json!({"time": t, "what": what, "message": message.trim_start()})
-        );
-    } else {
-        println!("{} {line}", &t[11..19]);
-    }
-}
-
 /// What `up` changed at Vast.ai, to undo with --cleanup (or when start-up fails).
 struct Pointed {
     id: i64,
@@ -124,8 +107,8 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
     }
     super::webhook::check_room(client).await?;
     let events = if !args.events.is_empty() {
-        let cat = super::webhook::catalogue(ctx, client).await?;
-        super::webhook::resolve_events(&args.events, cat.as_deref())?
+        let cat = super::events::catalogue(ctx, client).await?;
+        super::events::resolve_events(&args.events, cat.as_deref())?
     } else if !config.events.is_empty() {
         config.events.clone()
     } else {
@@ -157,77 +140,6 @@ async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Resu
         previous_url: None,
         url: url.to_owned(),
     })
-}
-
-/// One line per event: `delivered`, `duplicate`, `refused` or `GAVE UP`, plus one line when
-/// delivery of an event first fails (not one per retry).
-#[derive(Default)]
-struct Lines {
-    /// Types of stored events not delivered yet, to name them when they are.
-    types: std::collections::HashMap<String, String>,
-    /// Events whose failure was already reported.
-    retrying: std::collections::HashSet<String>,
-}
-
-impl Lines {
-    fn say(&mut self, a: &Activity) {
-        let shown =
-            |s: &Option<String>| crate::output::printable(s.as_deref().unwrap_or("?")).into_owned();
-        match a {
-            Activity::Received {
-                event_id,
-                notif_type,
-                outcome,
-            } => match outcome {
-                Received::Stored => {
-                    if let Some(id) = event_id {
-                        self.types.insert(id.clone(), shown(notif_type));
-                    }
-                }
-                Received::Duplicate => say(format!(
-                    "duplicate {} {} (already stored; not sent again)",
-                    shown(notif_type),
-                    shown(event_id)
-                )),
-                other => say(format!("refused   {}", other.label())),
-            },
-            Activity::Delivered { event_ids } => {
-                for id in event_ids {
-                    self.retrying.remove(id);
-                    let t = self.types.remove(id).unwrap_or_else(|| "?".into());
-                    say(format!("delivered {t} {}", crate::output::printable(id)));
-                }
-            }
-            Activity::Retrying {
-                event_ids,
-                error,
-                wait,
-            } => {
-                let new: Vec<&str> = event_ids
-                    .iter()
-                    .filter(|id| self.retrying.insert((*id).clone()))
-                    .map(String::as_str)
-                    .collect();
-                if !new.is_empty() {
-                    say(format!(
-                        "failing   {} ({error}); retrying in {}s, then with backoff",
-                        new.join(", "),
-                        wait.as_secs()
-                    ));
-                }
-            }
-            Activity::DeadLettered { event_ids, error } => {
-                for id in event_ids {
-                    self.retrying.remove(id);
-                    let t = self.types.remove(id).unwrap_or_else(|| "?".into());
-                    say(format!(
-                        "dead      {t} {} GAVE UP ({error}): see `vslack queue`",
-                        crate::output::printable(id)
-                    ));
-                }
-            }
-        }
-    }
 }
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {

@@ -1,0 +1,203 @@
+//! The command groups' own subcommands and arguments (webhook, slack, config, queue, store,
+//! service).
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCmd {
+    /// List the notification types your account can subscribe to
+    #[command(after_help = "Examples:\n  vslack webhook types\n  vslack webhook types --json")]
+    Types,
+    /// Create a webhook and store its signing secret on this machine
+    #[command(
+        after_help = "Examples:\n  vslack webhook create --url https://relay.example.com/ \\\n      --event client:low_credit --event client:instance_stopped\n  vslack webhook create --url https://relay.example.com/ --all-events --name 'Slack alerts'\n\n\
+        Event keys may be given without `client:`/`host:` when unambiguous (low_credit). On a terminal, \
+        leaving out --event offers a multi-select. The secret is never printed unless --print-secret."
+    )]
+    Create(CreateArgs),
+    /// List the account's webhooks, with whether this machine holds each one's secret
+    #[command(after_help = "Example:\n  vslack webhook list --json")]
+    List,
+    /// Show one webhook (default: the default webhook)
+    #[command(after_help = "Example:\n  vslack webhook show 42")]
+    Show {
+        /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
+        id: Option<i64>,
+    },
+    /// Change a webhook's URL, name or events (only what you pass changes)
+    #[command(
+        after_help = "Examples:\n  vslack webhook update --url https://new.example.com/\n  vslack webhook update 42 --add-event client:outbid --remove-event client:low_credit"
+    )]
+    Update(UpdateArgs),
+    /// Ask Vast.ai to send its test event to the webhook and report its answer
+    #[command(after_help = "Example:\n  vslack webhook test 42")]
+    Test {
+        /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
+        id: Option<i64>,
+    },
+    /// Delete a webhook at Vast.ai and forget its secret here
+    #[command(after_help = "Example:\n  vslack webhook delete 42 --yes")]
+    Delete {
+        /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
+        id: Option<i64>,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Get a new signing secret; the old one stays valid in the relay for a grace period
+    #[command(
+        name = "rotate-secret",
+        after_help = "Example:\n  vslack webhook rotate-secret 42\n\n\
+        The relay keeps accepting the previous secret for 24 h (config `relay.secret_grace_hours`, or \
+        `vslack serve --secret-grace`), so deliveries signed before Vast.ai switched are not lost."
+    )]
+    RotateSecret {
+        /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
+        id: Option<i64>,
+        /// Print the new secret alone on stdout (for piping into another system)
+        #[arg(long)]
+        print_secret: bool,
+    },
+    /// Make ID the webhook that commands use when no ID is given
+    #[command(after_help = "Example:\n  vslack webhook default 42")]
+    Default {
+        /// Webhook ID (see `vslack webhook list`)
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Where Vast.ai delivers: https://host/path (http://127.0.0.1 allowed for local tests)
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// A label for the webhook (at most 120 characters)
+    #[arg(long, default_value = "vslack")]
+    pub name: String,
+    /// Event key to subscribe to (repeatable), e.g. client:low_credit
+    #[arg(long = "event", value_name = "KEY", conflicts_with = "all_events")]
+    pub events: Vec<String>,
+    /// Subscribe to every notification type in the account's catalogue
+    #[arg(long)]
+    pub all_events: bool,
+    /// Print the signing secret alone on stdout (for piping); otherwise it is only stored
+    #[arg(long)]
+    pub print_secret: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Webhook ID (see `vslack webhook list`) [default: the default webhook]
+    pub id: Option<i64>,
+    /// New delivery URL
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// New name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace the subscribed events with these (repeatable)
+    #[arg(long = "event", value_name = "KEY", conflicts_with_all = ["add_events", "remove_events"])]
+    pub events: Vec<String>,
+    /// Subscribe to one more event (repeatable)
+    #[arg(long = "add-event", value_name = "KEY")]
+    pub add_events: Vec<String>,
+    /// Unsubscribe from an event (repeatable)
+    #[arg(long = "remove-event", value_name = "KEY")]
+    pub remove_events: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlackCmd {
+    /// Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin
+    #[command(after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt")]
+    Set,
+    /// Post a "vslack is connected" message to the configured Slack URL
+    #[command(after_help = "Example:\n  vslack slack test")]
+    Test,
+    /// Forget the saved Slack URL
+    #[command(after_help = "Example:\n  vslack slack clear")]
+    Clear,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the configuration with every secret shown as (redacted)
+    #[command(after_help = "Examples:\n  vslack config show\n  vslack config show --json")]
+    Show,
+    /// Print where vslack keeps its files
+    #[command(after_help = "Example:\n  vslack config path")]
+    Path,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// List pending and dead-lettered events (the default)
+    #[command(after_help = "Examples:\n  vslack queue\n  vslack queue list --limit 200 --json")]
+    List {
+        /// How many of each to show
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put dead-lettered events back in the queue
+    #[command(after_help = "Examples:\n  vslack queue retry 12 13\n  vslack queue retry --all")]
+    Retry {
+        /// Queue numbers (the SEQ column of `vslack queue`) to retry
+        seqs: Vec<i64>,
+        /// Retry every dead letter
+        #[arg(long, conflicts_with = "seqs")]
+        all: bool,
+    },
+    /// Delete pending or dead-lettered events for good (their ids stay remembered, so a
+    /// redelivery is not queued again)
+    #[command(after_help = "Example:\n  vslack queue drop 12 --yes")]
+    Drop {
+        /// Queue numbers (the SEQ column of `vslack queue`) to drop
+        #[arg(required = true)]
+        seqs: Vec<i64>,
+        /// Do not ask for confirmation
+        #[arg(long, short)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Check the store's integrity and count what it holds (read-only; safe while a relay runs)
+    #[command(
+        after_help = "Example:\n  vslack store check --json\n\nExit code 0 when the file is sound, 1 when it is damaged (then run `vslack store recover`)."
+    )]
+    Check,
+    /// Salvage every readable event (pending, dead letters and the dedup history) from a
+    /// damaged store into a new one; the damaged file is kept aside
+    #[command(after_help = "Example:\n  vslack store recover\n\n\
+        Stop the relay first (it refuses while one holds the store). The damaged file is renamed to \
+        spool.sqlite3.damaged-<time> beside the new one, and the counts of what was saved and what \
+        could not be read are printed.")]
+    Recover,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Install ~/.config/systemd/user/vslack.service (or --print it)
+    #[command(
+        after_help = "Example:\n  vslack service install && systemctl --user enable --now vslack"
+    )]
+    Install {
+        /// Print the unit instead of writing it
+        #[arg(long)]
+        print: bool,
+        /// Extra arguments for `vslack serve` in the unit, as one string
+        /// (e.g. --serve-args '--listen 127.0.0.1:9000')
+        #[arg(
+            long,
+            value_name = "ARGS",
+            default_value = "",
+            allow_hyphen_values = true
+        )]
+        serve_args: String,
+        /// Write the unit even though its relay would not start yet (no secret or Slack URL in
+        /// the config)
+        #[arg(long)]
+        force: bool,
+    },
+}

@@ -1,0 +1,159 @@
+//! Arguments of the commands that run or reach a relay: serve, up (and how Vast.ai reaches
+//! it), setup and send.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// URL path that receives deliveries [default: /]
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)
+    #[arg(long, value_name = "PATH")]
+    pub slack_url_file: Option<PathBuf>,
+    /// Message shape for every destination, routes included; by default chosen from each Slack
+    /// URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)
+    #[arg(long, value_enum)]
+    pub format: Option<crate::relay::message::Format>,
+    /// Print each Slack payload on stdout instead of posting it
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accept signatures whose timestamp is at most this many seconds from now (either way)
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub signature_window: i64,
+    /// How long a rotated-out signing secret stays valid [default: 24h, or the config]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub secret_grace: Option<std::time::Duration>,
+    /// Largest delivery body accepted, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    pub max_body: usize,
+    /// Most connections open at once (more wait in the kernel's backlog)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Close a connection whose request headers take longer than this to arrive
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// Answer 408 to a request (body included) not complete within this time
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// Minimum gap between two Slack messages to one URL (Slack allows about one per second)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub pace: std::time::Duration,
+    /// First retry delay after a Slack failure (doubles each time)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_initial: std::time::Duration,
+    /// Longest delay between retries
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retry_max: std::time::Duration,
+    /// Dead-letter an event still undelivered this long after it arrived
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_age: std::time::Duration,
+    /// Remember delivered event ids this long, to drop redeliveries
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
+    /// Keep the raw body of a delivered event this long (for inspection); after that only
+    /// what deduplication and `vslack queue` need is kept
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub keep_bodies: std::time::Duration,
+    /// Cap the event store's size; when full the relay answers 503 so Vast.ai retries later
+    /// [default: no cap]
+    #[arg(long, value_name = "MB")]
+    pub max_store_mb: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Event type (slug) to send: low_credit, instance_stopped, machine_offline, … (`--all-types`
+    /// sends one of each known type; an unknown type gets a generic sample)
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        default_value = "webhook_test",
+        conflicts_with = "all_types"
+    )]
+    pub notif_type: String,
+    /// Send one event of every known type
+    #[arg(long)]
+    pub all_types: bool,
+    /// Relay URL [default: the configured local relay, http://127.0.0.1:8787/]
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// How many events (of each type), 1 to 10000
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub count: u32,
+    /// Deliver each event a second time (as Vast.ai's retries do); expect it deduplicated
+    #[arg(long)]
+    pub duplicate: bool,
+    /// Sign with a wrong secret; expect 401 bad_signature
+    #[arg(long, conflicts_with = "stale")]
+    pub bad_signature: bool,
+    /// Use a timestamp 10 minutes old; expect 401 stale_timestamp
+    #[arg(long)]
+    pub stale: bool,
+    /// Read the signing secret from this file
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub reach: ReachArgs,
+    /// On exit, delete the webhook if `up` created it, or restore the previous URL
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Events for a webhook that `up` has to create [default: the events saved by `vslack
+    /// setup`, else the walkthrough's six: low_credit, instance_created, instance_started,
+    /// instance_stopped, outbid, upcoming_downtime]
+    #[arg(long = "event", value_name = "KEY")]
+    pub events: Vec<String>,
+    /// How long to wait for the tunnel's URL
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub tunnel_timeout: std::time::Duration,
+    /// Do not fire Vast.ai's test event
+    #[arg(long)]
+    pub no_test: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// How Vast.ai reaches the relay (`setup` saves it, `up` uses it).
+#[derive(Debug, Args)]
+pub struct ReachArgs {
+    /// Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tunnel_cmd", "public_url"])]
+    pub tunnel: Option<String>,
+    /// Any tunnel command; {port} is replaced by the relay's port, and the first https URL it
+    /// prints is used once it keeps running. The command is split into words like a shell
+    /// would (quotes, backslashes) but no shell runs it, so `$VAR`, `~` and pipes mean nothing;
+    /// for those use --tunnel-cmd 'sh -c "my-tunnel --port {port} | tee tunnel.log"'. It never
+    /// sees vslack's secrets (VAST_API_KEY, VAST_WEBHOOK_SECRET, SLACK_WEBHOOK_URL, VSLACK_*).
+    #[arg(long, value_name = "COMMAND", conflicts_with = "public_url")]
+    pub tunnel_cmd: Option<String>,
+    /// The relay's public https URL when it is deployed (no tunnel is started)
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Read the Slack incoming-webhook URL from this file
+    #[arg(long, value_name = "PATH")]
+    pub slack_url_file: Option<PathBuf>,
+    /// Event to subscribe to (repeatable)
+    #[arg(long = "event", value_name = "KEY", conflicts_with = "all_events")]
+    pub events: Vec<String>,
+    /// Subscribe to every notification type
+    #[arg(long)]
+    pub all_events: bool,
+    #[command(flatten)]
+    pub reach: ReachArgs,
+    /// Post a "vslack is connected" message to Slack
+    #[arg(long)]
+    pub send_hello: bool,
+}
