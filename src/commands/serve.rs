@@ -294,7 +294,7 @@ fn build_options(
         path,
         limits: Limits {
             body_bytes: args.max_body,
-            max_connections: args.max_connections.max(1),
+            max_connections: fit_open_files(args.max_connections.max(1)),
             header_timeout: args.header_timeout,
             request_timeout: args.request_timeout,
             ..Limits::default()
@@ -326,6 +326,45 @@ fn build_options(
         },
         log_payloads: ctx.global.verbose >= 2,
     })
+}
+
+/// Descriptors the relay needs beside its connections (store, Slack client, logs, tunnel).
+const SPARE_FILES: u64 = 64;
+
+/// Raise the open-file soft limit to the hard one, and keep `--max-connections` within it
+/// (with room to spare), so a connection flood ends in a wait for a slot, never in "Too many
+/// open files" for the store or Slack.
+fn fit_open_files(wanted: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return wanted;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    let room = lim.rlim_cur.saturating_sub(SPARE_FILES).max(1) as usize;
+    if wanted > room {
+        tracing::warn!(
+            max_connections = wanted,
+            open_file_limit = lim.rlim_cur,
+            using = room,
+            "--max-connections does not fit the open-file limit; using fewer (raise `ulimit -n` or LimitNOFILE)"
+        );
+        return room;
+    }
+    wanted
 }
 
 /// Bind, warning loudly when the address is reachable from other machines.

@@ -764,3 +764,61 @@ fn a_damaged_store_is_named_at_start_and_recover_saves_what_can_be_read() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn max_connections_is_kept_within_the_open_file_limit() {
+    let slack = FakeSlack::start();
+    let mut env = Env::new();
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    // The relay inherits a small limit (soft 256, hard 300) and is asked for 100,000.
+    let mut cmd = env.command(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "100000",
+    ]);
+    // SAFETY: setrlimit in the child before exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 300,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let found = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                let hit = l.contains("does not fit the open-file limit") && l.contains("using=236");
+                seen.push(l);
+                if hit {
+                    break true;
+                }
+                if seen.last().unwrap().starts_with("listening on") {
+                    break false;
+                }
+            }
+            _ => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        found,
+        "soft limit raised to the hard 300, cap 300 - 64: {seen:#?}"
+    );
+}
