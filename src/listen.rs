@@ -1,8 +1,12 @@
 //! Where the relay listens: parsing `--listen` (an IP or a host name such as `localhost`,
 //! with a port) and, when the port is taken, finding out by whom (Linux `/proc`), so the error
-//! can say "another vslack relay, pid 1234" instead of "address in use".
+//! can say "another vslack relay, pid 1234" instead of "address in use"; binding, and fitting
+//! the connection cap to the open-file limit.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 
 /// `text` as an address to listen on: `IP:PORT`, or `HOST:PORT` resolved (IPv4 first).
 pub fn parse(text: &str) -> Option<SocketAddr> {
@@ -63,6 +67,96 @@ fn listening_inode(table: &str, port: u16) -> Option<String> {
             .then(|| f.get(9).map(|s| (*s).to_owned()))
             .flatten()
     })
+}
+
+/// Descriptors the relay needs beside its connections (store, Slack client, logs, tunnel).
+const SPARE_FILES: u64 = 64;
+
+/// Raise the open-file soft limit to the hard one, and keep `--max-connections` within it
+/// (with room to spare), so a connection flood ends in a wait for a slot, never in "Too many
+/// open files" for the store or Slack.
+pub fn fit_open_files(wanted: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return wanted;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    let room = lim.rlim_cur.saturating_sub(SPARE_FILES).max(1) as usize;
+    if wanted > room {
+        tracing::warn!(
+            max_connections = wanted,
+            open_file_limit = lim.rlim_cur,
+            using = room,
+            "--max-connections does not fit the open-file limit; using fewer (raise `ulimit -n` or LimitNOFILE)"
+        );
+        return room;
+    }
+    wanted
+}
+
+/// Bind, warning loudly when the address is reachable from other machines.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "listening on a non-loopback address: anyone who can reach it can send requests (signatures are still checked); prefer 127.0.0.1 behind a tunnel or reverse proxy"
+        );
+    }
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(in_use(addr).await),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
+}
+
+/// Why `addr` is taken, and what to do: another vslack relay (stop it, or use it), or
+/// another program (pick another port).
+async fn in_use(addr: SocketAddr) -> anyhow::Error {
+    let mut local = addr;
+    if local.ip().is_unspecified() {
+        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let owner = crate::listen::owner(addr.port());
+    let pid = owner
+        .as_ref()
+        .map(|(pid, name)| format!(" ({name}, pid {pid})"))
+        .unwrap_or_default();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build();
+    let is_relay = match http {
+        Ok(h) => match h.get(format!("http://{local}/health")).send().await {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .is_ok_and(|v| v.get("queue_depth").is_some()),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    let other_port = "or pick another address with --listen 127.0.0.1:PORT (or PORT=…)";
+    let msg = if is_relay {
+        format!(
+            "another vslack relay is already listening on {addr}{pid}: `vslack status` shows it; stop it first (Ctrl-C where it runs, `systemctl --user stop vslack`, or `kill` the pid) {other_port}"
+        )
+    } else {
+        format!("{addr} is already in use by another program{pid}; stop it, {other_port}")
+    };
+    crate::exit::SetupError(msg).into()
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use serde::Serialize;
 use serde_json::json;
 
 use super::Ctx;
@@ -11,51 +10,7 @@ use crate::output;
 use crate::relay::spool;
 use crate::vast::{VastError, Webhook};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Serialize)]
-struct Check {
-    name: &'static str,
-    level: Level,
-    detail: String,
-    /// `null` when there is nothing to fix.
-    fix: Option<String>,
-}
-
-#[derive(Default)]
-struct Report(Vec<Check>);
-
-impl Report {
-    fn add(
-        &mut self,
-        name: &'static str,
-        level: Level,
-        detail: impl Into<String>,
-        fix: Option<String>,
-    ) {
-        self.0.push(Check {
-            name,
-            level,
-            detail: detail.into(),
-            fix,
-        });
-    }
-    fn ok(&mut self, name: &'static str, detail: impl Into<String>) {
-        self.add(name, Level::Ok, detail, None);
-    }
-    fn warn(&mut self, name: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
-        self.add(name, Level::Warn, detail, Some(fix.into()));
-    }
-    fn fail(&mut self, name: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
-        self.add(name, Level::Fail, detail, Some(fix.into()));
-    }
-}
+use super::doctor_report::{Level, Report};
 
 /// Origin of a URL (`https://host:port`), where the relay answers `/health` and `/metrics`.
 fn origin(url: &str) -> Option<String> {

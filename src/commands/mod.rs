@@ -3,6 +3,7 @@
 mod account;
 mod demo;
 mod doctor;
+mod doctor_report;
 mod events;
 mod queue;
 mod send;

@@ -153,7 +153,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     let opts = super::serve::relay_options_before_secrets(ctx, &args.serve, &config)?;
     let addr = super::serve::listen_addr(args.serve.listen.as_deref(), &config)?;
     // Bind first: tunnels such as tmole only start once something listens.
-    let listener = super::serve::bind(addr).await?;
+    let listener = crate::listen::bind(addr).await?;
 
     let mut s = Session {
         tunnel: None,
