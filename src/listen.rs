@@ -21,6 +21,24 @@ pub fn parse(text: &str) -> Option<SocketAddr> {
         .copied()
 }
 
+/// The `/health` of a vslack relay answering at `addr` (a local address), if one does:
+/// within 0.8 s, and JSON carrying vslack's `version` (a failing relay answers too).
+pub async fn relay_health(addr: SocketAddr) -> Option<serde_json::Value> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .ok()?;
+    let health: serde_json::Value = http
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    health.get("version").is_some().then_some(health)
+}
+
 /// The process listening on TCP `port` (pid and command name), when this user may see it.
 pub fn owner(port: u16) -> Option<(u32, String)> {
     let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
@@ -135,19 +153,7 @@ async fn in_use(addr: SocketAddr) -> anyhow::Error {
         .as_ref()
         .map(|(pid, name)| format!(" ({name}, pid {pid})"))
         .unwrap_or_default();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(800))
-        .build();
-    let is_relay = match http {
-        Ok(h) => match h.get(format!("http://{local}/health")).send().await {
-            Ok(r) => r
-                .json::<serde_json::Value>()
-                .await
-                .is_ok_and(|v| v.get("queue_depth").is_some()),
-            Err(_) => false,
-        },
-        Err(_) => false,
-    };
+    let is_relay = relay_health(local).await.is_some();
     let other_port = "or pick another address with --listen 127.0.0.1:PORT (or PORT=…)";
     let msg = if is_relay {
         format!(

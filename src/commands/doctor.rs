@@ -210,7 +210,7 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
     if !relay_checked {
         // No webhook to follow: at least look for a relay on this machine.
         if let Ok(addr) = super::serve::local_addr(&config) {
-            match super::status::local_health(addr).await {
+            match crate::listen::relay_health(addr).await {
                 Some(h) => r.ok(
                     "relay",
                     format!(

@@ -66,19 +66,7 @@ pub async fn running_relay(ctx: &Ctx, config: &Config) -> Option<String> {
 /// The address of a vslack relay answering `/health` where `vslack serve` would listen, if any.
 pub async fn answering_relay(config: &Config) -> Option<SocketAddr> {
     let addr = local_addr(config).ok()?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .ok()?;
-    let health: serde_json::Value = http
-        .get(format!("http://{addr}/health"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    health.get("queue_depth").is_some().then_some(addr)
+    crate::listen::relay_health(addr).await.map(|_| addr)
 }
 
 /// Every signing secret the relay accepts: stored webhooks (current, and previous within the

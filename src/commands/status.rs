@@ -1,8 +1,6 @@
 //! `vslack status`: the state at a glance (queue, webhook, secrets, Slack, relay), as `serve`
 //! would see it.
 
-use std::time::Duration;
-
 use anyhow::Result;
 use serde_json::json;
 
@@ -11,15 +9,6 @@ use crate::output;
 use crate::relay::spool;
 
 /// The local relay's /health, if one answers at `addr` (see `serve::local_addr`).
-pub async fn local_health(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .ok()?;
-    let url = format!("http://{addr}/health");
-    http.get(url).send().await.ok()?.json().await.ok()
-}
-
 pub async fn status(ctx: &Ctx) -> Result<()> {
     let config = ctx.config()?;
     let stats = match spool::open_existing(&ctx.paths.spool_file())? {
@@ -34,7 +23,7 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
     let slack =
         super::serve::slack_url(None, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
     let listen = super::serve::local_addr(&config)?;
-    let health = local_health(listen).await;
+    let health = crate::listen::relay_health(listen).await;
     // A relay started with another --listen still holds the store open.
     let elsewhere = match health {
         Some(_) => None,

@@ -205,7 +205,7 @@ async fn health(app: &App) -> Resp {
         }
         Err(e) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "failing", "error": e.to_string()}),
+            json!({"status": "failing", "error": e.to_string(), "version": env!("CARGO_PKG_VERSION")}),
         ),
     }
 }
