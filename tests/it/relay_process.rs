@@ -17,6 +17,24 @@ pub struct Serving {
 }
 
 impl Serving {
+    /// Whether any log line so far contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// Wait (at most 10 s) for a log line containing `needle`; panics with the log otherwise.
+    pub fn wait_log(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.logged(needle) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no log line with {needle:?}: {:#?}",
+                self.logs.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Assert that no log line holds any of `needles` (secrets, the Slack URL's path).
     pub fn assert_logs_free_of(&self, needles: &[&str]) {
         let logs = self.logs.lock().unwrap();
@@ -543,17 +561,7 @@ fn event_fields_cannot_forge_or_colour_a_log_line() {
         204
     );
     wait_delivered(&slack, 1);
-    let start = Instant::now();
-    while !s
-        .logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("delivered to Slack"))
-    {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_log("delivered to Slack");
     let logs = s.logs.lock().unwrap().clone();
     for line in &logs {
         assert!(!line.starts_with("INFO delivered"), "forged line: {line:?}");
@@ -599,27 +607,8 @@ fn a_store_deleted_under_a_running_relay_is_restored_and_loses_nothing() {
             std::fs::remove_file(entry.path()).unwrap();
         }
     }
-    let start = Instant::now();
-    while !s
-        .logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("restored the event store"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never noticed: {:#?}",
-            s.logs.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(s
-        .logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("was deleted while the relay runs")));
+    s.wait_log("restored the event store");
+    assert!(s.logged("was deleted while the relay runs"));
     assert!(env.data_dir().join("spool.sqlite3").exists());
     for i in 0..10 {
         let id = format!("evt-after-{i}");
@@ -657,21 +646,7 @@ fn a_store_deleted_under_a_running_relay_is_restored_and_loses_nothing() {
     let other = env.data_dir().join("old-backup");
     std::fs::write(&other, b"not this relay's store").unwrap();
     std::fs::rename(&other, env.data_dir().join("spool.sqlite3")).unwrap();
-    let start = Instant::now();
-    while !s2
-        .logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("restored the event store"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{:#?}",
-            s2.logs.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s2.wait_log("restored the event store");
     assert!(std::fs::read_dir(env.data_dir())
         .unwrap()
         .flatten()
