@@ -14,7 +14,9 @@ mod status;
 mod store;
 mod up;
 mod up_report;
+mod up_webhook;
 mod webhook;
+mod webhook_view;
 
 use std::io::IsTerminal;
 

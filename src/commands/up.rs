@@ -6,13 +6,13 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::up_report::{say, Lines, JSON_LINES};
+use super::up_webhook::{left_behind, point, undo, Pointed};
 use super::Ctx;
 use crate::cli::UpArgs;
-use crate::config::Config;
 use crate::relay::metrics::Received;
 use crate::relay::{Activity, Relay};
 use crate::tunnel::{Tunnel, TunnelEvent, TunnelSpec};
-use crate::vast::types::{WebhookChange, WALKTHROUGH_EVENTS};
+use crate::vast::types::WebhookChange;
 use crate::vast::{VastClient, VastError};
 
 /// How Vast.ai reaches the relay.
@@ -58,88 +58,6 @@ fn reach_unchecked(args: &UpArgs, config: &crate::config::Config) -> Result<Reac
             "how should Vast.ai reach this relay? Pass --tunnel tmole|cloudflared|ngrok, --tunnel-cmd '<command with {port}>', or --public-url URL (or run `vslack setup` once)",
         )),
     }
-}
-
-/// What `up` changed at Vast.ai, to undo with --cleanup (or when start-up fails).
-struct Pointed {
-    id: i64,
-    created: bool,
-    previous_url: Option<String>,
-    /// Where it points now.
-    url: String,
-}
-
-async fn point(ctx: &Ctx, client: &VastClient, args: &UpArgs, url: &str) -> Result<Pointed> {
-    let config = ctx.config()?;
-    if let Some(id) = config.default_webhook {
-        match client.get_webhook(id).await {
-            Ok(w) => {
-                if config.webhook(id).is_none() {
-                    bail!(crate::exit::UsageError(format!(
-                        "this machine does not hold webhook {id}'s signing secret, so the relay could not verify its deliveries; run `vslack webhook rotate-secret {id}` first"
-                    )));
-                }
-                Config::update(&ctx.paths, |c| c.set_events(id, &w.event_types))?;
-                if w.webhook_url != url {
-                    client
-                        .update_webhook(
-                            id,
-                            &WebhookChange {
-                                webhook_url: Some(url.into()),
-                                ..Default::default()
-                            },
-                        )
-                        .await?;
-                }
-                return Ok(Pointed {
-                    id,
-                    created: false,
-                    previous_url: Some(w.webhook_url),
-                    url: url.to_owned(),
-                });
-            }
-            Err(VastError::WebhookNotFound { .. }) => {
-                ctx.note(format!("note: the default webhook {id} no longer exists at Vast.ai; creating a new one"));
-                Config::update(&ctx.paths, |c| c.forget_webhook(id))?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    super::webhook::check_room(client).await?;
-    let events = if !args.events.is_empty() {
-        let cat = super::events::catalogue(ctx, client).await?;
-        super::events::resolve_events(&args.events, cat.as_deref())?
-    } else if !config.events.is_empty() {
-        config.events.clone()
-    } else {
-        WALKTHROUGH_EVENTS.iter().map(|s| s.to_string()).collect()
-    };
-    let created = client
-        .create_webhook(&WebhookChange {
-            name: Some("vslack".into()),
-            webhook_url: Some(url.into()),
-            event_types: Some(events),
-        })
-        .await?;
-    let id = created.webhook.id;
-    // There is no default here (`point` reuses one that exists), so this one becomes it.
-    super::webhook::keep_secret(
-        ctx,
-        id,
-        &created.secret,
-        true,
-        Some(&created.webhook.event_types),
-    )?;
-    say(format!(
-        "created webhook {id} (signing secret saved in {})",
-        ctx.paths.config_file().display()
-    ));
-    Ok(Pointed {
-        id,
-        created: true,
-        previous_url: None,
-        url: url.to_owned(),
-    })
 }
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
@@ -210,26 +128,6 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         say("stopped");
     }
     outcome
-}
-
-/// What an interrupted `--cleanup` leaves at Vast.ai, and the command that finishes the job.
-fn left_behind(p: &Pointed) -> Option<String> {
-    match (&p.previous_url, p.created) {
-        (_, true) => Some(format!(
-            "webhook {} still exists: delete it with `vslack webhook delete {}`",
-            p.id, p.id
-        )),
-        (Some(prev), false) => {
-            // A previous URL whose path is a secret (a chat webhook) is not printed.
-            let shown = crate::urls::shown(prev);
-            let url = if shown == *prev { prev.as_str() } else { "URL" };
-            Some(format!(
-                "webhook {} still points at the tunnel: restore it with `vslack webhook update {} --url {url}` (it was {shown})",
-                p.id, p.id
-            ))
-        }
-        (None, false) => None,
-    }
 }
 
 /// What `up` has started or changed, so that it can be stopped and undone on every path.
@@ -307,31 +205,6 @@ impl Session {
             _ = reload => Ok(crate::exit::OK),
         }
     }
-}
-
-/// `--cleanup`: delete a webhook `up` created, or give an existing one its URL back.
-async fn undo(ctx: &Ctx, client: &VastClient, p: &Pointed) -> Result<()> {
-    if p.created {
-        client.delete_webhook(p.id).await?;
-        Config::update(&ctx.paths, |c| c.forget_webhook(p.id))?;
-        say(format!("cleanup   deleted webhook {}", p.id));
-    } else if let Some(prev) = p.previous_url.as_ref().filter(|prev| **prev != p.url) {
-        client
-            .update_webhook(
-                p.id,
-                &WebhookChange {
-                    webhook_url: Some(prev.clone()),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        say(format!(
-            "cleanup   webhook {} points at {} again",
-            p.id,
-            crate::urls::shown(prev)
-        ));
-    }
-    Ok(())
 }
 
 async fn test_round_trip(

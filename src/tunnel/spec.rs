@@ -1,0 +1,125 @@
+//! What a tunnel is: a named one (tmole, cloudflared, ngrok) or a `--tunnel-cmd`, split into
+//! words without a shell, checked to be installed before anything starts, and the environment
+//! variables it never gets.
+
+use anyhow::{bail, Result};
+
+/// How to start a tunnel and recognise its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    /// The command line, split into words without a shell; `{port}` is replaced by the
+    /// relay's port.
+    pub command: String,
+    /// Only URLs containing this are the tunnel's (cloudflared also prints links to its docs).
+    pub url_contains: Option<&'static str>,
+    /// ngrok: ask its local API instead of reading output.
+    pub ngrok_api: bool,
+}
+
+impl TunnelSpec {
+    /// `tmole`, `cloudflared` or `ngrok`; anything else is a usage error.
+    pub fn named(name: &str) -> Result<TunnelSpec> {
+        Ok(match name {
+            "tmole" | "tunnelmole" => TunnelSpec { command: "tmole {port}".into(), url_contains: None, ngrok_api: false },
+            "cloudflared" => TunnelSpec {
+                command: "cloudflared tunnel --no-autoupdate --url http://127.0.0.1:{port}".into(),
+                url_contains: Some("trycloudflare.com"),
+                ngrok_api: false,
+            },
+            "ngrok" => TunnelSpec { command: "ngrok http {port} --log stdout".into(), url_contains: Some("ngrok"), ngrok_api: true },
+            other => bail!(crate::exit::UsageError(format!(
+                "unknown tunnel {other:?}: use tmole, cloudflared or ngrok, or --tunnel-cmd '<command with {{port}}>'"
+            ))),
+        })
+    }
+
+    pub fn custom(command: &str) -> Result<TunnelSpec> {
+        if !command.contains("{port}") {
+            bail!(crate::exit::UsageError(
+                "--tunnel-cmd must contain {port}, e.g. 'tmole {port}'".into()
+            ));
+        }
+        if shlex::split(command).is_none_or(|w| w.is_empty()) {
+            bail!(crate::exit::UsageError(
+                "--tunnel-cmd has an unclosed quote (it is split into words like a shell would, but not run by one)".into()
+            ));
+        }
+        Ok(TunnelSpec {
+            command: command.into(),
+            url_contains: None,
+            ngrok_api: false,
+        })
+    }
+
+    /// A tunnel as saved in the config: a command if it holds `{port}`, else a tunnel's name.
+    pub fn from_config(saved: &str) -> Result<TunnelSpec> {
+        if saved.contains("{port}") {
+            TunnelSpec::custom(saved)
+        } else {
+            TunnelSpec::named(saved)
+        }
+    }
+
+    /// The command's words with `{port}` filled in (checked to split in `custom`).
+    pub(super) fn argv(&self, port: u16) -> Vec<String> {
+        shlex::split(&self.command)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w.replace("{port}", &port.to_string()))
+            .collect()
+    }
+
+    /// The first word of the command, for messages.
+    pub fn program(&self) -> String {
+        self.argv(0)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "tunnel".into())
+    }
+
+    /// Fail before anything starts when the program is not installed, saying how to get it
+    /// (for tmole, cloudflared and ngrok) or how the command was read.
+    pub fn check_installed(&self) -> Result<()> {
+        let program = self.program();
+        if find_program(&program) {
+            return Ok(());
+        }
+        let how = match program.as_str() {
+            "tmole" => "install Tunnelmole with `npm install -g tunnelmole` (see https://tunnelmole.com)",
+            "cloudflared" => "install cloudflared (see https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/)",
+            "ngrok" => "install ngrok and add your authtoken (see https://ngrok.com/download)",
+            _ => "--tunnel-cmd is split into words without a shell, so its first word must be a program on PATH or a path to one (for shell syntax, use --tunnel-cmd 'sh -c \"...\"')",
+        };
+        bail!(crate::exit::SetupError(format!(
+            "the tunnel program `{program}` was not found{}: {how}; or pick another with --tunnel / --tunnel-cmd, or use --public-url",
+            if program.contains('/') { "" } else { " on PATH" }
+        )))
+    }
+}
+
+/// Environment variables a tunnel never sees: vslack's secrets (and every `VSLACK_*`).
+pub const SCRUBBED_ENV: [&str; 4] = [
+    "VAST_API_KEY",
+    "VAST_WEBHOOK_SECRET",
+    "SLACK_WEBHOOK_URL",
+    "VSLACK_STORE_URL",
+];
+
+pub(super) fn scrubbed(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    SCRUBBED_ENV.contains(&name.as_ref()) || name.starts_with("VSLACK_")
+}
+
+/// Whether `program` names an executable: a path (with a `/`) to one, or a name on PATH.
+fn find_program(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
+    })
+}
