@@ -12,32 +12,13 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokio::sync::{broadcast, watch};
 
-use super::message::{render_batch, Format};
+use super::message::render_batch;
 use super::metrics::Metrics;
-use super::slack::{host_of, Outcome, SlackClient};
+use super::slack::{Outcome, SlackClient};
 use super::spool::{Queued, Spool};
 use super::Activity;
-use crate::secret::Secret;
 
-/// Where a set of event types goes.
-#[derive(Clone)]
-pub struct Destination {
-    /// `default`, or the route's glob.
-    pub name: String,
-    pub pattern: Option<glob::Pattern>,
-    /// `None` in dry-run mode: payloads are printed instead.
-    pub url: Option<Secret>,
-    pub format: Format,
-}
-
-impl Destination {
-    fn label(&self) -> String {
-        match &self.url {
-            Some(u) => format!("{} ({})", self.name, host_of(u.expose())),
-            None => format!("{} (dry run)", self.name),
-        }
-    }
-}
+pub use super::destination::Destination;
 
 #[derive(Debug, Clone)]
 pub struct ForwardOptions {

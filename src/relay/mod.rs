@@ -3,6 +3,7 @@
 //! ([`metrics`]). [`Relay::start`] wires them together; `serve`, `up` and `demo` all use it.
 
 pub mod clock;
+mod destination;
 pub mod event;
 pub mod forward;
 mod guard;

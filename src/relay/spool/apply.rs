@@ -1,0 +1,144 @@
+//! What each writer command does to the database, in SQL, and how it changes the counts.
+
+use rusqlite::{params, Connection};
+
+use super::writer::{Answer, Cmd};
+use super::{Inserted, SpoolError};
+
+/// How a command changed the counts (applied to the shared [`Stats`] once committed).
+#[derive(Default)]
+pub(super) struct Delta {
+    pub pending: i64,
+    pub dead: i64,
+    pub delivered: i64,
+    pub last_delivered_at: Option<i64>,
+    /// Pending rows left the queue: the oldest pending one may have changed.
+    pub pending_left: bool,
+}
+
+/// Forget finished events (delivered or dropped) finished before `before`.
+pub(super) fn forget(tx: &Connection, before: i64, d: &mut Delta) -> Result<usize, SpoolError> {
+    let delivered = tx.execute(
+        "DELETE FROM events WHERE state = 1 AND done_at < ?1",
+        [before],
+    )?;
+    let dropped = tx.execute(
+        "DELETE FROM events WHERE state = 3 AND done_at < ?1",
+        [before],
+    )?;
+    d.delivered -= delivered as i64;
+    Ok(delivered + dropped)
+}
+
+pub(super) fn apply(tx: &Connection, cmd: &Cmd, d: &mut Delta) -> Result<Answer, SpoolError> {
+    Ok(match cmd {
+        Cmd::Insert(item) => {
+            let (event, body) = &**item;
+            let json = serde_json::to_string(&event).map_err(|e| SpoolError(e.to_string()))?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let n = stmt.execute(params![
+                event.event_id,
+                event.notif_type,
+                json,
+                body,
+                event.received_at
+            ])?;
+            d.pending += n as i64;
+            Answer::Inserted(if n == 1 {
+                Inserted::New
+            } else {
+                Inserted::Duplicate
+            })
+        }
+        Cmd::Delivered(seqs, now) => {
+            let n = each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1 AND state = 0", seqs, *now)? as i64;
+            d.pending -= n;
+            d.delivered += n;
+            d.last_delivered_at = Some(*now);
+            d.pending_left = true;
+            Answer::Unit(())
+        }
+        Cmd::Retry(seqs, next, error) => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1 AND state = 0",
+            )?;
+            for s in seqs {
+                stmt.execute(params![s, next, error])?;
+            }
+            Answer::Unit(())
+        }
+        Cmd::Dead(seqs, error, now) => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET state = 2, attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE seq = ?1 AND state = 0",
+            )?;
+            for s in seqs {
+                let n = stmt.execute(params![s, error, now])? as i64;
+                d.pending -= n;
+                d.dead += n;
+            }
+            d.pending_left = true;
+            Answer::Unit(())
+        }
+        Cmd::Requeue(seqs, now) => {
+            let n = match seqs {
+                None => tx.execute(
+                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
+                    [*now],
+                )?,
+                Some(seqs) => each(
+                    tx,
+                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2 WHERE seq = ?1 AND state = 2",
+                    seqs,
+                    *now,
+                )?,
+            };
+            d.dead -= n as i64;
+            d.pending += n as i64;
+            d.pending_left = true;
+            Answer::Count(n)
+        }
+        Cmd::Drop(seqs, now) => {
+            let pending = each(
+                tx,
+                "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state = 0",
+                seqs,
+                *now,
+            )?;
+            let dead = each(
+                tx,
+                "UPDATE events SET state = 3, done_at = ?2 WHERE seq = ?1 AND state = 2",
+                seqs,
+                *now,
+            )?;
+            d.pending -= pending as i64;
+            d.dead -= dead as i64;
+            d.pending_left = true;
+            Answer::Count(pending + dead)
+        }
+        Cmd::Prune(before, bodies_before) => {
+            let n = forget(tx, *before, d)?;
+            tx.execute(
+                "UPDATE events SET body = x'' WHERE state <> 0 AND done_at < ?1 AND length(body) > 0",
+                [*bodies_before],
+            )?;
+            Answer::Count(n)
+        }
+        Cmd::Restore => unreachable!("run by Writer::restore, outside a transaction"),
+        Cmd::RetryNow => Answer::Count(tx.execute(
+            "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
+            [],
+        )?),
+    })
+}
+
+/// Run `sql` (params: seq, value) for each seq; returns the rows changed.
+fn each(tx: &Connection, sql: &str, seqs: &[i64], value: i64) -> Result<usize, SpoolError> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut n = 0;
+    for s in seqs {
+        n += stmt.execute(params![s, value])?;
+    }
+    Ok(n)
+}
