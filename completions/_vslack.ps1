@@ -551,12 +551,14 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--signature-window', '--signature-window', [CompletionResultType]::ParameterName, 'Accept signatures whose timestamp is at most this many seconds from now (either way)')
             [CompletionResult]::new('--secret-grace', '--secret-grace', [CompletionResultType]::ParameterName, 'How long a rotated-out signing secret stays valid [default: 24h, or the config]')
             [CompletionResult]::new('--max-body', '--max-body', [CompletionResultType]::ParameterName, 'Largest delivery body accepted, in bytes')
-            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Most connections open at once (more wait in the kernel''s backlog)')
+            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Most connections open at once; at the cap the longest-idle connection of the client holding the most is closed to make room (kept below the open-file limit)')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a kept-alive connection that sends no request for this long')
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Close a connection whose request headers take longer than this to arrive')
             [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Answer 408 to a request (body included) not complete within this time')
             [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)')
             [CompletionResult]::new('--retry-initial', '--retry-initial', [CompletionResultType]::ParameterName, 'First retry delay after a Slack failure (doubles each time)')
             [CompletionResult]::new('--retry-max', '--retry-max', [CompletionResultType]::ParameterName, 'Longest delay between retries')
+            [CompletionResult]::new('--list-within', '--list-within', [CompletionResultType]::ParameterName, 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Dead-letter an event still undelivered this long after it arrived')
             [CompletionResult]::new('--retention', '--retention', [CompletionResultType]::ParameterName, 'Remember delivered event ids this long, to drop redeliveries')
             [CompletionResult]::new('--keep-bodies', '--keep-bodies', [CompletionResultType]::ParameterName, 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept')
@@ -620,12 +622,14 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--signature-window', '--signature-window', [CompletionResultType]::ParameterName, 'Accept signatures whose timestamp is at most this many seconds from now (either way)')
             [CompletionResult]::new('--secret-grace', '--secret-grace', [CompletionResultType]::ParameterName, 'How long a rotated-out signing secret stays valid [default: 24h, or the config]')
             [CompletionResult]::new('--max-body', '--max-body', [CompletionResultType]::ParameterName, 'Largest delivery body accepted, in bytes')
-            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Most connections open at once (more wait in the kernel''s backlog)')
+            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Most connections open at once; at the cap the longest-idle connection of the client holding the most is closed to make room (kept below the open-file limit)')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a kept-alive connection that sends no request for this long')
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Close a connection whose request headers take longer than this to arrive')
             [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Answer 408 to a request (body included) not complete within this time')
             [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)')
             [CompletionResult]::new('--retry-initial', '--retry-initial', [CompletionResultType]::ParameterName, 'First retry delay after a Slack failure (doubles each time)')
             [CompletionResult]::new('--retry-max', '--retry-max', [CompletionResultType]::ParameterName, 'Longest delay between retries')
+            [CompletionResult]::new('--list-within', '--list-within', [CompletionResultType]::ParameterName, 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Dead-letter an event still undelivered this long after it arrived')
             [CompletionResult]::new('--retention', '--retention', [CompletionResultType]::ParameterName, 'Remember delivered event ids this long, to drop redeliveries')
             [CompletionResult]::new('--keep-bodies', '--keep-bodies', [CompletionResultType]::ParameterName, 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept')
@@ -700,14 +704,15 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List pending and dead-lettered events (the default)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)')
             [CompletionResult]::new('retry', 'retry', [CompletionResultType]::ParameterValue, 'Put dead-lettered events back in the queue')
             [CompletionResult]::new('drop', 'drop', [CompletionResultType]::ParameterValue, 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'vslack;queue;list' {
-            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many of each to show')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many of each to show [default: 50; with --range, all]')
+            [CompletionResult]::new('--range', '--range', [CompletionResultType]::ParameterName, 'Every event numbered FROM to TO (the SEQ column; a summary in Slack names its range)')
             [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
             [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
@@ -759,7 +764,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;queue;help' {
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List pending and dead-lettered events (the default)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)')
             [CompletionResult]::new('retry', 'retry', [CompletionResultType]::ParameterValue, 'Put dead-lettered events back in the queue')
             [CompletionResult]::new('drop', 'drop', [CompletionResultType]::ParameterValue, 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -997,7 +1002,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;help;queue' {
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List pending and dead-lettered events (the default)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)')
             [CompletionResult]::new('retry', 'retry', [CompletionResultType]::ParameterValue, 'Put dead-lettered events back in the queue')
             [CompletionResult]::new('drop', 'drop', [CompletionResultType]::ParameterValue, 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)')
             break

@@ -502,12 +502,14 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now (either way)'
             cand --secret-grace 'How long a rotated-out signing secret stays valid [default: 24h, or the config]'
             cand --max-body 'Largest delivery body accepted, in bytes'
-            cand --max-connections 'Most connections open at once (more wait in the kernel''s backlog)'
+            cand --max-connections 'Most connections open at once; at the cap the longest-idle connection of the client holding the most is closed to make room (kept below the open-file limit)'
+            cand --idle-timeout 'Close a kept-alive connection that sends no request for this long'
             cand --header-timeout 'Close a connection whose request headers take longer than this to arrive'
             cand --request-timeout 'Answer 408 to a request (body included) not complete within this time'
             cand --pace 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)'
             cand --retry-initial 'First retry delay after a Slack failure (doubles each time)'
             cand --retry-max 'Longest delay between retries'
+            cand --list-within 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed'
             cand --max-age 'Dead-letter an event still undelivered this long after it arrived'
             cand --retention 'Remember delivered event ids this long, to drop redeliveries'
             cand --keep-bodies 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept'
@@ -568,12 +570,14 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now (either way)'
             cand --secret-grace 'How long a rotated-out signing secret stays valid [default: 24h, or the config]'
             cand --max-body 'Largest delivery body accepted, in bytes'
-            cand --max-connections 'Most connections open at once (more wait in the kernel''s backlog)'
+            cand --max-connections 'Most connections open at once; at the cap the longest-idle connection of the client holding the most is closed to make room (kept below the open-file limit)'
+            cand --idle-timeout 'Close a kept-alive connection that sends no request for this long'
             cand --header-timeout 'Close a connection whose request headers take longer than this to arrive'
             cand --request-timeout 'Answer 408 to a request (body included) not complete within this time'
             cand --pace 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)'
             cand --retry-initial 'First retry delay after a Slack failure (doubles each time)'
             cand --retry-max 'Longest delay between retries'
+            cand --list-within 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed'
             cand --max-age 'Dead-letter an event still undelivered this long after it arrived'
             cand --retention 'Remember delivered event ids this long, to drop redeliveries'
             cand --keep-bodies 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept'
@@ -645,13 +649,14 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --quiet 'Only errors on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
-            cand list 'List pending and dead-lettered events (the default)'
+            cand list 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)'
             cand retry 'Put dead-lettered events back in the queue'
             cand drop 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;queue;list'= {
-            cand --limit 'How many of each to show'
+            cand --limit 'How many of each to show [default: 50; with --range, all]'
+            cand --range 'Every event numbered FROM to TO (the SEQ column; a summary in Slack names its range)'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
             cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
@@ -700,7 +705,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --help 'Print help'
         }
         &'vslack;queue;help'= {
-            cand list 'List pending and dead-lettered events (the default)'
+            cand list 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)'
             cand retry 'Put dead-lettered events back in the queue'
             cand drop 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -895,7 +900,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;help;send'= {
         }
         &'vslack;help;queue'= {
-            cand list 'List pending and dead-lettered events (the default)'
+            cand list 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)'
             cand retry 'Put dead-lettered events back in the queue'
             cand drop 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
         }

@@ -370,12 +370,14 @@ workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-body -d 'Largest delivery body accepted, in bytes' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 'Most connections open at once (more wait in the kernel\'s backlog)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 'Most connections open at once; at the cap the longest-idle connection of the client holding the most is closed to make room (kept below the open-file limit)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l request-timeout -d 'Answer 408 to a request (body included) not complete within this time' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l pace -d 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-initial -d 'First retry delay after a Slack failure (doubles each time)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-max -d 'Longest delay between retries' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l list-within -d 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-age -d 'Dead-letter an event still undelivered this long after it arrived' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retention -d 'Remember delivered event ids this long, to drop redeliveries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l keep-bodies -d 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept' -r
@@ -426,12 +428,14 @@ workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-body -d 'Largest delivery body accepted, in bytes' -r
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections -d 'Most connections open at once (more wait in the kernel\'s backlog)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections -d 'Most connections open at once; at the cap the longest-idle connection of the client holding the most is closed to make room (kept below the open-file limit)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l request-timeout -d 'Answer 408 to a request (body included) not complete within this time' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l pace -d 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-initial -d 'First retry delay after a Slack failure (doubles each time)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-max -d 'Longest delay between retries' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l list-within -d 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-age -d 'Dead-letter an event still undelivered this long after it arrived' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retention -d 'Remember delivered event ids this long, to drop redeliveries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l keep-bodies -d 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept' -r
@@ -489,11 +493,12 @@ complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -s q -l quiet -d 'Only errors on stderr'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -s h -l help -d 'Print help'
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "list" -d 'List pending and dead-lettered events (the default)'
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "list" -d 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "retry" -d 'Put dead-lettered events back in the queue'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "drop" -d 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and not __fish_seen_subcommand_from list retry drop help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l limit -d 'How many of each to show' -r
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l limit -d 'How many of each to show [default: 50; with --range, all]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l range -d 'Every event numbered FROM to TO (the SEQ column; a summary in Slack names its range)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from list" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
@@ -529,7 +534,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -s q -l quiet -d 'Only errors on stderr'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from drop" -s h -l help -d 'Print help'
-complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "list" -d 'List pending and dead-lettered events (the default)'
+complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "list" -d 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "retry" -d 'Put dead-lettered events back in the queue'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "drop" -d 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
 complete -c vslack -n "__fish_vslack_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -628,7 +633,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subc
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the configuration with every secret shown as (redacted)'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "path" -d 'Print where vslack keeps its files'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "install" -d 'Install ~/.config/systemd/user/vslack.service (or --print it)'
-complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "list" -d 'List pending and dead-lettered events (the default)'
+complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "list" -d 'List pending and dead-lettered events (the default), or every event in a range of queue numbers, whatever its state (what a summary posted to Slack stood for)'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "retry" -d 'Put dead-lettered events back in the queue'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "drop" -d 'Delete pending or dead-lettered events for good (their ids stay remembered, so a redelivery is not queued again)'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from store" -f -a "check" -d 'Check the store\'s integrity and count what it holds (read-only; safe while a relay runs)'

@@ -91,9 +91,28 @@ fn listening_inode(table: &str, port: u16) -> Option<String> {
 const SPARE_FILES: u64 = 64;
 
 /// Raise the open-file soft limit to the hard one, and keep `--max-connections` within it
-/// (with room to spare), so a connection flood ends in a wait for a slot, never in "Too many
-/// open files" for the store or Slack.
-pub fn fit_open_files(wanted: usize) -> usize {
+/// (with room to spare), so a connection flood never ends in "Too many open files" for the
+/// store or Slack. Returns the connection cap and how many refused connections may be held
+/// unread (`relay::conns::Parked`) in what is left, at most the cap.
+pub fn fit_open_files(wanted: usize) -> (usize, usize) {
+    let cap = fit_connections(wanted);
+    let room = open_file_limit().saturating_sub(SPARE_FILES) as usize;
+    (cap, room.saturating_sub(cap).min(cap))
+}
+
+fn open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid pointer to an rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return u64::MAX;
+    }
+    lim.rlim_cur
+}
+
+fn fit_connections(wanted: usize) -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -126,6 +145,9 @@ pub fn fit_open_files(wanted: usize) -> usize {
     wanted
 }
 
+/// The listen backlog asked for.
+const BACKLOG: u32 = 4096;
+
 /// Bind, warning loudly when the address is reachable from other machines.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     if !addr.ip().is_loopback() {
@@ -134,7 +156,20 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
             "listening on a non-loopback address: anyone who can reach it can send requests (signatures are still checked); prefer 127.0.0.1 behind a tunnel or reverse proxy"
         );
     }
-    match tokio::net::TcpListener::bind(addr).await {
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): under a connection
+    // flood a new client's SYN waits there for a moment instead of being dropped (a 1 s
+    // retransmit).
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    match listen() {
         Ok(l) => Ok(l),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(in_use(addr).await),
         Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),

@@ -131,12 +131,18 @@ pub enum ConfigCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCmd {
-    /// List pending and dead-lettered events (the default)
-    #[command(after_help = "Examples:\n  vslack queue\n  vslack queue list --limit 200 --json")]
+    /// List pending and dead-lettered events (the default), or every event in a range of queue
+    /// numbers, whatever its state (what a summary posted to Slack stood for)
+    #[command(
+        after_help = "Examples:\n  vslack queue\n  vslack queue list --limit 200 --json\n  vslack queue list --range 101-10100"
+    )]
     List {
-        /// How many of each to show
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// How many of each to show [default: 50; with --range, all]
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Every event numbered FROM to TO (the SEQ column; a summary in Slack names its range)
+        #[arg(long, value_name = "FROM-TO", value_parser = parse_range)]
+        range: Option<(i64, i64)>,
     },
     /// Put dead-lettered events back in the queue
     #[command(after_help = "Examples:\n  vslack queue retry 12 13\n  vslack queue retry --all")]
@@ -200,4 +206,18 @@ pub enum ServiceCmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `FROM-TO` (queue numbers, FROM <= TO).
+fn parse_range(s: &str) -> Result<(i64, i64), String> {
+    let bad = || format!("{s:?} is not a range of queue numbers like 101-10100");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (i64, i64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a > b {
+        return Err(format!("{s:?}: FROM is after TO"));
+    }
+    Ok((a, b))
 }

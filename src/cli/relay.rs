@@ -32,9 +32,13 @@ pub struct ServeArgs {
     /// Largest delivery body accepted, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = 65536)]
     pub max_body: usize,
-    /// Most connections open at once (more wait in the kernel's backlog)
+    /// Most connections open at once; at the cap the longest-idle connection of the client
+    /// holding the most is closed to make room (kept below the open-file limit)
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Close a kept-alive connection that sends no request for this long
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: std::time::Duration,
     /// Close a connection whose request headers take longer than this to arrive
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: std::time::Duration,
@@ -50,6 +54,11 @@ pub struct ServeArgs {
     /// Longest delay between retries
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub retry_max: std::time::Duration,
+    /// A backlog that would take longer than this to list event by event at --pace (about 49
+    /// events per message) is summarised instead: oldest first, one message per up to 10,000
+    /// events with counts per type and the most recent of each, until the rest can be listed
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub list_within: std::time::Duration,
     /// Dead-letter an event still undelivered this long after it arrived
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_age: std::time::Duration,

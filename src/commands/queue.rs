@@ -50,8 +50,48 @@ pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
         ));
         return Ok(());
     };
-    match cmd.unwrap_or(QueueCmd::List { limit: 50 }) {
-        QueueCmd::List { limit } => {
+    match cmd.unwrap_or(QueueCmd::List {
+        limit: None,
+        range: None,
+    }) {
+        QueueCmd::List {
+            limit,
+            range: Some((from, to)),
+        } => {
+            let rows = spool
+                .list_range(from, to, limit.unwrap_or(usize::MAX))
+                .await?;
+            if ctx.global.json {
+                return output::json(&json!({ "events": rows }));
+            }
+            println!(
+                "{} numbered {from} to {to}",
+                output::plural(rows.len(), "event")
+            );
+            if !rows.is_empty() {
+                print!(
+                    "{}",
+                    output::table(
+                        &["SEQ", "EVENT ID", "TYPE", "STATE", "RECEIVED", "SUBJECT"],
+                        &rows
+                            .iter()
+                            .map(|q| {
+                                vec![
+                                    q.seq.to_string(),
+                                    q.event.event_id.clone(),
+                                    q.event.notif_type.clone(),
+                                    q.state.to_owned(),
+                                    output::unix_time(q.event.received_at),
+                                    q.event.subject.clone().unwrap_or_default(),
+                                ]
+                            })
+                            .collect::<Vec<_>>()
+                    )
+                );
+            }
+        }
+        QueueCmd::List { limit, range: None } => {
+            let limit = limit.unwrap_or(50);
             let pending = spool.list(spool::PENDING, limit).await?;
             let dead = spool.list(spool::DEAD, limit).await?;
             if ctx.global.json {

@@ -278,12 +278,15 @@ fn build_options(
             "--path {path:?} must start with / and cannot be /health or /metrics"
         )));
     }
+    let (max_connections, max_parked) = crate::listen::fit_open_files(args.max_connections.max(1));
     Ok(RelayOptions {
         path,
         limits: Limits {
             body_bytes: args.max_body,
-            max_connections: crate::listen::fit_open_files(args.max_connections.max(1)),
+            max_connections,
+            max_parked,
             header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout.max(std::time::Duration::from_millis(100)),
             request_timeout: args.request_timeout,
             ..Limits::default()
         },
@@ -296,6 +299,7 @@ fn build_options(
             max_age: args.max_age,
             retention: args.retention,
             keep_bodies: args.keep_bodies,
+            list_within: args.list_within,
             console: std::env::var("VAST_CONSOLE")
                 .ok()
                 .filter(|c| !c.is_empty())

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokio::sync::{broadcast, watch};
 
-use super::message::render_batch;
+use super::backlog;
+use super::ledger::{Ledger, Mark};
+use super::message::{render_batch, render_summary};
 use super::metrics::Metrics;
 use super::slack::{Outcome, SlackClient};
 use super::spool::{Queued, Spool};
@@ -34,6 +36,9 @@ pub struct ForwardOptions {
     pub keep_bodies: Duration,
     pub console: String,
     pub slack_timeout: Duration,
+    /// A backlog a destination could not list one by one within this time (at `pace`) is
+    /// summarised, oldest first (see `backlog`).
+    pub list_within: Duration,
     /// Retry times and ages follow its steady clock, never a stepped wall clock.
     pub clock: Arc<super::clock::Clock>,
 }
@@ -49,6 +54,7 @@ impl Default for ForwardOptions {
             keep_bodies: Duration::from_secs(24 * 3600),
             console: "https://cloud.vast.ai".into(),
             slack_timeout: Duration::from_secs(10),
+            list_within: Duration::from_secs(300),
             clock: Arc::default(),
         }
     }
@@ -60,23 +66,6 @@ fn route(dests: &[Destination], notif_type: &str) -> usize {
         .iter()
         .position(|d| d.pattern.as_ref().is_some_and(|p| p.matches(notif_type)))
         .unwrap_or(dests.len() - 1)
-}
-
-/// An outcome to write to the store.
-#[derive(Debug, Clone)]
-enum Mark {
-    Delivered(Vec<i64>),
-    Retry(Vec<i64>, i64, String),
-    Dead(Vec<i64>, String),
-}
-
-/// What the forwarder remembers between rounds.
-#[derive(Default)]
-struct Ledger {
-    /// Outcomes not yet written (the store refused); written before anything else is sent.
-    marks: Vec<Mark>,
-    /// Events to send alone because a digest carrying them was refused.
-    solo: std::collections::HashSet<i64>,
 }
 
 struct DestState {
@@ -191,9 +180,18 @@ impl Forwarder {
         slot_of: &[usize],
         ledger: &mut Ledger,
     ) -> Result<Option<Duration>, super::spool::SpoolError> {
-        self.record(ledger).await?;
+        ledger.record(&self.spool, &self.opts.clock).await?;
         let mut wait = Duration::from_secs(1);
-        let due = self.spool.due(self.opts.clock.steady_ms(), 500).await?;
+        let capacity = backlog::capacity(self.opts.list_within, self.opts.pace);
+        let pending = self.spool.stats().await?.pending;
+        let plan = backlog::plan(&self.spool, &self.dests, pending, capacity, |t| {
+            route(&self.dests, t)
+        })
+        .await?;
+        let due = self
+            .spool
+            .due(self.opts.clock.steady_ms(), plan.read)
+            .await?;
         if due.is_empty() {
             if let Some(next) = self.spool.next_due().await? {
                 wait = wait.min(Duration::from_millis(
@@ -217,8 +215,13 @@ impl Forwarder {
                 wait = wait.min(state.next_allowed - now);
                 continue;
             }
-            self.send(client, i, group, state, ledger).await;
-            self.record(ledger).await?;
+            let summary = plan
+                .backlog
+                .as_ref()
+                .filter(|_| !ledger.no_summaries && !ledger.solo.contains(&group[0].seq))
+                .and_then(|b| backlog::summary_size(b[i], capacity, group.len()));
+            self.send(client, i, group, summary, state, ledger).await;
+            ledger.record(&self.spool, &self.opts.clock).await?;
             sent = true;
         }
         Ok((!sent).then(|| wait.max(Duration::from_millis(5))))
@@ -229,6 +232,7 @@ impl Forwarder {
         client: &SlackClient,
         dest_index: usize,
         group: Vec<Queued>,
+        summary: Option<usize>,
         state: &mut DestState,
         ledger: &mut Ledger,
     ) {
@@ -238,18 +242,43 @@ impl Forwarder {
         if ledger.solo.contains(&group[0].seq) {
             group.truncate(1);
         }
-        // One message carries at most MAX_BLOCKS events: copy no more than that.
-        let events: Vec<_> = group
-            .iter()
-            .take(super::message::MAX_BLOCKS)
-            .map(|q| q.event.clone())
-            .collect();
-        let (payload, n) = render_batch(&events, dest.format, &self.opts.console);
-        let batch = &group[..n.clamp(1, group.len())];
+        let (payload, batch) = match summary {
+            Some(k) => {
+                let batch = &group[..k];
+                let events: Vec<_> = batch.iter().map(|q| q.event.clone()).collect();
+                let seqs = (batch[0].seq, batch[k - 1].seq);
+                let v = render_summary(&events, seqs, dest.format, &self.opts.console);
+                (v, batch)
+            }
+            None => {
+                // One message carries at most MAX_BLOCKS events: copy no more than that.
+                let events: Vec<_> = group
+                    .iter()
+                    .take(super::message::MAX_BLOCKS)
+                    .map(|q| q.event.clone())
+                    .collect();
+                let (v, n) = render_batch(&events, dest.format, &self.opts.console);
+                (v, &group[..n.clamp(1, group.len())])
+            }
+        };
+        let n = batch.len();
         let seqs: Vec<i64> = batch.iter().map(|q| q.seq).collect();
         let ids: Vec<String> = batch.iter().map(|q| q.event.event_id.clone()).collect();
-        // Event ids come from outside: never raw into a log line.
-        let logged = crate::output::printable(&ids.join(",")).into_owned();
+        // Event ids come from outside: never raw into a log line. A summary's are too many
+        // for one: its queue numbers instead.
+        let logged = match summary {
+            Some(_) => format!(
+                "({} summarised: queue numbers {}-{})",
+                n,
+                seqs[0],
+                seqs[n - 1]
+            ),
+            None => crate::output::printable(&ids.join(",")).into_owned(),
+        };
+        let some = |ids: &[String]| match summary {
+            Some(_) => format!("({} of a summary)", ids.len()),
+            None => crate::output::printable(&ids.join(",")).into_owned(),
+        };
         let (outcome, latency) = match &dest.url {
             Some(url) => client.post(url, &payload).await,
             None => {
@@ -313,7 +342,7 @@ impl Forwarder {
                         format!("gave up after max age: {err}"),
                     ));
                     count(&self.metrics.dead_lettered, e.len());
-                    tracing::error!(event_ids = %crate::output::printable(&e.join(",")), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
+                    tracing::error!(event_ids = %some(&e), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
                     let _ = self.activity.send(Activity::DeadLettered {
                         event_ids: e,
                         error: err.clone(),
@@ -327,13 +356,22 @@ impl Forwarder {
                         err.clone(),
                     ));
                     count(&self.metrics.retried, r.len());
-                    tracing::warn!(event_ids = %crate::output::printable(&r.join(",")), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack failed; will retry");
+                    tracing::warn!(event_ids = %some(&r), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack failed; will retry");
                     let _ = self.activity.send(Activity::Retrying {
                         event_ids: r,
                         error: err,
                         wait,
                     });
                 }
+            }
+            Outcome::Rejected(err) if summary.is_some() => {
+                // Slack refused a summary (it should fit every limit): list instead.
+                state.next_allowed = now + self.opts.pace;
+                ledger.no_summaries = true;
+                ledger
+                    .marks
+                    .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
+                tracing::error!(events = n, dest = %dest.label(), error = %err, "Slack refused a summary; listing the backlog instead");
             }
             Outcome::Rejected(err) if n > 1 => {
                 // The digest itself may be what Slack refused: send its events one by one.
@@ -355,29 +393,5 @@ impl Forwarder {
                 });
             }
         }
-    }
-
-    /// Write the outcomes of sent messages to the store. Until this succeeds nothing else is
-    /// sent, so a store that refuses writes cannot make the forwarder repeat a message.
-    async fn record(&self, ledger: &mut Ledger) -> Result<(), super::spool::SpoolError> {
-        while let Some(mark) = ledger.marks.first().cloned() {
-            match mark {
-                Mark::Delivered(seqs) => {
-                    self.spool
-                        .mark_delivered(seqs.clone(), self.opts.clock.steady_secs())
-                        .await?;
-                    ledger.solo.retain(|s| !seqs.contains(s));
-                }
-                Mark::Retry(seqs, next, err) => self.spool.mark_retry(seqs, next, err).await?,
-                Mark::Dead(seqs, err) => {
-                    self.spool
-                        .mark_dead(seqs.clone(), err, self.opts.clock.steady_secs())
-                        .await?;
-                    ledger.solo.retain(|s| !seqs.contains(s));
-                }
-            }
-            ledger.marks.remove(0);
-        }
-        Ok(())
     }
 }

@@ -23,6 +23,9 @@ use serde_json::{json, Value};
 
 use super::event::Event;
 
+mod summary;
+pub use summary::{render_summary, thousands};
+
 /// The shape of a Slack payload.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,

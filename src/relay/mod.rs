@@ -2,13 +2,17 @@
 //! Slack delivery ([`forward`], [`slack`]), message shapes ([`message`]) and counters
 //! ([`metrics`]). [`Relay::start`] wires them together; `serve`, `up` and `demo` all use it.
 
+pub mod backlog;
 pub mod clock;
+mod conns;
 mod destination;
 pub mod event;
 pub mod forward;
 mod guard;
+mod ledger;
 pub mod message;
 pub mod metrics;
+mod parked;
 pub mod server;
 pub mod slack;
 pub mod spool;

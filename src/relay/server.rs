@@ -1,7 +1,8 @@
 //! The HTTP listener (hyper 1, HTTP/1.1): `POST <path>` receives deliveries, `GET /health`
 //! and `GET /metrics` report. Everything is bounded: body size (checked against
 //! Content-Length first, then while reading), header size and read time, a deadline per
-//! request, and a cap on open connections. Shutdown stops accepting and lets requests in
+//! request, a cap on open connections where idle ones give way (`conns`), and an idle
+//! keep-alive timeout. Shutdown stops accepting and lets requests in
 //! flight finish.
 
 use crate::output::printable;
@@ -20,10 +21,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 
+use super::conns::Conns;
 use super::event::Event;
 use super::metrics::{Metrics, Received};
+use super::parked::Parked;
 use super::spool::{Inserted, Spool};
 use super::verify::{Verifier, VerifyError};
 use super::Activity;
@@ -43,6 +46,10 @@ pub struct Limits {
     pub body_bytes: usize,
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// Close a kept-alive connection with no request for this long.
+    pub idle_timeout: Duration,
+    /// Most connections held unread because their client is over its share (see `conns`).
+    pub max_parked: usize,
     pub request_timeout: Duration,
     /// How long to wait for requests in flight at shutdown.
     pub drain_timeout: Duration,
@@ -54,6 +61,8 @@ impl Default for Limits {
             body_bytes: 64 * 1024,
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            max_parked: 1024,
             request_timeout: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(10),
         }
@@ -87,25 +96,36 @@ fn refuse(status: StatusCode, reason: &str) -> Resp {
     json_response(status, json!({"ok": false, "error": reason}))
 }
 
-/// Accept connections until `shutdown` resolves, then drain.
+/// Accept connections until `shutdown` resolves, then drain. Accepting never stops for
+/// idle sockets: at the cap an idle connection gives way (see `conns`).
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let permits = Arc::new(Semaphore::new(app.limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let conns = Conns::new(app.limits.max_connections, app.limits.idle_timeout);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(app.limits.header_timeout)
         .max_buf_size(16 * 1024)
         .max_headers(64);
+    let parked = Arc::new(Parked::new(app.limits.max_parked, app.limits.idle_timeout));
+    let sweeper = tokio::spawn({
+        let conns = conns.clone();
+        let parked = parked.clone();
+        let every =
+            (app.limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        async move {
+            loop {
+                tokio::time::sleep(every).await;
+                conns.sweep();
+                parked.sweep();
+            }
+        }
+    });
     tokio::pin!(shutdown);
+    let (mut warned_at, mut warned_pressure) = (None::<std::time::Instant>, (0, 0));
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok(s) => s,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -115,24 +135,63 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             },
             _ = &mut shutdown => break,
         };
+        let ticket = tokio::select! {
+            t = conns.admit(peer.ip()) => t,
+            _ = &mut shutdown => break,
+        };
+        let pressure = conns.pressure();
+        if pressure > warned_pressure
+            && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            tracing::warn!(
+                max_connections = app.limits.max_connections,
+                per_client = conns.per_client(),
+                closed_idle = pressure.0,
+                refused = pressure.1,
+                held_unread = parked.len(),
+                "at the connection cap or a client's share of it: closing idle connections and refusing that client's new ones (a client is holding many open)"
+            );
+            (warned_at, warned_pressure) = (Some(std::time::Instant::now()), pressure);
+        }
+        // That client holds its share: hold the connection unread for a while, then close it.
+        let Some(ticket) = ticket else {
+            parked.park(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let drain = app.limits.drain_timeout;
+        let (app, conns) = (app.clone(), conns.clone());
+        let id = ticket.id();
         let conn = builder.serve_connection(
             TokioIo::new(stream),
-            service_fn(move |req| handle(app.clone(), req)),
+            service_fn(move |req| {
+                let busy = conns.busy(id);
+                let app = app.clone();
+                async move {
+                    let r = handle(app, req).await;
+                    drop(busy);
+                    r
+                }
+            }),
         );
-        let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = ticket.close.notified() => {}
+            }
+            // Idle: ends at once. A request already read: finishes, then the connection ends.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(drain, conn).await;
+            drop(ticket);
         });
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(app.limits.drain_timeout) => {
-            tracing::warn!("requests still in flight after the drain timeout; closing them");
-        }
+    sweeper.abort();
+    parked.clear();
+    conns.close_all();
+    if !conns.drained(app.limits.drain_timeout).await {
+        tracing::warn!("requests still in flight after the drain timeout; closing them");
     }
 }
 

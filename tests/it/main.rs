@@ -5,9 +5,12 @@
 mod common;
 mod support;
 
+mod backlog;
 mod cli_basics;
+mod disk_full;
 mod doctor;
 mod exit_codes;
+mod flood;
 mod prompts;
 mod relay;
 mod relay_process;

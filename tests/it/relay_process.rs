@@ -95,7 +95,7 @@ fn serve_on(env: &Env, addr: &str, extra: &[&str]) -> Serving {
     Serving { child, url, logs }
 }
 
-fn post_blocking(url: &str, body: &[u8], ts: i64, sig: &str) -> u16 {
+pub fn post_blocking(url: &str, body: &[u8], ts: i64, sig: &str) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -109,7 +109,7 @@ fn post_blocking(url: &str, body: &[u8], ts: i64, sig: &str) -> u16 {
     .0
 }
 
-fn wait_delivered(slack: &FakeSlack, n: usize) -> Vec<serde_json::Value> {
+pub fn wait_delivered(slack: &FakeSlack, n: usize) -> Vec<serde_json::Value> {
     let start = Instant::now();
     while slack.delivered().len() < n && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));

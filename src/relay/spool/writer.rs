@@ -80,10 +80,24 @@ pub(super) struct Writer {
     pub(super) stats: Arc<std::sync::Mutex<super::Stats>>,
     /// `PRAGMA data_version` after our last commit: it moves when another connection writes.
     pub(super) data_version: Option<i64>,
+    /// Disk space set aside to record outcomes on a full disk.
+    pub(super) ballast: super::ballast::Ballast,
 }
 
 impl Writer {
-    /// Whether new events would eat into the reserve kept for outcomes.
+    /// Why new events cannot be stored now, if they cannot: they would eat into the reserve
+    /// kept for outcomes (under the size cap, or on disk).
+    fn refuse_inserts(&self) -> Option<SpoolError> {
+        if !self.ballast.armed() {
+            return Some(SpoolError(format!(
+                "{FULL} (the disk is full: its space for recording outcomes is in use)"
+            )));
+        }
+        self.over_insert_limit()
+            .then(|| SpoolError(format!("{FULL} (--max-store-mb reached)")))
+    }
+
+    /// Whether new events would eat into the reserve kept for outcomes under the cap.
     fn over_insert_limit(&self) -> bool {
         let Some(limit) = self.insert_pages else {
             return false;
@@ -106,6 +120,7 @@ impl Writer {
                 }
             }
             let (cmds, slots): (Vec<Cmd>, Vec<Slot>) = batch.into_iter().unzip();
+            self.ballast.rearm_if_due();
             let answers = self.apply_all(&cmds);
             let new_events = answers
                 .iter()
@@ -140,15 +155,21 @@ impl Writer {
         }
         let mut made_room = false;
         cmds.iter()
-            .map(|cmd| match self.one(cmd) {
-                Err(e) if e.is_full() && !made_room => {
+            .map(|cmd| {
+                let mut r = self.one(cmd);
+                if r.as_ref().is_err_and(|e| e.is_full()) && !made_room {
                     made_room = true;
-                    match self.make_room() {
-                        Ok(freed) if freed > 0 => self.one(cmd),
-                        _ => Err(e),
+                    if self.make_room().is_ok_and(|freed| freed > 0) {
+                        r = self.one(cmd);
                     }
                 }
-                other => other,
+                // What was posted must be recorded, or a restart posts it again: on a full
+                // disk, spend the reserve on it.
+                let outcome = matches!(cmd, Cmd::Delivered(..) | Cmd::Dead(..) | Cmd::Retry(..));
+                if outcome && r.as_ref().is_err_and(|e| e.is_full()) && self.ballast.release() {
+                    r = self.one(cmd);
+                }
+                r
             })
             .collect()
     }
@@ -210,8 +231,10 @@ impl Writer {
     }
 
     fn batch(&mut self, cmds: &[Cmd]) -> Result<Vec<Answer>, SpoolError> {
-        if cmds.iter().any(|c| matches!(c, Cmd::Insert(_))) && self.over_insert_limit() {
-            return Err(SpoolError(format!("{FULL} (--max-store-mb reached)")));
+        if cmds.iter().any(|c| matches!(c, Cmd::Insert(_))) {
+            if let Some(e) = self.refuse_inserts() {
+                return Err(e);
+            }
         }
         let tx = self.conn.transaction()?;
         let mut d = Delta::default();
@@ -225,8 +248,10 @@ impl Writer {
     }
 
     fn one(&mut self, cmd: &Cmd) -> Result<Answer, SpoolError> {
-        if matches!(cmd, Cmd::Insert(_)) && self.over_insert_limit() {
-            return Err(SpoolError(format!("{FULL} (--max-store-mb reached)")));
+        if matches!(cmd, Cmd::Insert(_)) {
+            if let Some(e) = self.refuse_inserts() {
+                return Err(e);
+            }
         }
         let tx = self.conn.transaction()?;
         let mut d = Delta::default();
