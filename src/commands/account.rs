@@ -73,20 +73,18 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                 "Slack URL saved in {}",
                 ctx.paths.config_file().display()
             ));
-            let running = super::serve::running_relay(ctx, &config).await;
-            if let Some(addr) = &running {
-                ctx.note(format!("A relay is running {addr}: it reads the Slack URL when it starts, so it keeps posting to the old one until you restart it (`systemctl --user restart vslack`, or stop and start `vslack serve`/`vslack up`)"));
-            } else {
-                ctx.note("No relay is running here; the next `vslack serve` or `vslack up` posts to this URL");
-            }
+            let pickup = super::reload::pickup(ctx, &config, true).await;
+            ctx.note(pickup.note("the new Slack URL"));
             if ctx.global.json {
-                output::json(
-                    &json!({"saved": true, "relay_running": running.is_some(), "relay_picked_up": false}),
-                )?;
+                output::json(&json!({
+                    "saved": true,
+                    "relay_running": pickup.running(),
+                    "relay_picked_up": pickup.picked_up(),
+                }))?;
             }
         }
         SlackCmd::Clear => {
-            let (_, had) = Config::update(&ctx.paths, |c| c.slack.url.take().is_some())?;
+            let (config, had) = Config::update(&ctx.paths, |c| c.slack.url.take().is_some())?;
             if ctx.global.json {
                 output::json(&json!({"forgotten": had}))?;
             }
@@ -95,6 +93,9 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
             } else {
                 "No Slack URL was saved"
             });
+            if had && super::serve::running_relay(ctx, &config).await.is_some() {
+                ctx.note("The running relay keeps posting to the URL it has (it never drops its only destination); `vslack slack set` gives it another, or stop it");
+            }
         }
         SlackCmd::Test => {
             let url = config.slack.url.clone().ok_or_else(|| {

@@ -6,6 +6,7 @@ mod doctor;
 mod doctor_report;
 mod events;
 mod queue;
+mod reload;
 mod send;
 mod serve;
 mod service;

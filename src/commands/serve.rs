@@ -109,83 +109,65 @@ pub fn slack_url(flag_file: Option<&Path>, config: &Config) -> Result<Option<Sec
     Ok(config.slack.url.clone())
 }
 
-fn grace(args: &ServeArgs, config: &Config) -> Duration {
+pub fn grace(args: &ServeArgs, config: &Config) -> Duration {
     args.secret_grace.unwrap_or_else(|| config.secret_grace())
-}
-
-/// Pick up secrets rotated or created while the relay runs: the config file is checked every
-/// two seconds and on SIGHUP. Runs until the process stops.
-pub async fn reload_secrets(ctx: &Ctx, args: &ServeArgs, relay: &Relay) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let path = ctx.paths.config_file();
-    // The config is replaced by rename on every write, so its inode changes even when two
-    // writes land within the file system's timestamp resolution.
-    let modified = || {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&path)
-            .ok()
-            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
-    };
-    let mut seen = modified();
-    let mut held = ctx
-        .config()
-        .ok()
-        .map(|c| fingerprint(&keys(&c, grace(args, &c))));
-    let mut hup = signal(SignalKind::hangup()).ok();
-    loop {
-        let hangup = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        let forced = tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
-            _ = hangup => true,
-        };
-        let now = modified();
-        if !forced && now == seen {
-            continue;
-        }
-        seen = now;
-        match ctx.config() {
-            Ok(config) => {
-                let keys = keys(&config, grace(args, &config));
-                if keys.is_empty() {
-                    tracing::warn!(
-                        "the config now holds no signing secret; keeping the previous ones"
-                    );
-                    continue;
-                }
-                // A rewrite of the config that left the secrets as they were (a default
-                // changed, a Slack URL saved) is not news.
-                let now = fingerprint(&keys);
-                if held.as_ref() == Some(&now) {
-                    continue;
-                }
-                held = Some(now);
-                let labels: Vec<String> = keys.iter().map(|k| k.label.clone()).collect();
-                relay.set_verifier(Verifier::new(keys, args.signature_window));
-                tracing::info!(secrets = %labels.join(", "), "reloaded signing secrets");
-            }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot reload the config; keeping the current secrets")
-            }
-        }
-    }
 }
 
 /// What tells one set of keys from another (labels, expiry, contexts and the secrets' MACs),
 /// without keeping any secret in the clear.
-fn fingerprint(keys: &[Key]) -> Vec<String> {
+pub fn fingerprint(keys: &[Key]) -> Vec<String> {
     keys.iter().map(Key::fingerprint).collect()
 }
 
 /// The signature check for these settings: every held secret, within the configured window.
 pub fn verifier(args: &ServeArgs, config: &Config) -> Verifier {
     Verifier::new(keys(config, grace(args, config)), args.signature_window)
+}
+
+/// Where events go: each route of the config (its pattern and URL), then the default (the
+/// Slack URL, or none in a dry run), with the message shape for each.
+pub fn destinations(
+    args: &ServeArgs,
+    config: &Config,
+    url: Option<Secret>,
+) -> Result<Vec<Destination>> {
+    if let Some(u) = &url {
+        if let Some(w) = crate::relay::slack::check_url(u.expose())? {
+            tracing::warn!("{w}");
+        }
+    }
+    let format_for = |u: &Option<Secret>| {
+        args.format.unwrap_or_else(|| {
+            u.as_ref()
+                .map_or(Format::Blocks, |u| Format::for_url(u.expose()))
+        })
+    };
+    let mut destinations = Vec::new();
+    for r in &config.slack.routes {
+        let pattern = glob::Pattern::new(&r.events).map_err(|e| {
+            crate::exit::usage(format!(
+                "route pattern {:?} in the config is invalid: {e}",
+                r.events
+            ))
+        })?;
+        if let Some(w) = crate::relay::slack::check_url(r.url.expose())? {
+            tracing::warn!("route {}: {w}", r.events);
+        }
+        let url = (!args.dry_run).then(|| r.url.clone());
+        destinations.push(Destination {
+            name: r.events.clone(),
+            pattern: Some(pattern),
+            format: format_for(&url),
+            url,
+        });
+    }
+    destinations.push(Destination {
+        name: "default".into(),
+        pattern: None,
+        format: format_for(&url),
+        url,
+    });
+    Ok(destinations)
 }
 
 /// Build everything the relay needs, or say exactly what is missing.
@@ -233,42 +215,7 @@ fn build_options(
     if !missing.is_empty() {
         return Err(RelayStartError(missing.join("\n       ")).into());
     }
-    if let Some(u) = &url {
-        if let Some(w) = crate::relay::slack::check_url(u.expose())? {
-            tracing::warn!("{w}");
-        }
-    }
-    let format_for = |u: &Option<Secret>| {
-        args.format.unwrap_or_else(|| {
-            u.as_ref()
-                .map_or(Format::Blocks, |u| Format::for_url(u.expose()))
-        })
-    };
-    let mut destinations = Vec::new();
-    for r in &config.slack.routes {
-        let pattern = glob::Pattern::new(&r.events).map_err(|e| {
-            crate::exit::usage(format!(
-                "route pattern {:?} in the config is invalid: {e}",
-                r.events
-            ))
-        })?;
-        if let Some(w) = crate::relay::slack::check_url(r.url.expose())? {
-            tracing::warn!("route {}: {w}", r.events);
-        }
-        let url = (!args.dry_run).then(|| r.url.clone());
-        destinations.push(Destination {
-            name: r.events.clone(),
-            pattern: Some(pattern),
-            format: format_for(&url),
-            url,
-        });
-    }
-    destinations.push(Destination {
-        name: "default".into(),
-        pattern: None,
-        format: format_for(&url),
-        url,
-    });
+    let destinations = destinations(args, config, url)?;
     let path = args
         .path
         .clone()
@@ -349,7 +296,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
             &serde_json::json!({"listening": format!("http://{}{path}", relay.addr)}),
         )?;
     }
-    let watching = reload_secrets(ctx, &args, &relay);
+    let watching = super::reload::watch(ctx, &args, &relay);
     tokio::select! {
         _ = shutdown.recv() => {}
         _ = watching => {}

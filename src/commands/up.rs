@@ -199,7 +199,7 @@ impl Session {
         }
         self.ready = true;
         say("ready     waiting for events (Ctrl-C to stop)");
-        let reload = super::serve::reload_secrets(ctx, &args.serve, relay);
+        let reload = super::reload::watch(ctx, &args.serve, relay);
         tokio::select! {
             o = watch(client, &mut self.tunnel, how, port, &join, id, &mut activity, shutdown) => o,
             _ = reload => Ok(crate::exit::OK),

@@ -84,9 +84,14 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
                 )?;
             }
             ctx.note(format!(
-                "Rotated the signing secret of webhook {id} and saved it in {}. A running `vslack serve` on this machine picks it up within seconds and keeps accepting the previous secret for {grace} h.",
+                "Rotated the signing secret of webhook {id} and saved it in {}; the previous secret stays valid for {grace} h",
                 ctx.paths.config_file().display()
             ));
+            ctx.note(
+                super::reload::pickup(ctx, &config, false)
+                    .await
+                    .note("the new secret"),
+            );
             Ok(())
         }
         WebhookCmd::Default { id } => {
@@ -210,6 +215,10 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
             ""
         }
     ));
+    let pickup = super::reload::pickup(ctx, &config, false).await;
+    if pickup.running() {
+        ctx.note(pickup.note("its signing secret"));
+    }
     Ok(())
 }
 

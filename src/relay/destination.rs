@@ -24,3 +24,17 @@ impl Destination {
         }
     }
 }
+
+impl Destination {
+    /// What tells one destination from another (name, pattern, shape and a digest of the URL),
+    /// without keeping the URL in the clear.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let url = self
+            .url
+            .as_ref()
+            .map(|u| hex::encode(&Sha256::digest(u.expose().as_bytes())[..8]))
+            .unwrap_or_default();
+        format!("{}|{:?}|{url}", self.name, self.format)
+    }
+}

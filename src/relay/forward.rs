@@ -5,6 +5,7 @@
 //! other 4xx are dead-lettered at once. Events are marked only after Slack answers, so a crash
 //! can repeat a message but never lose one.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +61,14 @@ impl Default for ForwardOptions {
     }
 }
 
+/// Whose pacing and backoff a destination shares: its Slack URL (a dry run's are its own).
+fn slot_key(i: usize, d: &Destination) -> String {
+    match &d.url {
+        Some(u) => u.expose().to_owned(),
+        None => format!("dry run {i}"),
+    }
+}
+
 /// The destination for a type: the first matching route, else the default (always last).
 fn route(dests: &[Destination], notif_type: &str) -> usize {
     dests
@@ -75,7 +84,8 @@ struct DestState {
 
 pub struct Forwarder {
     pub spool: Spool,
-    pub dests: Vec<Destination>,
+    /// Routes first, the default last; replaced whole on a reload (queued events follow).
+    pub dests: watch::Receiver<Arc<Vec<Destination>>>,
     pub opts: ForwardOptions,
     pub metrics: Arc<Metrics>,
     pub activity: broadcast::Sender<Activity>,
@@ -99,30 +109,26 @@ impl Forwarder {
                 return;
             }
         };
-        // Pacing and backoff belong to a Slack URL: routes that share one share its state.
-        let mut slots: Vec<Option<&str>> = Vec::new();
-        let mut slot_of = Vec::new();
-        for d in &self.dests {
-            let url = d.url.as_ref().map(|u| u.expose());
-            let i = match slots.iter().position(|s| url.is_some() && *s == url) {
-                Some(i) => i,
-                None => {
-                    slots.push(url);
-                    slots.len() - 1
-                }
-            };
-            slot_of.push(i);
-        }
-        let mut states: Vec<DestState> = slots
-            .iter()
-            .map(|_| DestState {
-                next_allowed: Instant::now(),
-                failures: 0,
-            })
-            .collect();
+        // Pacing and backoff belong to a Slack URL: routes that share one share its state,
+        // and it survives a reload that keeps the URL.
+        let mut states: HashMap<String, DestState> = HashMap::new();
         let mut last_prune = None::<Instant>;
         let mut ledger = Ledger::default();
+        let mut dests_rx = self.dests.clone();
         while !*stop.borrow() {
+            let dests = dests_rx.borrow_and_update().clone();
+            let keys: Vec<String> = dests
+                .iter()
+                .enumerate()
+                .map(|(i, d)| slot_key(i, d))
+                .collect();
+            states.retain(|k, _| keys.contains(k));
+            for k in &keys {
+                states.entry(k.clone()).or_insert_with(|| DestState {
+                    next_allowed: Instant::now(),
+                    failures: 0,
+                });
+            }
             let every = self
                 .opts
                 .keep_bodies
@@ -144,7 +150,7 @@ impl Forwarder {
             let now = Instant::now();
             if let Some(until) = states
                 .iter()
-                .map(|s| s.next_allowed)
+                .map(|s| s.1.next_allowed)
                 .min()
                 .filter(|u| *u > now)
             {
@@ -154,7 +160,10 @@ impl Forwarder {
                 }
                 continue;
             }
-            let wait = match self.step(&client, &mut states, &slot_of, &mut ledger).await {
+            let wait = match self
+                .step(&client, &dests, &keys, &mut states, &mut ledger)
+                .await
+            {
                 Ok(None) => continue,
                 Ok(Some(wait)) => wait,
                 Err(e) => {
@@ -166,6 +175,7 @@ impl Forwarder {
                 _ = self.spool.arrived.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
+                _ = dests_rx.changed() => {}
             }
         }
     }
@@ -176,18 +186,17 @@ impl Forwarder {
     async fn step(
         &self,
         client: &SlackClient,
-        states: &mut [DestState],
-        slot_of: &[usize],
+        dests: &[Destination],
+        keys: &[String],
+        states: &mut HashMap<String, DestState>,
         ledger: &mut Ledger,
     ) -> Result<Option<Duration>, super::spool::SpoolError> {
         ledger.record(&self.spool, &self.opts.clock).await?;
         let mut wait = Duration::from_secs(1);
         let capacity = backlog::capacity(self.opts.list_within, self.opts.pace);
         let pending = self.spool.stats().await?.pending;
-        let plan = backlog::plan(&self.spool, &self.dests, pending, capacity, |t| {
-            route(&self.dests, t)
-        })
-        .await?;
+        let plan =
+            backlog::plan(&self.spool, dests, pending, capacity, |t| route(dests, t)).await?;
         let due = self
             .spool
             .due(self.opts.clock.steady_ms(), plan.read)
@@ -200,16 +209,16 @@ impl Forwarder {
             }
             return Ok(Some(wait.max(Duration::from_millis(5))));
         }
-        let mut groups: Vec<Vec<Queued>> = vec![Vec::new(); self.dests.len()];
+        let mut groups: Vec<Vec<Queued>> = vec![Vec::new(); dests.len()];
         for q in due {
-            groups[route(&self.dests, &q.event.notif_type)].push(q);
+            groups[route(dests, &q.event.notif_type)].push(q);
         }
         let mut sent = false;
         for (i, group) in groups.into_iter().enumerate() {
             if group.is_empty() {
                 continue;
             }
-            let state = &mut states[slot_of[i]];
+            let state = states.get_mut(&keys[i]).expect("a state per destination");
             let now = Instant::now();
             if state.next_allowed > now {
                 wait = wait.min(state.next_allowed - now);
@@ -220,7 +229,8 @@ impl Forwarder {
                 .as_ref()
                 .filter(|_| !ledger.no_summaries && !ledger.solo.contains(&group[0].seq))
                 .and_then(|b| backlog::summary_size(b[i], capacity, group.len()));
-            self.send(client, i, group, summary, state, ledger).await;
+            self.send(client, &dests[i], group, summary, state, ledger)
+                .await;
             ledger.record(&self.spool, &self.opts.clock).await?;
             sent = true;
         }
@@ -230,13 +240,12 @@ impl Forwarder {
     async fn send(
         &self,
         client: &SlackClient,
-        dest_index: usize,
+        dest: &Destination,
         group: Vec<Queued>,
         summary: Option<usize>,
         state: &mut DestState,
         ledger: &mut Ledger,
     ) {
-        let dest = &self.dests[dest_index];
         // An event that broke a digest (Slack said 400) goes alone, to find the culprit.
         let mut group = group;
         if ledger.solo.contains(&group[0].seq) {

@@ -117,6 +117,47 @@ pub struct RelayOptions {
     pub log_payloads: bool,
 }
 
+/// Changes what a running relay uses, from anywhere (the reload loop, the request handler):
+/// cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    app: Arc<App>,
+    dests: Arc<watch::Sender<Arc<Vec<Destination>>>>,
+}
+
+impl Control {
+    /// Replace the accepted signing secrets for the next deliveries.
+    pub fn set_verifier(&self, verifier: Verifier) {
+        *self.app.verifier.write().expect("verifier lock") = Arc::new(verifier);
+    }
+
+    /// Replace the destinations (routes first, the default last; at least one). Queued events
+    /// go where the new ones say, from the forwarder's next round.
+    pub fn set_destinations(&self, dests: Vec<Destination>) {
+        if !dests.is_empty() {
+            self.dests.send_replace(Arc::new(dests));
+        }
+    }
+
+    /// What the config file was when last read, and where the Slack URL comes from
+    /// (`config`, `SLACK_WEBHOOK_URL` or `--slack-url-file`): `/health` says both, so a command
+    /// that changed the file can tell whether the relay has read it and uses it.
+    pub fn set_config_version(&self, version: Option<String>, slack_url_from: &str) {
+        *self
+            .app
+            .config_version
+            .write()
+            .expect("config version lock") =
+            serde_json::json!({"version": version, "slack_url_from": slack_url_from});
+    }
+
+    /// Called before a delivery whose signature matches no held secret is refused: re-read
+    /// the secrets (true when they changed, and the delivery is checked again).
+    pub fn on_unknown_signature(&self, reread: impl Fn() -> bool + Send + Sync + 'static) {
+        *self.app.reread_secrets.write().expect("hook lock") = Some(Arc::new(reread));
+    }
+}
+
 /// A running relay.
 pub struct Relay {
     /// Held while running: two relays forwarding from one store would post events twice.
@@ -127,6 +168,7 @@ pub struct Relay {
     pub metrics: Arc<Metrics>,
     pub spool: Spool,
     activity: broadcast::Sender<Activity>,
+    dests: Arc<watch::Sender<Arc<Vec<Destination>>>>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     forwarder: tokio::task::JoinHandle<()>,
@@ -158,16 +200,19 @@ impl Relay {
             activity: activity.clone(),
             log_payloads: opts.log_payloads,
             clock: opts.forward.clock.clone(),
+            config_version: Default::default(),
+            reread_secrets: Default::default(),
         });
         tokio::spawn(guard::watch(spool.clone(), lock.clone(), stop_rx.clone()));
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(server::serve(listener, app.clone(), async move {
             let _ = server_stop.wait_for(|s| *s).await;
         }));
+        let (dests, dests_rx) = watch::channel(Arc::new(opts.destinations));
         let forwarder = tokio::spawn(
             Forwarder {
                 spool: spool.clone(),
-                dests: opts.destinations,
+                dests: dests_rx,
                 opts: opts.forward,
                 metrics: metrics.clone(),
                 activity: activity.clone(),
@@ -181,6 +226,7 @@ impl Relay {
             metrics,
             spool,
             activity,
+            dests: Arc::new(dests),
             stop,
             server,
             forwarder,
@@ -189,7 +235,15 @@ impl Relay {
 
     /// Replace the accepted signing secrets (after a rotation) for the next deliveries.
     pub fn set_verifier(&self, verifier: Verifier) {
-        *self.app.verifier.write().expect("verifier lock") = Arc::new(verifier);
+        self.control().set_verifier(verifier);
+    }
+
+    /// A handle that changes what the running relay uses (see [`Control`]).
+    pub fn control(&self) -> Control {
+        Control {
+            app: self.app.clone(),
+            dests: self.dests.clone(),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Activity> {

@@ -80,6 +80,11 @@ pub struct App {
     /// Log payloads (at -vv).
     pub log_payloads: bool,
     pub clock: Arc<super::clock::Clock>,
+    /// What the config file was when the relay last read it, and where its Slack URL comes
+    /// from (shown by /health as `config`).
+    pub config_version: std::sync::RwLock<serde_json::Value>,
+    /// Re-reads the secrets before an unknown signature is refused (see `Control`).
+    pub reread_secrets: std::sync::RwLock<Option<Arc<dyn Fn() -> bool + Send + Sync>>>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -258,6 +263,7 @@ async fn health(app: &App) -> Resp {
                     "delivered": s.delivered,
                     "last_delivery_at": s.last_delivered_at,
                     "oldest_pending_age_secs": oldest_age,
+                    "config": app.config_version.read().expect("config version lock").clone(),
                     "version": env!("CARGO_PKG_VERSION"),
                 }),
             )
@@ -313,14 +319,33 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     // Signatures are checked against the wall clock (Vast.ai's timestamps); the event is
     // stamped with the steady one (see `clock`).
     let now = app.clock.steady_secs();
-    let verifier = app.verifier.read().expect("verifier lock").clone();
-    let key = match verifier.verify(
-        header(&parts, TIMESTAMP_HEADER),
-        header(&parts, SIGNATURE_HEADER),
-        &bytes,
-        app.clock.wall_secs(),
-    ) {
-        Ok(key) => key.clone(),
+    let check = || {
+        let verifier = app.verifier.read().expect("verifier lock").clone();
+        verifier
+            .verify(
+                header(&parts, TIMESTAMP_HEADER),
+                header(&parts, SIGNATURE_HEADER),
+                &bytes,
+                app.clock.wall_secs(),
+            )
+            .cloned()
+    };
+    let mut checked = check();
+    // A webhook created (or a secret rotated) a moment ago: read the secrets again before
+    // refusing, since Vast.ai takes a 401 as final and would not send this event again.
+    if matches!(checked, Err(VerifyError::BadSignature)) {
+        let reread = app.reread_secrets.read().expect("hook lock").clone();
+        if let Some(reread) = reread {
+            if tokio::task::spawn_blocking(move || reread())
+                .await
+                .unwrap_or(false)
+            {
+                checked = check();
+            }
+        }
+    }
+    let key = match checked {
+        Ok(key) => key,
         Err(e) => {
             let r = match e {
                 VerifyError::MissingSignature => Received::MissingSignature,

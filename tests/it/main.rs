@@ -14,6 +14,7 @@ mod flood;
 mod prompts;
 mod relay;
 mod relay_process;
+mod reload;
 mod trial_fixes;
 mod up_safety;
 mod walkthrough;

@@ -22,7 +22,8 @@ fn slack_set_finds_a_relay_listening_anywhere_on_this_store() {
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
-        out.stderr.contains(&format!("pid {}", s.child.id())) && out.stderr.contains("restart it"),
+        out.stderr.contains(&format!("pid {}", s.child.id()))
+            && out.stderr.contains("reads the config every 2 s"),
         "{out:?}"
     );
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();

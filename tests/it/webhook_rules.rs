@@ -162,7 +162,8 @@ fn slack_set_refuses_a_cut_url_and_says_whether_a_running_relay_uses_the_new_one
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("No relay is running here"), "{out:?}");
-    // With a relay running where `serve` listens, the message says it still uses the old URL.
+    // With a relay running where `serve` listens, whose URL comes from SLACK_WEBHOOK_URL: it
+    // read the config, and the message says the variable overrides it.
     env.set("VAST_WEBHOOK_SECRET", "relay-secret-0123");
     env.secret("relay-secret-0123");
     env.set("SLACK_WEBHOOK_URL", &slack.url());
@@ -178,9 +179,9 @@ fn slack_set_refuses_a_cut_url_and_says_whether_a_running_relay_uses_the_new_one
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
-        out.stderr
-            .contains(&format!("A relay is running on 127.0.0.1:{port}"))
-            && out.stderr.contains("restart it"),
+        out.stderr.contains(&format!(
+            "The relay running on 127.0.0.1:{port} read the config"
+        )) && out.stderr.contains("set by SLACK_WEBHOOK_URL"),
         "{out:?}"
     );
 }
