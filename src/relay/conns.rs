@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 pub struct Conns {
     cap: usize,
     idle_timeout: Duration,
+    /// How long a connection may take to send its first request (the header timeout: a slow
+    /// client's first request is not cut short by the idle timeout).
+    first_request: Duration,
     inner: Mutex<Inner>,
     /// Signalled when a connection ends or becomes idle: admission may proceed.
     changed: Notify,
@@ -58,6 +61,8 @@ struct Entry {
     /// `None` while a request is in flight.
     idle_since: Option<Instant>,
     admitted: Instant,
+    /// Whether a request has been served on it (then the idle timeout applies).
+    served: bool,
     close: Arc<Notify>,
 }
 
@@ -80,10 +85,11 @@ pub struct Busy {
 }
 
 impl Conns {
-    pub fn new(cap: usize, idle_timeout: Duration) -> Arc<Conns> {
+    pub fn new(cap: usize, idle_timeout: Duration, first_request: Duration) -> Arc<Conns> {
         Arc::new(Conns {
             cap: cap.max(1),
             idle_timeout,
+            first_request: first_request.max(idle_timeout),
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
         })
@@ -117,6 +123,7 @@ impl Conns {
                             peer,
                             idle_since: Some(Instant::now()),
                             admitted: Instant::now(),
+                            served: false,
                             close: close.clone(),
                         },
                     );
@@ -144,6 +151,7 @@ impl Conns {
     pub fn busy(self: &Arc<Self>, id: u64) -> Busy {
         if let Some(e) = self.lock().live.get_mut(&id) {
             e.idle_since = None;
+            e.served = true;
         }
         Busy {
             conns: self.clone(),
@@ -159,8 +167,14 @@ impl Conns {
             .live
             .iter()
             .filter(|(_, e)| {
-                e.idle_since
-                    .is_some_and(|t| now.duration_since(t) >= self.idle_timeout)
+                e.idle_since.is_some_and(|t| {
+                    let limit = if e.served {
+                        self.idle_timeout
+                    } else {
+                        self.first_request
+                    };
+                    now.duration_since(t) >= limit
+                })
             })
             .map(|(&id, _)| id)
             .collect();
@@ -277,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn at_the_cap_the_heaviest_clients_longest_idle_connection_gives_way() {
-        let conns = Conns::new(3, Duration::from_secs(60));
+        let conns = Conns::new(3, Duration::from_secs(60), Duration::from_secs(60));
         // 127.0.0.1 (a tunnel, a proxy) may hold more than half the cap.
         let a1 = conns.admit(ip(1)).await.unwrap();
         let a2 = conns.admit(ip(1)).await.unwrap();
@@ -298,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn busy_connections_are_never_closed_and_admission_waits_for_one() {
-        let conns = Conns::new(1, Duration::from_secs(60));
+        let conns = Conns::new(1, Duration::from_secs(60), Duration::from_secs(60));
         let a = conns.admit(ip(2)).await.unwrap();
         let busy = conns.busy(a.id());
         let waiting = tokio::spawn({
@@ -318,7 +332,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_just_admitted_is_not_closed_to_make_room() {
-        let conns = Conns::new(1, Duration::from_secs(60));
+        let conns = Conns::new(1, Duration::from_secs(60), Duration::from_secs(60));
         let young = conns.admit(ip(1)).await.unwrap();
         let t = std::time::Instant::now();
         let next = conns.admit(ip(1)).await.unwrap();
@@ -333,7 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_sweep_closes_only_connections_idle_past_the_timeout() {
-        let conns = Conns::new(10, Duration::from_millis(50));
+        let conns = Conns::new(10, Duration::from_millis(50), Duration::from_millis(50));
         let idle = conns.admit(ip(1)).await.unwrap();
         let working = conns.admit(ip(1)).await.unwrap();
         let _busy = conns.busy(working.id());
@@ -345,8 +359,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_first_request_gets_the_header_timeout_not_the_idle_timeout() {
+        let conns = Conns::new(10, Duration::from_millis(30), Duration::from_millis(300));
+        let fresh = conns.admit(ip(1)).await.unwrap();
+        let used = conns.admit(ip(1)).await.unwrap();
+        drop(conns.busy(used.id()));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        conns.sweep();
+        assert!(closed(&used).await, "kept alive past the idle timeout");
+        assert!(!closed(&fresh).await, "still sending its first request");
+        assert_eq!(conns.open(), 1);
+    }
+
+    #[tokio::test]
     async fn one_client_gets_at_most_half_the_cap_unless_it_is_this_machine() {
-        let conns = Conns::new(4, Duration::from_secs(60));
+        let conns = Conns::new(4, Duration::from_secs(60), Duration::from_secs(60));
         let held: Vec<_> = (0..2).map(|_| conns.admit(ip(9))).collect();
         let mut tickets = Vec::new();
         for t in held {

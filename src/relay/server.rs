@@ -104,7 +104,11 @@ fn refuse(status: StatusCode, reason: &str) -> Resp {
 /// Accept connections until `shutdown` resolves, then drain. Accepting never stops for
 /// idle sockets: at the cap an idle connection gives way (see `conns`).
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let conns = Conns::new(app.limits.max_connections, app.limits.idle_timeout);
+    let conns = Conns::new(
+        app.limits.max_connections,
+        app.limits.idle_timeout,
+        app.limits.header_timeout,
+    );
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
