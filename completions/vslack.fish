@@ -370,8 +370,8 @@ workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-body -d 'Largest delivery body accepted, in bytes' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 'Most connections open at once; at the cap the longest-idle connection of the client holding the most is closed to make room (kept below the open-file limit)' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 'Most connections open at once (kept below the open-file limit). One client may hold half of them, except 127.0.0.1 and ::1 (where a tunnel or proxy connects from); at the cap the longest-idle connection of the client holding the most is closed to make room' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l request-timeout -d 'Answer 408 to a request (body included) not complete within this time' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l pace -d 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)' -r
@@ -428,8 +428,8 @@ workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-body -d 'Largest delivery body accepted, in bytes' -r
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections -d 'Most connections open at once; at the cap the longest-idle connection of the client holding the most is closed to make room (kept below the open-file limit)' -r
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections -d 'Most connections open at once (kept below the open-file limit). One client may hold half of them, except 127.0.0.1 and ::1 (where a tunnel or proxy connects from); at the cap the longest-idle connection of the client holding the most is closed to make room' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l request-timeout -d 'Answer 408 to a request (body included) not complete within this time' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l pace -d 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)' -r

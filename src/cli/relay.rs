@@ -32,11 +32,13 @@ pub struct ServeArgs {
     /// Largest delivery body accepted, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = 65536)]
     pub max_body: usize,
-    /// Most connections open at once; at the cap the longest-idle connection of the client
-    /// holding the most is closed to make room (kept below the open-file limit)
+    /// Most connections open at once (kept below the open-file limit). One client may hold half
+    /// of them, except 127.0.0.1 and ::1 (where a tunnel or proxy connects from); at the cap
+    /// the longest-idle connection of the client holding the most is closed to make room
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
-    /// Close a kept-alive connection that sends no request for this long
+    /// Close a kept-alive connection that sends no request for this long (its first request may
+    /// take --header-timeout)
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub idle_timeout: std::time::Duration,
     /// Close a connection whose request headers take longer than this to arrive
