@@ -38,3 +38,19 @@ impl Destination {
         format!("{}|{:?}|{url}", self.name, self.format)
     }
 }
+
+/// Whose pacing and backoff a destination shares: its Slack URL (a dry run's are its own).
+pub(super) fn slot_key(i: usize, d: &Destination) -> String {
+    match &d.url {
+        Some(u) => u.expose().to_owned(),
+        None => format!("dry run {i}"),
+    }
+}
+
+/// The destination for a type: the first matching route, else the default (always last).
+pub(super) fn route(dests: &[Destination], notif_type: &str) -> usize {
+    dests
+        .iter()
+        .position(|d| d.pattern.as_ref().is_some_and(|p| p.matches(notif_type)))
+        .unwrap_or(dests.len() - 1)
+}

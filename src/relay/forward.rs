@@ -22,6 +22,7 @@ use super::spool::{Queued, Spool};
 use super::Activity;
 
 pub use super::destination::Destination;
+use super::destination::{route, slot_key};
 
 #[derive(Debug, Clone)]
 pub struct ForwardOptions {
@@ -59,22 +60,6 @@ impl Default for ForwardOptions {
             clock: Arc::default(),
         }
     }
-}
-
-/// Whose pacing and backoff a destination shares: its Slack URL (a dry run's are its own).
-fn slot_key(i: usize, d: &Destination) -> String {
-    match &d.url {
-        Some(u) => u.expose().to_owned(),
-        None => format!("dry run {i}"),
-    }
-}
-
-/// The destination for a type: the first matching route, else the default (always last).
-fn route(dests: &[Destination], notif_type: &str) -> usize {
-    dests
-        .iter()
-        .position(|d| d.pattern.as_ref().is_some_and(|p| p.matches(notif_type)))
-        .unwrap_or(dests.len() - 1)
 }
 
 struct DestState {

@@ -2,6 +2,7 @@
 //! Slack delivery ([`forward`], [`slack`]), message shapes ([`message`]) and counters
 //! ([`metrics`]). [`Relay::start`] wires them together; `serve`, `up` and `demo` all use it.
 
+mod accept;
 pub mod backlog;
 pub mod clock;
 mod conns;

@@ -1,13 +1,12 @@
 //! The HTTP listener (hyper 1, HTTP/1.1): `POST <path>` receives deliveries, `GET /health`
 //! and `GET /metrics` report. Everything is bounded: body size (checked against
 //! Content-Length first, then while reading), header size and read time, a deadline per
-//! request, a cap on open connections where idle ones give way (`conns`), and an idle
-//! keep-alive timeout. Shutdown stops accepting and lets requests in
+//! request, and (in `accept`) a cap on open connections where idle ones give way (`conns`) and
+//! an idle keep-alive timeout. Shutdown stops accepting and lets requests in
 //! flight finish.
 
 use crate::output::printable;
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,18 +14,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-use super::conns::Conns;
 use super::event::Event;
 use super::metrics::{Metrics, Received};
-use super::parked::Parked;
 use super::spool::{Inserted, Spool};
 use super::verify::{Verifier, VerifyError};
 use super::Activity;
@@ -101,110 +94,9 @@ fn refuse(status: StatusCode, reason: &str) -> Resp {
     json_response(status, json!({"ok": false, "error": reason}))
 }
 
-/// Accept connections until `shutdown` resolves, then drain. Accepting never stops for
-/// idle sockets: at the cap an idle connection gives way (see `conns`).
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let conns = Conns::new(
-        app.limits.max_connections,
-        app.limits.idle_timeout,
-        app.limits.header_timeout,
-    );
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(app.limits.header_timeout)
-        .max_buf_size(16 * 1024)
-        .max_headers(64);
-    let parked = Arc::new(Parked::new(app.limits.max_parked, app.limits.idle_timeout));
-    let sweeper = tokio::spawn({
-        let conns = conns.clone();
-        let parked = parked.clone();
-        let every =
-            (app.limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        async move {
-            loop {
-                tokio::time::sleep(every).await;
-                conns.sweep();
-                parked.sweep();
-            }
-        }
-    });
-    tokio::pin!(shutdown);
-    let (mut warned_at, mut warned_pressure) = (None::<std::time::Instant>, (0, 0));
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let ticket = tokio::select! {
-            t = conns.admit(peer.ip()) => t,
-            _ = &mut shutdown => break,
-        };
-        let pressure = conns.pressure();
-        if pressure > warned_pressure
-            && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-        {
-            tracing::warn!(
-                max_connections = app.limits.max_connections,
-                per_client = conns.per_client(),
-                closed_idle = pressure.0,
-                refused = pressure.1,
-                held_unread = parked.len(),
-                "at the connection cap or a client's share of it: closing idle connections and refusing that client's new ones (a client is holding many open)"
-            );
-            (warned_at, warned_pressure) = (Some(std::time::Instant::now()), pressure);
-        }
-        // That client holds its share: hold the connection unread for a while, then close it.
-        let Some(ticket) = ticket else {
-            parked.park(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let drain = app.limits.drain_timeout;
-        let (app, conns) = (app.clone(), conns.clone());
-        let id = ticket.id();
-        let conn = builder.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |req| {
-                let busy = conns.busy(id);
-                let app = app.clone();
-                async move {
-                    let r = handle(app, req).await;
-                    drop(busy);
-                    r
-                }
-            }),
-        );
-        tokio::spawn(async move {
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = ticket.close.notified() => {}
-            }
-            // Idle: ends at once. A request already read: finishes, then the connection ends.
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(drain, conn).await;
-            drop(ticket);
-        });
-    }
-    drop(listener);
-    sweeper.abort();
-    parked.clear();
-    conns.close_all();
-    if !conns.drained(app.limits.drain_timeout).await {
-        tracing::warn!("requests still in flight after the drain timeout; closing them");
-    }
-}
+pub use super::accept::serve;
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let deadline = app.limits.request_timeout;
     Ok(
         match tokio::time::timeout(deadline, route(&app, req)).await {
