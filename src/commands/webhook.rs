@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
                 )?;
             }
             ctx.note(format!(
-                "Rotated the signing secret of webhook {id} and saved it in {}; the previous secret stays valid for {grace} h",
+                "Rotated the signing secret of webhook {id} and saved it in {}; the relay keeps accepting the previous secret for {grace} h",
                 ctx.paths.config_file().display()
             ));
             ctx.note(

@@ -182,7 +182,14 @@ impl Relay {
             return Err(RelayStartError("no Slack destination configured".into()).into());
         }
         let lock = Arc::new(std::sync::Mutex::new(lock_store(&opts.spool_path)?));
-        let spool = Spool::open(&opts.spool_path, &opts.spool)?;
+        // The relay posts, so it keeps the disk reserve that records what it posted.
+        let spool = Spool::open(
+            &opts.spool_path,
+            &SpoolOptions {
+                reserve: true,
+                ..opts.spool.clone()
+            },
+        )?;
         // Events waiting for a retry go out now: a restart usually follows a fix.
         let rescheduled = spool.retry_now().await?;
         if rescheduled > 0 {

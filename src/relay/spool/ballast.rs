@@ -34,6 +34,15 @@ impl Ballast {
         b
     }
 
+    /// No reserve (for commands that only look at the store): never spent, never refuses.
+    pub fn none() -> Ballast {
+        Ballast {
+            path: PathBuf::new(),
+            armed: true,
+            last_try: None,
+        }
+    }
+
     /// Whether the reserve is in place (new events may be stored).
     pub fn armed(&self) -> bool {
         self.armed
@@ -62,7 +71,7 @@ impl Ballast {
 
     /// Give the reserve back to the disk. True when there was one to give.
     pub fn release(&mut self) -> bool {
-        if !self.armed {
+        if !self.armed || self.path.as_os_str().is_empty() {
             return false;
         }
         self.armed = false;
@@ -116,5 +125,8 @@ mod tests {
         b.last_try = Some(Instant::now() - Duration::from_secs(2));
         assert!(b.rearm_if_due());
         assert!(file.exists());
+        // A command that only looks at the store keeps none, and is never refused for it.
+        let mut none = Ballast::none();
+        assert!(none.armed() && !none.release() && !none.rearm_if_due());
     }
 }

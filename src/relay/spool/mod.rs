@@ -151,6 +151,9 @@ pub struct SpoolOptions {
     /// How long finished events are kept for deduplication; when the store is full, older
     /// ones are forgotten at once to make room (0: the default, 7 days).
     pub retention: Duration,
+    /// Set aside disk space to record outcomes on a full disk (see `ballast`). The relay does;
+    /// commands that only look (`status`, `queue`, `doctor`) write nothing.
+    pub reserve: bool,
 }
 
 /// Finished events are remembered this long unless told otherwise.
@@ -185,7 +188,11 @@ impl Spool {
             max_bytes: opts.max_bytes,
             stats: stats.clone(),
             data_version,
-            ballast: ballast::Ballast::new(path),
+            ballast: if opts.reserve {
+                ballast::Ballast::new(path)
+            } else {
+                ballast::Ballast::none()
+            },
         };
         std::thread::Builder::new()
             .name("vslack-spool".into())
