@@ -346,35 +346,6 @@ impl Spool {
         })
         .await
     }
-    /// Events numbered `from..=to`, whatever their state (what a summary stood for).
-    pub async fn list_range(
-        &self,
-        from: i64,
-        to: i64,
-        limit: usize,
-    ) -> Result<Vec<Queued>, SpoolError> {
-        self.read(move |c| {
-            query(
-                c,
-                "WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3",
-                params![from, to, limit.min(i64::MAX as usize) as i64],
-            )
-        })
-        .await
-    }
-
-    /// Pending events per type (for a backlog with routes: see `backlog`).
-    pub async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT notif_type, COUNT(*) FROM events WHERE state = 0 GROUP BY notif_type",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
     /// Put dead letters back in the queue (all of them with `None`); their age restarts now,
     /// so `--max-age` counts from the retry.
     pub async fn requeue(&self, seqs: Option<Vec<i64>>) -> Result<usize, SpoolError> {

@@ -5,7 +5,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
-use super::{Event, Queued, SpoolError, DEAD, DELIVERED, PENDING};
+use rusqlite::params;
+
+use super::{Event, Queued, Spool, SpoolError, DEAD, DELIVERED, PENDING};
 
 /// Events are the user's private data: the store is created owner-only, and a store left
 /// readable by others (by an older vslack) is tightened. SQLite gives its -wal and -shm files
@@ -67,4 +69,36 @@ pub(super) fn query(
         });
     }
     Ok(out)
+}
+
+/// Reads for the backlog and `vslack queue list --range`.
+impl Spool {
+    /// Events numbered `from..=to`, whatever their state (what a summary stood for).
+    pub async fn list_range(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<Queued>, SpoolError> {
+        self.read(move |c| {
+            query(
+                c,
+                "WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3",
+                params![from, to, limit.min(i64::MAX as usize) as i64],
+            )
+        })
+        .await
+    }
+
+    /// Pending events per type (for a backlog with routes: see `backlog`).
+    pub async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT notif_type, COUNT(*) FROM events WHERE state = 0 GROUP BY notif_type",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
 }
