@@ -24,6 +24,8 @@ fn event(i: usize) -> Event {
         timestamp: Some(1_772_490_000.0 + i as f64),
         received_at: 1_772_490_000 + i as i64,
         context: None,
+        alert: None,
+        heartbeat: false,
     }
 }
 

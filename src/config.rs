@@ -41,6 +41,10 @@ pub struct SlackConfig {
     /// Send event types matching a glob (on the slug, e.g. `instance_*`) elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// Where the relay's alerts go when the destination they are about is failing (a
+    /// secret, like `url`; set by `vslack slack set --fallback`). It takes no events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_url: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +70,13 @@ pub struct RelayConfig {
     /// How long a rotated-out signing secret stays valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_grace_hours: Option<u64>,
+    /// How often `serve` asks Vast.ai for a test event to check the whole path (`6h`, or
+    /// `off`); set by `vslack setup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<String>,
+    /// How long to wait for the heartbeat's test event (default `2m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,7 +233,13 @@ pub fn shown_safely(text: &str) -> String {
     }
 }
 
-const SECRET_KEYS: &[&str] = &["api_key", "url", "secret", "previous_secret"];
+const SECRET_KEYS: &[&str] = &[
+    "api_key",
+    "url",
+    "fallback_url",
+    "secret",
+    "previous_secret",
+];
 
 fn redact(value: &mut toml::Value, secret: bool) {
     match value {

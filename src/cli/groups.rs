@@ -109,14 +109,25 @@ pub struct UpdateArgs {
 #[derive(Debug, Subcommand)]
 pub enum SlackCmd {
     /// Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin
-    #[command(after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt")]
-    Set,
+    #[command(
+        after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt\n  vslack slack set --fallback < ops-channel-url.txt"
+    )]
+    Set {
+        /// Save it as the fallback destination instead: it takes no events, only the relay's
+        /// alerts about a destination that is failing (an archived channel cannot say so itself)
+        #[arg(long)]
+        fallback: bool,
+    },
     /// Post a "vslack is connected" message to the configured Slack URL
     #[command(after_help = "Example:\n  vslack slack test")]
     Test,
     /// Forget the saved Slack URL
-    #[command(after_help = "Example:\n  vslack slack clear")]
-    Clear,
+    #[command(after_help = "Examples:\n  vslack slack clear\n  vslack slack clear --fallback")]
+    Clear {
+        /// Forget the fallback destination instead
+        #[arg(long)]
+        fallback: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

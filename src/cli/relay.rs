@@ -75,6 +75,49 @@ pub struct ServeArgs {
     /// [default: no cap]
     #[arg(long, value_name = "MB")]
     pub max_store_mb: Option<u64>,
+    /// Every DURATION, ask Vast.ai to send each stored webhook's test event and check that it
+    /// arrives here, signed (recorded, not posted). When it does not, ONE alert says why
+    /// (webhook URL stale, API key revoked, webhook deleted, wrong secret, clock off), and ONE
+    /// message says when it works again. `off` turns it off [default: the config's
+    /// `relay.heartbeat`, which `vslack setup` sets (6h); else off]
+    #[arg(long, value_name = "DURATION|off", value_parser = parse_heartbeat)]
+    pub heartbeat: Option<Heartbeat>,
+    /// How long the heartbeat waits for its test event [default: 2m, or the config]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Option<std::time::Duration>,
+    /// Alert when this many deliveries within --alert-window are refused for a signature no
+    /// stored secret matches, or as stale when correctly signed (this clock is off); 0: never
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub alert_refused: u32,
+    /// The window for --alert-refused
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub alert_window: std::time::Duration,
+    /// Alert (on the other destinations, or the fallback set by `vslack slack set --fallback`)
+    /// when a destination has failed this long; a dead-lettered event alerts at once
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub alert_failing_for: std::time::Duration,
+    /// Alert when the oldest queued event has waited this long; 0s: never
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub alert_backlog_age: std::time::Duration,
+}
+
+/// `--heartbeat`: an interval, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    Every(std::time::Duration),
+    Off,
+}
+
+/// `6h`, `8s`, … or `off`.
+pub fn parse_heartbeat(s: &str) -> Result<Heartbeat, String> {
+    match s.trim() {
+        "off" | "no" | "false" | "0" => Ok(Heartbeat::Off),
+        t => match humantime::parse_duration(t) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(Heartbeat::Every(d)),
+            Ok(_) => Err("the heartbeat interval must be at least 1s (or `off`)".into()),
+            Err(e) => Err(format!("{e}: expected a duration such as 6h or 30m, or `off`")),
+        },
+    }
 }
 
 #[derive(Debug, Args)]
@@ -167,4 +210,8 @@ pub struct SetupArgs {
     /// Post a "vslack is connected" message to Slack
     #[arg(long)]
     pub send_hello: bool,
+    /// How often the relay checks the whole path with Vast.ai's test event (saved as
+    /// `relay.heartbeat`; see `vslack serve --help`), or `off` [default: asks; else 6h]
+    #[arg(long, value_name = "DURATION|off", value_parser = parse_heartbeat)]
+    pub heartbeat: Option<Heartbeat>,
 }

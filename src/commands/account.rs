@@ -59,22 +59,39 @@ pub fn logout(ctx: &Ctx) -> Result<()> {
 pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
     let config = ctx.config()?;
     match cmd {
-        SlackCmd::Set => {
+        SlackCmd::Set { fallback } => {
             let url = read_secret(
                 ctx,
-                "Slack webhook URL",
+                if fallback {
+                    "Fallback Slack webhook URL"
+                } else {
+                    "Slack webhook URL"
+                },
                 "pipe the URL on stdin: vslack slack set < url.txt",
             )?;
             if let Some(warning) = crate::relay::slack::check_url(url.expose())? {
                 ctx.note(format!("warning: {warning}"));
             }
-            let (config, ()) = Config::update(&ctx.paths, |c| c.slack.url = Some(url))?;
+            let (config, ()) = Config::update(&ctx.paths, |c| match fallback {
+                true => c.slack.fallback_url = Some(url),
+                false => c.slack.url = Some(url),
+            })?;
+            let what = if fallback {
+                "the new fallback URL"
+            } else {
+                "the new Slack URL"
+            };
             ctx.note(format!(
-                "Slack URL saved in {}",
+                "{} saved in {}",
+                if fallback {
+                    "Fallback URL (for alerts about a failing destination)"
+                } else {
+                    "Slack URL"
+                },
                 ctx.paths.config_file().display()
             ));
-            let pickup = super::reload::pickup(ctx, &config, true).await;
-            ctx.note(pickup.note("the new Slack URL"));
+            let pickup = super::reload::pickup(ctx, &config, !fallback).await;
+            ctx.note(pickup.note(what));
             if ctx.global.json {
                 output::json(&json!({
                     "saved": true,
@@ -83,7 +100,19 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                 }))?;
             }
         }
-        SlackCmd::Clear => {
+        SlackCmd::Clear { fallback: true } => {
+            let (_, had) =
+                Config::update(&ctx.paths, |c| c.slack.fallback_url.take().is_some())?;
+            if ctx.global.json {
+                output::json(&json!({"forgotten": had}))?;
+            }
+            ctx.note(if had {
+                "Forgot the fallback URL"
+            } else {
+                "No fallback URL was saved"
+            });
+        }
+        SlackCmd::Clear { fallback: false } => {
             let (config, had) = Config::update(&ctx.paths, |c| c.slack.url.take().is_some())?;
             if ctx.global.json {
                 output::json(&json!({"forgotten": had}))?;

@@ -41,6 +41,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             limits: Limits::default(),
             verifier: Verifier::new(vec![Key::new("demo secret", &secret, None)], 300),
             destinations: vec![Destination {
+                fallback: false,
                 name: "default".into(),
                 pattern: None,
                 url: Some(Secret::new(sink.url())),
@@ -50,6 +51,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             spool_path: dir.path().join("spool.sqlite3"),
             spool: SpoolOptions::default(),
             log_payloads: false,
+            alerts: Default::default(),
         },
     )
     .await?;

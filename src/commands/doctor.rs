@@ -315,6 +315,12 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
             format!("check {}", ctx.paths.data_dir.display()),
         ),
     }
+    super::doctor_report::incidents(
+        &mut r,
+        &crate::relay::incidents::Record::load(&crate::relay::incidents::record_path(
+            &ctx.paths.spool_file(),
+        )),
+    );
     let failed = r.0.iter().any(|c| c.level == Level::Fail);
     if ctx.global.json {
         output::json(&json!({"ok": !failed, "checks": r.0}))?;

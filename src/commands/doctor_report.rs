@@ -47,3 +47,38 @@ impl Report {
         self.add(name, Level::Fail, detail, Some(fix.into()));
     }
 }
+
+/// The relay's own view (`incidents.json`): the last heartbeat, and each open incident as a
+/// failure with the relay's diagnosis as its fix.
+pub fn incidents(r: &mut Report, record: &crate::relay::incidents::Record) {
+    let line = super::status::heartbeat_line(record);
+    let stale = match (record.heartbeat_every_secs, record.heartbeat_last_success) {
+        (Some(every), Some(t)) => crate::relay::now_secs() - t > 2 * every as i64 + 600,
+        (Some(_), None) => record.heartbeat_last_attempt.is_some(),
+        (None, _) => false,
+    };
+    match (record.heartbeat_every_secs, stale) {
+        (None, _) => r.warn(
+            "heartbeat",
+            line,
+            "run the relay with --heartbeat 6h (or set it with `vslack setup`), so it notices when the path from Vast.ai breaks",
+        ),
+        (Some(_), true) => r.warn(
+            "heartbeat",
+            line,
+            "the heartbeat has not arrived for over two intervals: see the incidents below and the relay's log",
+        ),
+        (Some(_), false) => r.ok("heartbeat", line),
+    }
+    for i in &record.open {
+        r.fail(
+            "incident",
+            format!(
+                "{} (open since {})",
+                i.title,
+                crate::output::unix_time(i.since)
+            ),
+            i.detail.clone(),
+        );
+    }
+}

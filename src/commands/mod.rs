@@ -5,6 +5,7 @@ mod demo;
 mod doctor;
 mod doctor_report;
 mod events;
+mod heartbeat;
 mod queue;
 mod reload;
 mod send;

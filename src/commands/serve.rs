@@ -15,6 +15,7 @@ use crate::relay::message::Format;
 use crate::relay::server::Limits;
 use crate::relay::spool::SpoolOptions;
 use crate::relay::verify::{Key, Verifier};
+use crate::relay::watchdog::AlertOptions;
 use crate::relay::{Relay, RelayOptions, RelayStartError};
 use crate::secret::Secret;
 
@@ -155,13 +156,28 @@ pub fn destinations(
         }
         let url = (!args.dry_run).then(|| r.url.clone());
         destinations.push(Destination {
+            fallback: false,
             name: r.events.clone(),
             pattern: Some(pattern),
             format: format_for(&url),
             url,
         });
     }
+    if let Some(f) = &config.slack.fallback_url {
+        if let Some(w) = crate::relay::slack::check_url(f.expose())? {
+            tracing::warn!("fallback: {w}");
+        }
+        let url = (!args.dry_run).then(|| f.clone());
+        destinations.push(Destination {
+            fallback: true,
+            name: "fallback".into(),
+            pattern: None,
+            format: format_for(&url),
+            url,
+        });
+    }
     destinations.push(Destination {
+        fallback: false,
         name: "default".into(),
         pattern: None,
         format: format_for(&url),
@@ -265,12 +281,59 @@ fn build_options(
             reserve: true,
         },
         log_payloads: ctx.global.verbose >= 2,
+        alerts: AlertOptions {
+            refused: args.alert_refused,
+            window: args.alert_window,
+            failing_for: args.alert_failing_for,
+            backlog_age: args.alert_backlog_age,
+            rotate_hint: rotate_hint(config),
+        },
     })
+}
+
+/// The command that replaces a wrong secret: for the default webhook, else the only one.
+fn rotate_hint(config: &Config) -> String {
+    let id = config.default_webhook.map(|i| i.to_string()).or_else(|| {
+        (config.webhooks.len() == 1)
+            .then(|| config.webhooks.keys().next().cloned())
+            .flatten()
+    });
+    format!(
+        "vslack webhook rotate-secret {}",
+        id.unwrap_or_else(|| "ID".into())
+    )
+}
+
+/// The heartbeat's interval and timeout: the flags, else the config (`relay.heartbeat`,
+/// `relay.heartbeat_timeout`); `None` when it is off.
+pub fn heartbeat(args: &ServeArgs, config: &Config) -> Result<Option<(Duration, Duration)>> {
+    use crate::cli::{parse_heartbeat, Heartbeat};
+    let every = match (args.heartbeat, config.relay.heartbeat.as_deref()) {
+        (Some(h), _) => h,
+        (None, Some(text)) => parse_heartbeat(text).map_err(|e| {
+            crate::exit::usage(format!("relay.heartbeat = {text:?} in the config: {e}"))
+        })?,
+        (None, None) => Heartbeat::Off,
+    };
+    let Heartbeat::Every(every) = every else {
+        return Ok(None);
+    };
+    let timeout = match (args.heartbeat_timeout, config.relay.heartbeat_timeout.as_deref()) {
+        (Some(t), _) => t,
+        (None, Some(text)) => humantime::parse_duration(text).map_err(|e| {
+            crate::exit::usage(format!(
+                "relay.heartbeat_timeout = {text:?} in the config: {e}"
+            ))
+        })?,
+        (None, None) => Duration::from_secs(120),
+    };
+    Ok(Some((every, timeout)))
 }
 
 pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
+    let beat = heartbeat(&args, &config)?;
     let opts = relay_options(ctx, &args, &config)?;
     let addr = listen_addr(args.listen.as_deref(), &config)?;
     let listener = crate::listen::bind(addr).await?;
@@ -298,9 +361,11 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         )?;
     }
     let watching = super::reload::watch(ctx, &args, &relay);
+    let beating = super::heartbeat::run(ctx, beat, &relay);
     tokio::select! {
         _ = shutdown.recv() => {}
         _ = watching => {}
+        _ = beating => {}
     }
     tracing::info!("shutting down: finishing requests in flight; queued events stay stored");
     relay.shutdown().await;

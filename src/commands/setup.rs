@@ -280,17 +280,19 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             }
         },
     };
+    let heartbeat = heartbeat_choice(ctx, &args, &config)?;
     let (config, ()) = Config::update(&ctx.paths, |c| {
         c.events = events.clone();
         c.relay.tunnel = tunnel;
         c.relay.public_url = public_url;
+        c.relay.heartbeat = Some(heartbeat.clone());
         if id.is_some() {
             c.default_webhook = id;
         }
     })?;
     if ctx.global.json {
         crate::output::json(
-            &serde_json::json!({"webhook": id, "events": events, "tunnel": config.relay.tunnel, "public_url": config.relay.public_url}),
+            &serde_json::json!({"webhook": id, "events": events, "tunnel": config.relay.tunnel, "public_url": config.relay.public_url, "heartbeat": config.relay.heartbeat}),
         )?;
     }
     ctx.note(match &config.relay.public_url {
@@ -298,4 +300,39 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         None => "\nDone. Next: `vslack up` starts the relay and the tunnel and points the webhook at it.".to_owned(),
     });
     Ok(())
+}
+
+/// The heartbeat `serve` runs (`relay.heartbeat`): the flag, else asked (yes: 6h), else 6h.
+fn heartbeat_choice(ctx: &Ctx, args: &SetupArgs, config: &Config) -> Result<String> {
+    use crate::cli::{parse_heartbeat, Heartbeat};
+    let current = config
+        .relay
+        .heartbeat
+        .as_deref()
+        .and_then(|h| parse_heartbeat(h).ok());
+    let every = match (args.heartbeat, current) {
+        (Some(h), _) => h,
+        (None, current) if ctx.interactive() => {
+            let every = match current {
+                Some(Heartbeat::Every(d)) => d,
+                _ => std::time::Duration::from_secs(6 * 3600),
+            };
+            let text = humantime::format_duration(every).to_string();
+            let yes = crate::prompt::confirm(
+                &format!("Check the whole path every {text} (Vast.ai's test event, not posted) and alert in Slack when it breaks?"),
+                current != Some(Heartbeat::Off),
+            )?;
+            if yes {
+                Heartbeat::Every(every)
+            } else {
+                Heartbeat::Off
+            }
+        }
+        (None, Some(current)) => current,
+        (None, None) => Heartbeat::Every(std::time::Duration::from_secs(6 * 3600)),
+    };
+    Ok(match every {
+        Heartbeat::Every(d) => humantime::format_duration(d).to_string(),
+        Heartbeat::Off => "off".into(),
+    })
 }

@@ -29,6 +29,10 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         Some(_) => None,
         None => super::serve::running_relay(ctx, &config).await,
     };
+    let record =
+        crate::relay::incidents::Record::load(&crate::relay::incidents::record_path(
+            &ctx.paths.spool_file(),
+        ));
     let v = json!({
         "queue_depth": stats.as_ref().map(|s| s.pending),
         "dead_letters": stats.as_ref().map(|s| s.dead),
@@ -44,6 +48,14 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "tunnel": config.relay.tunnel.as_deref().map(crate::config::shown_safely),
         "public_url": config.relay.public_url.as_deref().map(crate::config::shown_safely),
         "store": ctx.paths.spool_file(),
+        "heartbeat": {
+            "every_secs": record.heartbeat_every_secs,
+            "last_success": record.heartbeat_last_success,
+            "last_attempt": record.heartbeat_last_attempt,
+        },
+        "incidents": record.open.iter().map(|i| json!({
+            "key": i.key, "title": i.title, "detail": i.detail, "since": i.since,
+        })).collect::<Vec<_>>(),
     });
     if ctx.global.json {
         return output::json(&v);
@@ -98,5 +110,44 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
     if let Some(u) = &config.relay.public_url {
         println!("public url    {}", crate::config::shown_safely(u));
     }
+    println!("heartbeat     {}", heartbeat_line(&record));
+    if record.open.is_empty() {
+        println!("incidents     none open");
+    }
+    for i in &record.open {
+        println!(
+            "incident      {} (since {}): {}",
+            i.title,
+            output::unix_time(i.since),
+            i.detail
+        );
+    }
     Ok(())
+}
+
+/// The last heartbeat, for a person.
+pub fn heartbeat_line(r: &crate::relay::incidents::Record) -> String {
+    let ago = |t: i64| {
+        let secs = (crate::relay::now_secs() - t).max(0) as u64;
+        format!(
+            "{} ago ({})",
+            humantime::format_duration(std::time::Duration::from_secs(secs)),
+            output::unix_time(t)
+        )
+    };
+    match (r.heartbeat_every_secs, r.heartbeat_last_success) {
+        (None, _) => "off (`vslack serve --heartbeat 6h`, or `vslack setup`)".into(),
+        (Some(every), Some(t)) => format!(
+            "every {}, last arrived {}",
+            humantime::format_duration(std::time::Duration::from_secs(every)),
+            ago(t)
+        ),
+        (Some(every), None) => format!(
+            "every {}, none arrived yet{}",
+            humantime::format_duration(std::time::Duration::from_secs(every)),
+            r.heartbeat_last_attempt
+                .map(|t| format!(" (last sent {})", ago(t)))
+                .unwrap_or_default()
+        ),
+    }
 }

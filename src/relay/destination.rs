@@ -14,6 +14,9 @@ pub struct Destination {
     /// `None` in dry-run mode: payloads are printed instead.
     pub url: Option<Secret>,
     pub format: Format,
+    /// The fallback destination (`[slack] fallback_url`): it takes no events, only the
+    /// relay's alerts about the others.
+    pub fallback: bool,
 }
 
 impl Destination {
@@ -29,13 +32,23 @@ impl Destination {
     /// What tells one destination from another (name, pattern, shape and a digest of the URL),
     /// without keeping the URL in the clear.
     pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{:?}|{}|{}",
+            self.name,
+            self.format,
+            self.digest(),
+            self.fallback
+        )
+    }
+
+    /// A digest of the URL (what an alert names to avoid a failing destination; routes
+    /// sharing a URL share it), or the name in a dry run.
+    pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
-        let url = self
-            .url
-            .as_ref()
-            .map(|u| hex::encode(&Sha256::digest(u.expose().as_bytes())[..8]))
-            .unwrap_or_default();
-        format!("{}|{:?}|{url}", self.name, self.format)
+        match &self.url {
+            Some(u) => hex::encode(&Sha256::digest(u.expose().as_bytes())[..8]),
+            None => format!("dry run {}", self.name),
+        }
     }
 }
 
@@ -45,6 +58,29 @@ pub(super) fn slot_key(i: usize, d: &Destination) -> String {
         Some(u) => u.expose().to_owned(),
         None => format!("dry run {i}"),
     }
+}
+
+/// Where a stored event goes: its type's destination, or for one of the relay's own alerts the
+/// carrier (see [`carrier`]); `None` when no destination may carry the alert.
+pub(super) fn route_event(dests: &[Destination], e: &super::event::Event) -> Option<usize> {
+    match &e.alert {
+        None => Some(route(dests, &e.notif_type)),
+        Some(a) => carrier(dests, &a.avoid),
+    }
+}
+
+/// An alert goes to the default destination, unless it is one to avoid (failing): then to the
+/// fallback, else to the first route with another URL.
+pub(super) fn carrier(dests: &[Destination], avoid: &[String]) -> Option<usize> {
+    let ok = |d: &Destination| !avoid.contains(&d.digest());
+    let default = dests.len() - 1;
+    if ok(&dests[default]) {
+        return Some(default);
+    }
+    dests
+        .iter()
+        .position(|d| d.fallback && ok(d))
+        .or_else(|| dests.iter().position(ok))
 }
 
 /// The destination for a type: the first matching route, else the default (always last).

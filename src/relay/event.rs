@@ -22,6 +22,22 @@ pub struct Event {
     /// does not say); `None` when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// Set on the relay's own alerts (never parsed from a delivery): which destinations must
+    /// not carry it (see `incidents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertRoute>,
+    /// A `webhook_test` the heartbeat asked Vast.ai for: recorded, never posted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub heartbeat: bool,
+}
+
+/// Where one of the relay's own alerts may go.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AlertRoute {
+    /// Digests of destinations that are failing (`Destination::digest`): the alert goes
+    /// elsewhere (the fallback first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<String>,
 }
 
 /// Why a body is not a notification.
@@ -66,6 +82,8 @@ impl Event {
             timestamp: map.get("timestamp").and_then(Value::as_f64),
             received_at,
             context: None,
+            alert: None,
+            heartbeat: false,
         })
     }
 }

@@ -23,6 +23,8 @@ use super::Activity;
 
 pub use super::destination::Destination;
 use super::destination::{route, slot_key};
+use super::groups::Groups;
+use super::watchdog::{DestHealth, Health};
 
 #[derive(Debug, Clone)]
 pub struct ForwardOptions {
@@ -74,6 +76,8 @@ pub struct Forwarder {
     pub opts: ForwardOptions,
     pub metrics: Arc<Metrics>,
     pub activity: broadcast::Sender<Activity>,
+    /// How each destination is doing, for the watchdog.
+    pub health: Health,
 }
 
 /// Exponential backoff with full jitter in [d/2, d], capped.
@@ -108,6 +112,7 @@ impl Forwarder {
                 .map(|(i, d)| slot_key(i, d))
                 .collect();
             states.retain(|k, _| keys.contains(k));
+            self.track(&dests);
             for k in &keys {
                 states.entry(k.clone()).or_insert_with(|| DestState {
                     next_allowed: Instant::now(),
@@ -165,6 +170,25 @@ impl Forwarder {
         }
     }
 
+    /// Keep a health entry for each destination (by URL), and only for those.
+    fn track(&self, dests: &[Destination]) {
+        let mut health = self.health.lock().expect("health lock");
+        let digests: Vec<String> = dests.iter().map(Destination::digest).collect();
+        health.retain(|k, _| digests.contains(k));
+        for (d, digest) in dests.iter().zip(digests) {
+            health.entry(digest).or_insert_with(|| DestHealth {
+                label: d.label(),
+                ..DestHealth::default()
+            });
+        }
+    }
+
+    fn note_health(&self, dest: &Destination, change: impl FnOnce(&mut DestHealth)) {
+        if let Some(h) = self.health.lock().expect("health lock").get_mut(&dest.digest()) {
+            change(h);
+        }
+    }
+
     /// Send at most one message per ready destination. `Ok(None)` when something was sent,
     /// else how long to wait: until the next retry is due or a paced destination with
     /// waiting events may send again (at most a second; new events wake the loop sooner).
@@ -182,11 +206,11 @@ impl Forwarder {
         let pending = self.spool.stats().await?.pending;
         let plan =
             backlog::plan(&self.spool, dests, pending, capacity, |t| route(dests, t)).await?;
-        let due = self
-            .spool
-            .due(self.opts.clock.steady_ms(), plan.read)
-            .await?;
-        if due.is_empty() {
+        let now_ms = self.opts.clock.steady_ms();
+        let due = self.spool.due(now_ms, plan.read).await?;
+        // The relay's own alerts go first, alone, whatever is queued before them.
+        let alerts = self.spool.due_alerts(now_ms, 16).await?;
+        if due.is_empty() && alerts.is_empty() {
             if let Some(next) = self.spool.next_due().await? {
                 wait = wait.min(Duration::from_millis(
                     (next - self.opts.clock.steady_ms()).max(0) as u64,
@@ -194,10 +218,30 @@ impl Forwarder {
             }
             return Ok(Some(wait.max(Duration::from_millis(5))));
         }
-        let mut groups: Vec<Vec<Queued>> = vec![Vec::new(); dests.len()];
-        for q in due {
-            groups[route(dests, &q.event.notif_type)].push(q);
+        let Groups {
+            groups,
+            urgent,
+            heartbeats,
+            nowhere,
+        } = Groups::of(dests, due, alerts);
+        if !heartbeats.is_empty() {
+            tracing::info!(
+                events = heartbeats.len(),
+                "heartbeat test event recorded (not posted)"
+            );
+            ledger.marks.push(Mark::Delivered(heartbeats));
         }
+        if !nowhere.is_empty() {
+            tracing::error!(
+                events = nowhere.len(),
+                "an alert has no destination to carry it: every one is failing"
+            );
+            ledger.marks.push(Mark::Dead(
+                nowhere,
+                "no destination can carry this alert: every one is failing".into(),
+            ));
+        }
+        ledger.record(&self.spool, &self.opts.clock).await?;
         let mut sent = false;
         for (i, group) in groups.into_iter().enumerate() {
             if group.is_empty() {
@@ -212,6 +256,7 @@ impl Forwarder {
             let summary = plan
                 .backlog
                 .as_ref()
+                .filter(|_| !urgent[i])
                 .filter(|_| !ledger.no_summaries && !ledger.solo.contains(&group[0].seq))
                 .and_then(|b| backlog::summary_size(b[i], capacity, group.len()));
             self.send(client, &dests[i], group, summary, state, ledger)
@@ -291,6 +336,13 @@ impl Forwarder {
         let count = |c: &std::sync::atomic::AtomicU64, k: usize| c.fetch_add(k as u64, Relaxed);
         match outcome {
             Outcome::Delivered => {
+                self.note_health(dest, |h| {
+                    *h = DestHealth {
+                        label: dest.label(),
+                        delivered: true,
+                        ..DestHealth::default()
+                    }
+                });
                 state.failures = 0;
                 state.next_allowed = now + self.opts.pace;
                 ledger.marks.push(Mark::Delivered(seqs));
@@ -324,6 +376,14 @@ impl Forwarder {
                     _ => unreachable!("matched above"),
                 };
                 state.next_allowed = now + wait;
+                let since = self.opts.clock.steady_secs();
+                self.note_health(dest, |h| {
+                    h.failing_since.get_or_insert(since);
+                    h.error = Some(err.clone());
+                    if batch.iter().any(|q| q.event.received_at < since - self.opts.max_age.as_secs() as i64) {
+                        h.dead += 1;
+                    }
+                });
                 let oldest_allowed =
                     self.opts.clock.steady_secs() - self.opts.max_age.as_secs() as i64;
                 let (expired, retry): (Vec<&Queued>, Vec<&Queued>) = batch
@@ -377,6 +437,10 @@ impl Forwarder {
                 tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
             }
             Outcome::Rejected(err) | Outcome::Permanent(err) => {
+                self.note_health(dest, |h| {
+                    h.dead += n as u64;
+                    h.error = Some(err.clone());
+                });
                 state.next_allowed = now + self.opts.pace;
                 ledger.marks.push(Mark::Dead(seqs, err.clone()));
                 count(&self.metrics.dead_lettered, n);

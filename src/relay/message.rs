@@ -160,7 +160,8 @@ fn emoji(notif_type: &str) -> &'static str {
         "instance_online" => ":large_green_circle:",
         "outbid" => ":moneybag:",
         "upcoming_downtime" => ":calendar:",
-        "webhook_test" => ":white_check_mark:",
+        "webhook_test" | "vslack_recovered" => ":white_check_mark:",
+        "vslack_alert" => ":rotating_light:",
         s => match kind(s) {
             Kind::Billing if s.contains("fail") => ":x:",
             Kind::Billing if s.contains("payment") || s.contains("invoice") => ":receipt:",
@@ -511,6 +512,8 @@ mod tests {
             timestamp: Some(1_772_490_000.9),
             received_at: 1_772_490_100,
             context: None,
+            alert: None,
+            heartbeat: false,
         }
     }
 
@@ -859,6 +862,8 @@ mod tests {
                 timestamp: None,
                 received_at: 0,
                 context: None,
+                alert: None,
+                heartbeat: false,
             })
             .collect();
         let (v, n) = render_batch(&events, Format::Blocks, CONSOLE);

@@ -2,7 +2,7 @@
 //! print. Plain atomics: cheap on the hot path, no registry to wire up.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::spool::Stats;
@@ -54,6 +54,10 @@ pub struct Metrics {
     pub slack_messages: AtomicU64,
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Stale refusals whose signature was right at their own timestamp: a clock apart.
+    pub stale_signed: AtomicU64,
+    /// This clock minus the timestamp of the last of those, in seconds.
+    pub skew_secs: AtomicI64,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,

@@ -9,7 +9,10 @@ mod conns;
 mod destination;
 pub mod event;
 pub mod forward;
+mod gate;
+mod groups;
 mod guard;
+pub mod incidents;
 mod ledger;
 pub mod message;
 pub mod metrics;
@@ -18,6 +21,7 @@ pub mod server;
 pub mod slack;
 pub mod spool;
 pub mod verify;
+pub mod watchdog;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -116,6 +120,8 @@ pub struct RelayOptions {
     pub spool_path: PathBuf,
     pub spool: SpoolOptions,
     pub log_payloads: bool,
+    /// When the relay alerts about its own pipeline (see `watchdog`).
+    pub alerts: watchdog::AlertOptions,
 }
 
 /// Changes what a running relay uses, from anywhere (the reload loop, the request handler):
@@ -150,6 +156,50 @@ impl Control {
             .write()
             .expect("config version lock") =
             serde_json::json!({"version": version, "slack_url_from": slack_url_from});
+    }
+
+    /// The relay's incidents (the heartbeat opens and clears its own).
+    pub fn incidents(&self) -> Arc<incidents::Incidents> {
+        self.app.incidents.clone()
+    }
+
+    /// Open the heartbeat's window until `until_ms` (wall clock): a verified `webhook_test`
+    /// arriving before then is recorded, not posted, and counted on the returned receiver.
+    pub fn expect_heartbeat(&self, until_ms: i64) -> watch::Receiver<u64> {
+        self.app.gate.open(until_ms)
+    }
+
+    pub fn close_heartbeat(&self) {
+        self.app.gate.close();
+    }
+
+    /// The key (`webhook 42`) that verified the last heartbeat event.
+    pub fn heartbeat_key(&self) -> String {
+        self.app.gate.last_key()
+    }
+
+    /// Verified deliveries so far, and refusals for a bad signature and for a clock apart
+    /// (with the last skew seen, in seconds): what the heartbeat diagnoses a failure from.
+    pub fn counts(&self) -> (u64, u64, u64, i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.app.metrics;
+        (
+            m.received_count(Received::Stored) + m.received_count(Received::Duplicate),
+            m.received_count(Received::BadSignature),
+            m.stale_signed.load(Relaxed),
+            m.skew_secs.load(Relaxed),
+        )
+    }
+
+    /// Digests of the destinations that are failing now (an alert avoids them).
+    pub fn failing_destinations(&self) -> Vec<String> {
+        self.app
+            .incidents
+            .record()
+            .open
+            .iter()
+            .filter_map(|i| i.key.strip_prefix("destination:").map(str::to_owned))
+            .collect()
     }
 
     /// Called before a delivery whose signature matches no held secret is refused: re-read
@@ -197,6 +247,9 @@ impl Relay {
         }
         let addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::default());
+        let clock = opts.forward.clock.clone();
+        let incidents = incidents::Incidents::new(&opts.spool_path, spool.clone(), clock.clone());
+        let health = watchdog::Health::default();
         let (activity, _) = broadcast::channel(1024);
         let (stop, stop_rx) = watch::channel(false);
         let app = Arc::new(App {
@@ -210,7 +263,20 @@ impl Relay {
             clock: opts.forward.clock.clone(),
             config_version: Default::default(),
             reread_secrets: Default::default(),
+            incidents: incidents.clone(),
+            gate: Default::default(),
         });
+        tokio::spawn(
+            watchdog::Watchdog {
+                opts: opts.alerts,
+                metrics: metrics.clone(),
+                spool: spool.clone(),
+                incidents,
+                health: health.clone(),
+                clock,
+            }
+            .run(stop_rx.clone()),
+        );
         tokio::spawn(guard::watch(spool.clone(), lock.clone(), stop_rx.clone()));
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(server::serve(listener, app.clone(), async move {
@@ -224,6 +290,7 @@ impl Relay {
                 opts: opts.forward,
                 metrics: metrics.clone(),
                 activity: activity.clone(),
+                health,
             }
             .run(stop_rx),
         );

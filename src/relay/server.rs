@@ -78,6 +78,9 @@ pub struct App {
     pub config_version: std::sync::RwLock<serde_json::Value>,
     /// Re-reads the secrets before an unknown signature is refused (see `Control`).
     pub reread_secrets: std::sync::RwLock<Option<Arc<dyn Fn() -> bool + Send + Sync>>>,
+    pub incidents: Arc<super::incidents::Incidents>,
+    /// Tells the heartbeat's test events from a person's (see `gate`).
+    pub gate: super::gate::Gate,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -127,7 +130,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
         "/health" => health(app).await,
         "/metrics" => {
             let stats = app.spool.stats().await.ok();
-            let mut r = Response::new(Full::new(Bytes::from(app.metrics.render(stats.as_ref()))));
+            let mut text = app.metrics.render(stats.as_ref());
+            text.push_str(&app.incidents.metrics());
+            let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -149,11 +154,24 @@ async fn health(app: &App) -> Resp {
         Ok(s) => {
             let now = app.clock.steady_secs();
             let oldest_age = s.oldest_pending_at.map(|t| (now - t).max(0));
-            let degraded = s.dead > 0 || oldest_age.is_some_and(|a| a > 300);
+            let incidents = app.incidents.record().open;
+            let degraded =
+                s.dead > 0 || oldest_age.is_some_and(|a| a > 300) || !incidents.is_empty();
+            let reason = incidents
+                .first()
+                .map(|i| i.title.clone())
+                .or_else(|| (s.dead > 0).then(|| format!("{} dead-lettered event(s)", s.dead)))
+                .or_else(|| degraded.then(|| "the oldest queued event waited over 5 min".into()));
+            let incidents: Vec<_> = incidents
+                .iter()
+                .map(|i| json!({"key": i.key, "title": i.title, "detail": i.detail, "since": i.since}))
+                .collect();
             json_response(
                 StatusCode::OK,
                 json!({
                     "status": if degraded { "degraded" } else { "ok" },
+                    "reason": reason,
+                    "incidents": incidents,
                     "queue_depth": s.pending,
                     "dead_letters": s.dead,
                     "delivered": s.delivered,
@@ -168,6 +186,29 @@ async fn health(app: &App) -> Resp {
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "failing", "error": e.to_string(), "version": env!("CARGO_PKG_VERSION")}),
         ),
+    }
+}
+
+/// A delivery refused as stale: when its signature is right at its own timestamp, the clocks
+/// are apart (not a forgery): count it, with the skew, for the watchdog.
+fn signed_but_stale(app: &App, parts: &hyper::http::request::Parts, body: &[u8]) {
+    let ts = header(parts, TIMESTAMP_HEADER);
+    let Some(at) = ts
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| t.trim().parse::<i64>().ok())
+    else {
+        return;
+    };
+    let verifier = app.verifier.read().expect("verifier lock").clone();
+    if verifier
+        .verify(ts, header(parts, SIGNATURE_HEADER), body, at)
+        .is_ok()
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        app.metrics
+            .skew_secs
+            .store(app.clock.wall_secs() - at, Relaxed);
+        app.metrics.stale_signed.fetch_add(1, Relaxed);
     }
 }
 
@@ -246,7 +287,10 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
             let r = match e {
                 VerifyError::MissingSignature => Received::MissingSignature,
                 VerifyError::BadSignature => Received::BadSignature,
-                VerifyError::StaleTimestamp => Received::StaleTimestamp,
+                VerifyError::StaleTimestamp => {
+                    signed_but_stale(app, &parts, &bytes);
+                    Received::StaleTimestamp
+                }
             };
             outcome(r, None, None);
             tracing::warn!(
@@ -264,6 +308,8 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     let event = match Event::parse(&bytes, header_id, now) {
         Ok(mut e) => {
             e.context = key.context_of(&e.notif_type).map(str::to_owned);
+            e.heartbeat =
+                e.notif_type == "webhook_test" && app.gate.expecting(app.clock.wall_ms());
             e
         }
         Err(e) => {
@@ -275,7 +321,11 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     if app.log_payloads {
         tracing::trace!(payload = %String::from_utf8_lossy(&bytes), "delivery body");
     }
-    let (id, kind) = (event.event_id.clone(), event.notif_type.clone());
+    let (id, kind, heartbeat) = (
+        event.event_id.clone(),
+        event.notif_type.clone(),
+        event.heartbeat,
+    );
     // A store that is known broken (deleted, replaced, corrupt) takes nothing: what it would
     // acknowledge might not survive.
     let stored = match app.spool.fault() {
@@ -285,7 +335,10 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     match stored {
         Ok(Inserted::New) => {
             outcome(Received::Stored, Some(&id), Some(&kind));
-            tracing::info!(event_id = %printable(&id), notif_type = %printable(&kind), attempt, key = %key.label, "stored");
+            if heartbeat {
+                app.gate.arrived(&key.label);
+            }
+            tracing::info!(event_id = %printable(&id), notif_type = %printable(&kind), attempt, key = %key.label, heartbeat, "stored");
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .header(OUTCOME_HEADER, "stored")

@@ -148,6 +148,7 @@ pub async fn start(slack_url: &str, tweak: impl FnOnce(&mut RelayOptions)) -> Ha
         limits: Limits::default(),
         verifier: Verifier::new(vec![Key::new("test", &Secret::new(SECRET), None)], 300),
         destinations: vec![Destination {
+            fallback: false,
             name: "default".into(),
             pattern: None,
             url: Some(Secret::new(slack_url)),
@@ -161,6 +162,7 @@ pub async fn start(slack_url: &str, tweak: impl FnOnce(&mut RelayOptions)) -> Ha
         spool_path: dir.path().join("spool.sqlite3"),
         spool: SpoolOptions::default(),
         log_payloads: false,
+        alerts: Default::default(),
     };
     tweak(&mut opts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -603,6 +605,7 @@ async fn workflow_triggers_get_flat_string_variables_and_routes_apply() {
         o.destinations.insert(
             0,
             Destination {
+                fallback: false,
                 name: "instance_*".into(),
                 pattern: Some(glob::Pattern::new("instance_*").unwrap()),
                 url: Some(Secret::new(&trigger)),
@@ -991,6 +994,7 @@ async fn routes_sharing_a_slack_url_share_its_pace() {
         o.destinations.insert(
             0,
             Destination {
+                fallback: false,
                 name: "instance_*".into(),
                 pattern: Some(glob::Pattern::new("instance_*").unwrap()),
                 url: Some(Secret::new(&url)),

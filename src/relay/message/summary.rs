@@ -163,6 +163,8 @@ mod tests {
             timestamp: Some(1_700_000_000.0 + i as f64),
             received_at: 1_700_000_000 + i as i64,
             context: Some("client".into()),
+            alert: None,
+            heartbeat: false,
         }
     }
 

@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_due ON events(next_attempt_ms, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_done ON events(done_at) WHERE state <> 0;
 CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS events_alerts ON events(seq)
+    WHERE state = 0 AND notif_type IN ('vslack_alert', 'vslack_recovered');
 ";
 
 /// The read-write connection: WAL, `synchronous=FULL`, the schema, and with a size cap the

@@ -90,6 +90,19 @@ impl Spool {
         .await
     }
 
+    /// The relay's own alerts that are due, oldest first: sent ahead of any backlog (one
+    /// probe of a partial index that holds only them).
+    pub async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
+        self.read(move |c| {
+            query(
+                c,
+                "INDEXED BY events_alerts WHERE state = 0 AND notif_type IN ('vslack_alert', 'vslack_recovered') AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
+                params![now_ms, limit as i64],
+            )
+        })
+        .await
+    }
+
     /// Pending events per type (for a backlog with routes: see `backlog`).
     pub async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError> {
         self.read(|c| {
