@@ -115,7 +115,9 @@ pub fn parse_heartbeat(s: &str) -> Result<Heartbeat, String> {
         t => match humantime::parse_duration(t) {
             Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(Heartbeat::Every(d)),
             Ok(_) => Err("the heartbeat interval must be at least 1s (or `off`)".into()),
-            Err(e) => Err(format!("{e}: expected a duration such as 6h or 30m, or `off`")),
+            Err(e) => Err(format!(
+                "{e}: expected a duration such as 6h or 30m, or `off`"
+            )),
         },
     }
 }

@@ -101,8 +101,7 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
             }
         }
         SlackCmd::Clear { fallback: true } => {
-            let (_, had) =
-                Config::update(&ctx.paths, |c| c.slack.fallback_url.take().is_some())?;
+            let (_, had) = Config::update(&ctx.paths, |c| c.slack.fallback_url.take().is_some())?;
             if ctx.global.json {
                 output::json(&json!({"forgotten": had}))?;
             }

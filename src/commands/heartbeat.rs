@@ -94,7 +94,11 @@ async fn beat(ctx: &Ctx, control: &Control, timeout: Duration) -> Result<(), Fai
     let config = ctx
         .config()
         .map_err(|e| Failure::Transient(format!("cannot read the config: {e:#}")))?;
-    let ids: Vec<i64> = config.webhooks.keys().filter_map(|k| k.parse().ok()).collect();
+    let ids: Vec<i64> = config
+        .webhooks
+        .keys()
+        .filter_map(|k| k.parse().ok())
+        .collect();
     if ids.is_empty() {
         tracing::warn!("heartbeat: no webhook is stored on this machine (only VAST_WEBHOOK_SECRET?): nothing to test; `vslack webhook create` stores one");
         return Ok(());
@@ -201,7 +205,12 @@ async fn diagnose(
     let url = crate::output::printable(&hook.webhook_url).into_owned();
     let why = refused
         .map(|m| format!(": Vast.ai says {}", crate::output::printable(&m)))
-        .unwrap_or_else(|| format!(", but it did not arrive here within {}", humantime::format_duration(timeout)));
+        .unwrap_or_else(|| {
+            format!(
+                ", but it did not arrive here within {}",
+                humantime::format_duration(timeout)
+            )
+        });
     if let Some(public) = config.relay.public_url.as_deref() {
         if !same_url(&hook.webhook_url, public) {
             return Failure::Incident(

@@ -318,7 +318,10 @@ pub fn heartbeat(args: &ServeArgs, config: &Config) -> Result<Option<(Duration, 
     let Heartbeat::Every(every) = every else {
         return Ok(None);
     };
-    let timeout = match (args.heartbeat_timeout, config.relay.heartbeat_timeout.as_deref()) {
+    let timeout = match (
+        args.heartbeat_timeout,
+        config.relay.heartbeat_timeout.as_deref(),
+    ) {
         (Some(t), _) => t,
         (None, Some(text)) => humantime::parse_duration(text).map_err(|e| {
             crate::exit::usage(format!(

@@ -29,10 +29,9 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         Some(_) => None,
         None => super::serve::running_relay(ctx, &config).await,
     };
-    let record =
-        crate::relay::incidents::Record::load(&crate::relay::incidents::record_path(
-            &ctx.paths.spool_file(),
-        ));
+    let record = crate::relay::incidents::Record::load(&crate::relay::incidents::record_path(
+        &ctx.paths.spool_file(),
+    ));
     let v = json!({
         "queue_depth": stats.as_ref().map(|s| s.pending),
         "dead_letters": stats.as_ref().map(|s| s.dead),

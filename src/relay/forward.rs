@@ -184,7 +184,12 @@ impl Forwarder {
     }
 
     fn note_health(&self, dest: &Destination, change: impl FnOnce(&mut DestHealth)) {
-        if let Some(h) = self.health.lock().expect("health lock").get_mut(&dest.digest()) {
+        if let Some(h) = self
+            .health
+            .lock()
+            .expect("health lock")
+            .get_mut(&dest.digest())
+        {
             change(h);
         }
     }
@@ -218,12 +223,17 @@ impl Forwarder {
             }
             return Ok(Some(wait.max(Duration::from_millis(5))));
         }
+        let health = self.health.lock().expect("health lock").clone();
         let Groups {
             groups,
             urgent,
             heartbeats,
-            nowhere,
-        } = Groups::of(dests, due, alerts);
+            held,
+        } = Groups::of(dests, due, alerts, |d| {
+            health
+                .get(d)
+                .is_some_and(|h| h.delivered && h.dead == 0 && h.failing_since.is_none())
+        });
         if !heartbeats.is_empty() {
             tracing::info!(
                 events = heartbeats.len(),
@@ -231,15 +241,11 @@ impl Forwarder {
             );
             ledger.marks.push(Mark::Delivered(heartbeats));
         }
-        if !nowhere.is_empty() {
-            tracing::error!(
-                events = nowhere.len(),
-                "an alert has no destination to carry it: every one is failing"
+        if held > 0 {
+            tracing::debug!(
+                alerts = held,
+                "alerts held: every destination they may go to is failing"
             );
-            ledger.marks.push(Mark::Dead(
-                nowhere,
-                "no destination can carry this alert: every one is failing".into(),
-            ));
         }
         ledger.record(&self.spool, &self.opts.clock).await?;
         let mut sent = false;
@@ -380,7 +386,10 @@ impl Forwarder {
                 self.note_health(dest, |h| {
                     h.failing_since.get_or_insert(since);
                     h.error = Some(err.clone());
-                    if batch.iter().any(|q| q.event.received_at < since - self.opts.max_age.as_secs() as i64) {
+                    if batch
+                        .iter()
+                        .any(|q| q.event.received_at < since - self.opts.max_age.as_secs() as i64)
+                    {
                         h.dead += 1;
                     }
                 });

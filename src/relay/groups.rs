@@ -1,6 +1,7 @@
 //! One forwarder round's events, sorted: per destination what to send, which destinations
 //! carry an alert this round (sent alone, ahead of their backlog), the heartbeat's test events
-//! (recorded, never posted) and alerts no destination may carry.
+//! (recorded, never posted). An alert no destination may carry now (each it may go to is
+//! failing) stays queued until one can.
 
 use std::collections::HashSet;
 
@@ -13,26 +14,42 @@ pub struct Groups {
     /// The destination's group is alerts only.
     pub urgent: Vec<bool>,
     pub heartbeats: Vec<i64>,
-    pub nowhere: Vec<i64>,
+    /// Alerts held back: no destination may carry them yet.
+    pub held: usize,
 }
 
 impl Groups {
-    /// `due` in arrival order; `alerts` are the due alerts (also possibly in `due`).
-    pub fn of(dests: &[Destination], due: Vec<Queued>, alerts: Vec<Queued>) -> Groups {
+    /// `due` in arrival order; `alerts` are the due alerts (also possibly in `due`). `healthy`
+    /// tells (by digest) a destination that delivered since its trouble.
+    pub fn of(
+        dests: &[Destination],
+        due: Vec<Queued>,
+        alerts: Vec<Queued>,
+        healthy: impl Fn(&str) -> bool,
+    ) -> Groups {
         let mut g = Groups {
             groups: vec![Vec::new(); dests.len()],
             urgent: vec![false; dests.len()],
             heartbeats: Vec::new(),
-            nowhere: Vec::new(),
+            held: 0,
+        };
+        // An alert goes where it may; when nowhere, it waits for an avoided destination to
+        // deliver again (then it goes there, late but not lost).
+        let route = |q: &Queued| {
+            route_event(dests, &q.event).or_else(|| {
+                let mut e = q.event.clone();
+                e.alert.as_mut()?.avoid.retain(|d| !healthy(d));
+                route_event(dests, &e)
+            })
         };
         let alert_seqs: HashSet<i64> = alerts.iter().map(|q| q.seq).collect();
         for q in alerts {
-            match route_event(dests, &q.event) {
+            match route(&q) {
                 Some(i) => {
                     g.urgent[i] = true;
                     g.groups[i].push(q);
                 }
-                None => g.nowhere.push(q.seq),
+                None => g.held += 1,
             }
         }
         for q in due {
@@ -43,10 +60,9 @@ impl Groups {
                 g.heartbeats.push(q.seq);
                 continue;
             }
-            match route_event(dests, &q.event) {
+            match route(&q) {
                 Some(i) if !g.urgent[i] => g.groups[i].push(q),
-                Some(_) => {}
-                None => g.nowhere.push(q.seq),
+                _ => {}
             }
         }
         g

@@ -93,11 +93,7 @@ impl Incidents {
     pub fn new(spool_path: &Path, spool: Spool, clock: Arc<Clock>) -> Arc<Incidents> {
         let path = record_path(spool_path);
         let record = Record::load(&path);
-        let alerts = record
-            .open
-            .iter()
-            .map(|i| alert_event(i, &clock))
-            .collect();
+        let alerts = record.open.iter().map(|i| alert_event(i, &clock)).collect();
         Arc::new(Incidents {
             path,
             record: Mutex::new(record),
@@ -152,10 +148,16 @@ impl Incidents {
             r.open.remove(at)
         };
         let lasted = (self.clock.wall_secs() - incident.since).max(0) as u64;
-        tracing::info!(incident = key, lasted_secs = lasted, "resolved: {}", incident.title);
+        tracing::info!(
+            incident = key,
+            lasted_secs = lasted,
+            "resolved: {}",
+            incident.title
+        );
         {
             let mut out = self.outbox.lock().expect("outbox lock");
-            out.0.push(recovery_event(&incident, note, lasted, &self.clock));
+            out.0
+                .push(recovery_event(&incident, note, lasted, &self.clock));
             out.1 = true;
         }
         self.flush().await;

@@ -308,8 +308,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     let event = match Event::parse(&bytes, header_id, now) {
         Ok(mut e) => {
             e.context = key.context_of(&e.notif_type).map(str::to_owned);
-            e.heartbeat =
-                e.notif_type == "webhook_test" && app.gate.expecting(app.clock.wall_ms());
+            e.heartbeat = e.notif_type == "webhook_test" && app.gate.expecting(app.clock.wall_ms());
             e
         }
         Err(e) => {

@@ -153,6 +153,11 @@ impl Watchdog {
                         .resolve(key, "A signed delivery was accepted again")
                         .await;
                     accepted_at.remove(key);
+                    // Refusals before the fix do not open the next incident.
+                    match key {
+                        "bad_signature" => bad.times.clear(),
+                        _ => stale.times.clear(),
+                    }
                 }
             }
             self.destinations(&failing).await;
@@ -208,9 +213,7 @@ impl Watchdog {
                 .map(|h| h.delivered);
             let note = match delivered {
                 None => "It is no longer one of the relay's destinations",
-                Some(true) if !failing.iter().any(|f| f.0 == digest) => {
-                    "It accepts messages again"
-                }
+                Some(true) if !failing.iter().any(|f| f.0 == digest) => "It accepts messages again",
                 Some(_) => continue,
             };
             self.incidents.resolve(&i.key, note).await;
@@ -221,11 +224,13 @@ impl Watchdog {
         if self.opts.backlog_age.is_zero() {
             return;
         }
-        let Ok(stats) = self.spool.stats().await else {
+        let (Ok(stats), Ok(oldest)) = (
+            self.spool.stats().await,
+            self.spool.oldest_event_pending().await,
+        ) else {
             return;
         };
-        let age = stats
-            .oldest_pending_at
+        let age = oldest
             .map(|t| (self.clock.steady_secs() - t).max(0) as u64)
             .unwrap_or(0);
         let limit = self.opts.backlog_age.as_secs();

@@ -64,8 +64,11 @@ pub fn serve_at(env: &Env, addr: &str) -> Serving {
     serve_on(env, addr, &[])
 }
 
-fn serve_on(env: &Env, addr: &str, extra: &[&str]) -> Serving {
-    let mut args = vec!["serve", "--listen", addr, "--pace", "10ms"];
+pub fn serve_on(env: &Env, addr: &str, extra: &[&str]) -> Serving {
+    let mut args = vec!["serve", "--listen", addr];
+    if !extra.contains(&"--pace") {
+        args.extend_from_slice(&["--pace", "10ms"]);
+    }
     if !extra.contains(&"--retry-initial") {
         args.extend_from_slice(&["--retry-initial", "50ms"]);
     }
@@ -308,12 +311,34 @@ fn queue_shows_dead_letters_and_retries_them() {
         human.stdout.contains("1 dead-lettered") && human.stdout.contains("evt-q"),
         "{human:?}"
     );
-    let status = env.run(&["status", "--json"]);
-    assert_eq!(status.code, 0, "{status:?}");
-    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    // The dead letter opens an incident; its alert waits, since the only destination is the
+    // one failing.
+    let start = Instant::now();
+    let v = loop {
+        let status = env.run(&["status", "--json"]);
+        assert_eq!(status.code, 0, "{status:?}");
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        if v["incidents"].as_array().is_some_and(|i| !i.is_empty()) {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no incident: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         (v["dead_letters"].as_i64(), v["queue_depth"].as_i64()),
-        (Some(1), Some(0)),
+        (Some(1), Some(1)),
+        "the dead letter, and the alert waiting for a destination: {v}"
+    );
+    let title = v["incidents"][0]["title"].as_str().unwrap();
+    assert!(title.contains("destination default"), "{v}");
+    assert!(
+        v["incidents"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("channel_not_found"),
         "{v}"
     );
     assert_eq!(
@@ -335,8 +360,17 @@ fn queue_shows_dead_letters_and_retries_them() {
     let out = env.run(&["queue", "retry", &seq, &seq]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("Requeued 1"), "{out:?}");
-    let got = wait_delivered(&slack, 1);
-    assert!(got[0].to_string().contains("evt-q"));
+    // Then the alert, which says what happened meanwhile, and its recovery.
+    let got = wait_delivered(&slack, 3);
+    assert!(got[0].to_string().contains("evt-q"), "{got:?}");
+    assert!(
+        got[1].to_string().contains("vslack-alert:destination:"),
+        "{got:?}"
+    );
+    assert!(
+        got[2].to_string().contains("vslack-resolved:destination:"),
+        "{got:?}"
+    );
     let path = slack.url().split_once("/services/").unwrap().1.to_owned();
     s.assert_logs_free_of(&[SECRET, &path]);
     assert!(
@@ -347,14 +381,18 @@ fn queue_shows_dead_letters_and_retries_them() {
     let mut v = serde_json::Value::Null;
     while start.elapsed() < Duration::from_secs(5) {
         v = serde_json::from_str(&env.run(&["status", "--json"]).stdout).unwrap();
-        if v["delivered"].as_i64() == Some(1) {
+        if v["delivered"].as_i64() == Some(3) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
-        (v["dead_letters"].as_i64(), v["delivered"].as_i64()),
-        (Some(0), Some(1)),
+        (
+            v["dead_letters"].as_i64(),
+            v["delivered"].as_i64(),
+            v["incidents"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(3), Some(0)),
         "{v}"
     );
     assert!(v["last_delivery_at"].as_i64().is_some());

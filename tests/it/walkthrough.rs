@@ -381,6 +381,7 @@ fn setup_without_prompts_creates_then_reuses_the_webhook() {
     assert_eq!(vast.count("POST", "/api/v0/webhooks/"), 0);
     let cfg: toml::Value = toml::from_str(&env.config_text()).unwrap();
     assert_eq!(cfg["relay"]["tunnel"].as_str(), Some("tmole"));
+    assert_eq!(cfg["relay"]["heartbeat"].as_str(), Some("6h"));
     assert_eq!(
         cfg["events"].as_array().unwrap()[0].as_str(),
         Some("client:low_credit")
@@ -584,6 +585,10 @@ fn setup_interactively_through_a_terminal() {
     settle();
     p.send("\r").unwrap();
     p.flush().unwrap(); // tmole
+    p.exp_string("Check the whole path every 6h").unwrap();
+    settle();
+    p.send("\r").unwrap();
+    p.flush().unwrap(); // yes: the default
     p.exp_string("vslack up").unwrap();
     p.exp_eof().unwrap();
     let cfg: toml::Value = toml::from_str(&env.config_text()).unwrap();

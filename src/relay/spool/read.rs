@@ -103,6 +103,21 @@ impl Spool {
         .await
     }
 
+    /// When the oldest pending Vast.ai event (not one of the relay's own alerts) arrived, and
+    /// how many events are pending: the watchdog's backlog age.
+    pub async fn oldest_event_pending(&self) -> Result<Option<i64>, SpoolError> {
+        use rusqlite::OptionalExtension;
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT received_at FROM events INDEXED BY events_pending WHERE state = 0 AND notif_type NOT IN ('vslack_alert', 'vslack_recovered') ORDER BY seq LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     /// Pending events per type (for a backlog with routes: see `backlog`).
     pub async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError> {
         self.read(|c| {

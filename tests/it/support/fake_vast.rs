@@ -223,6 +223,32 @@ impl FakeVast {
         (id, secret)
     }
 
+    /// Point webhook `id` at `url` (as a change in the console would).
+    pub fn set_webhook_url(&self, id: i64, url: &str) {
+        let mut s = lock(&self.state);
+        if let Some(h) = s.hooks.iter_mut().find(|h| h.id == id) {
+            h.url = url.to_string();
+        }
+    }
+
+    /// Give webhook `id` a new secret without telling anyone (a rotation on another machine).
+    pub fn rotate_secret_elsewhere(&self, id: i64) -> String {
+        let mut s = lock(&self.state);
+        let h = s.hooks.iter_mut().find(|h| h.id == id).expect("webhook");
+        h.secret = random_hex(32);
+        h.secret.clone()
+    }
+
+    /// Delete webhook `id` (as in the console).
+    pub fn remove_webhook(&self, id: i64) {
+        lock(&self.state).hooks.retain(|h| h.id != id);
+    }
+
+    /// Accept only `key` from now on (the old key revoked).
+    pub fn set_api_key(&self, key: &str) {
+        lock(&self.state).api_key = key.to_string();
+    }
+
     /// Outcomes of all deliveries so far: the receiver's HTTP status, or the error.
     pub fn deliveries(&self) -> Vec<Result<u16, String>> {
         lock(&self.state)
