@@ -1557,7 +1557,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__serve)
-            opts="-v -q -h --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1636,6 +1636,30 @@ _vslack() {
                     return 0
                     ;;
                 --max-store-mb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert-refused)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert-failing-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert-backlog-age)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1781,7 +1805,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__setup)
-            opts="-v -q -h --slack-url-file --event --all-events --tunnel --tunnel-cmd --public-url --send-hello --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --slack-url-file --event --all-events --tunnel --tunnel-cmd --public-url --send-hello --heartbeat --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1804,6 +1828,10 @@ _vslack() {
                     return 0
                     ;;
                 --public-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1869,7 +1897,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__slack__subcmd__clear)
-            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --fallback --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1973,7 +2001,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__slack__subcmd__set)
-            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --fallback --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2233,7 +2261,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__up)
-            opts="-v -q -h --tunnel --tunnel-cmd --public-url --cleanup --event --tunnel-timeout --no-test --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --tunnel --tunnel-cmd --public-url --cleanup --event --tunnel-timeout --no-test --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2332,6 +2360,30 @@ _vslack() {
                     return 0
                     ;;
                 --max-store-mb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert-refused)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert-failing-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert-backlog-age)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

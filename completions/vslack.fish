@@ -239,6 +239,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l fallback -d 'Save it as the fallback destination instead: it takes no events, only the relay\'s alerts about a destination that is failing (an archived channel cannot say so itself)'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
@@ -261,6 +262,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l fallback -d 'Forget the fallback destination instead'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
@@ -314,6 +316,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand setup" -l event -d 'Event 
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel -d 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel-cmd -d 'Any tunnel command; {port} is replaced by the relay\'s port, and the first https URL it prints is used once it keeps running. The command is split into words like a shell would (quotes, backslashes) but no shell runs it, so `$VAR`, `~` and pipes mean nothing; for those use --tunnel-cmd \'sh -c "my-tunnel --port {port} | tee tunnel.log"\'. It never sees vslack\'s secrets (VAST_API_KEY, VAST_WEBHOOK_SECRET, SLACK_WEBHOOK_URL, VSLACK_*)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l public-url -d 'The relay\'s public https URL when it is deployed (no tunnel is started)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand setup" -l heartbeat -d 'How often the relay checks the whole path with Vast.ai\'s test event (saved as `relay.heartbeat`; see `vslack serve --help`), or `off` [default: asks; else 6h]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
@@ -382,6 +385,12 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-age -d 'Dead-le
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retention -d 'Remember delivered event ids this long, to drop redeliveries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l keep-bodies -d 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-store-mb -d 'Cap the event store\'s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l heartbeat -d 'Every DURATION, ask Vast.ai to send each stored webhook\'s test event and check that it arrives here, signed (recorded, not posted). When it does not, ONE alert says why (webhook URL stale, API key revoked, webhook deleted, wrong secret, clock off), and ONE message says when it works again. `off` turns it off [default: the config\'s `relay.heartbeat`, which `vslack setup` sets (6h); else off]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l heartbeat-timeout -d 'How long the heartbeat waits for its test event [default: 2m, or the config]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l alert-refused -d 'Alert when this many deliveries within --alert-window are refused for a signature no stored secret matches, or as stale when correctly signed (this clock is off); 0: never' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l alert-window -d 'The window for --alert-refused' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l alert-failing-for -d 'Alert (on the other destinations, or the fallback set by `vslack slack set --fallback`) when a destination has failed this long; a dead-lettered event alerts at once' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l alert-backlog-age -d 'Alert when the oldest queued event has waited this long; 0s: never' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
@@ -440,6 +449,12 @@ complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-age -d 'Dead
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retention -d 'Remember delivered event ids this long, to drop redeliveries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l keep-bodies -d 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-store-mb -d 'Cap the event store\'s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l heartbeat -d 'Every DURATION, ask Vast.ai to send each stored webhook\'s test event and check that it arrives here, signed (recorded, not posted). When it does not, ONE alert says why (webhook URL stale, API key revoked, webhook deleted, wrong secret, clock off), and ONE message says when it works again. `off` turns it off [default: the config\'s `relay.heartbeat`, which `vslack setup` sets (6h); else off]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l heartbeat-timeout -d 'How long the heartbeat waits for its test event [default: 2m, or the config]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l alert-refused -d 'Alert when this many deliveries within --alert-window are refused for a signature no stored secret matches, or as stale when correctly signed (this clock is off); 0: never' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l alert-window -d 'The window for --alert-refused' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l alert-failing-for -d 'Alert (on the other destinations, or the fallback set by `vslack slack set --fallback`) when a destination has failed this long; a dead-lettered event alerts at once' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l alert-backlog-age -d 'Alert when the oldest queued event has waited this long; 0s: never' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r

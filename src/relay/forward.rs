@@ -6,11 +6,9 @@
 //! can repeat a message but never lose one.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio::sync::{broadcast, watch};
 
 use super::backlog;
@@ -24,7 +22,8 @@ use super::Activity;
 pub use super::destination::Destination;
 use super::destination::{route, slot_key};
 use super::groups::Groups;
-use super::watchdog::{DestHealth, Health};
+use super::outcome::Sent;
+use super::watchdog::Health;
 
 #[derive(Debug, Clone)]
 pub struct ForwardOptions {
@@ -64,9 +63,9 @@ impl Default for ForwardOptions {
     }
 }
 
-struct DestState {
-    next_allowed: Instant,
-    failures: u32,
+pub(super) struct DestState {
+    pub(super) next_allowed: Instant,
+    pub(super) failures: u32,
 }
 
 pub struct Forwarder {
@@ -78,14 +77,6 @@ pub struct Forwarder {
     pub activity: broadcast::Sender<Activity>,
     /// How each destination is doing, for the watchdog.
     pub health: Health,
-}
-
-/// Exponential backoff with full jitter in [d/2, d], capped.
-fn backoff(initial: Duration, failures: u32, cap: Duration) -> Duration {
-    let exp = initial.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-    let d = exp.min(cap);
-    let half = d / 2;
-    half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
 }
 
 impl Forwarder {
@@ -167,30 +158,6 @@ impl Forwarder {
                 _ = stop.changed() => {}
                 _ = dests_rx.changed() => {}
             }
-        }
-    }
-
-    /// Keep a health entry for each destination (by URL), and only for those.
-    fn track(&self, dests: &[Destination]) {
-        let mut health = self.health.lock().expect("health lock");
-        let digests: Vec<String> = dests.iter().map(Destination::digest).collect();
-        health.retain(|k, _| digests.contains(k));
-        for (d, digest) in dests.iter().zip(digests) {
-            health.entry(digest).or_insert_with(|| DestHealth {
-                label: d.label(),
-                ..DestHealth::default()
-            });
-        }
-    }
-
-    fn note_health(&self, dest: &Destination, change: impl FnOnce(&mut DestHealth)) {
-        if let Some(h) = self
-            .health
-            .lock()
-            .expect("health lock")
-            .get_mut(&dest.digest())
-        {
-            change(h);
         }
     }
 
@@ -320,10 +287,6 @@ impl Forwarder {
             ),
             None => crate::output::printable(&ids.join(",")).into_owned(),
         };
-        let some = |ids: &[String]| match summary {
-            Some(_) => format!("({} of a summary)", ids.len()),
-            None => crate::output::printable(&ids.join(",")).into_owned(),
-        };
         let (outcome, latency) = match &dest.url {
             Some(url) => client.post(url, &payload).await,
             None => {
@@ -337,128 +300,17 @@ impl Forwarder {
         if dest.url.is_some() {
             self.metrics.slack_latency(latency);
         }
-        let now = Instant::now();
         let attempt = batch.iter().map(|q| q.attempts).max().unwrap_or(0) + 1;
-        let count = |c: &std::sync::atomic::AtomicU64, k: usize| c.fetch_add(k as u64, Relaxed);
-        match outcome {
-            Outcome::Delivered => {
-                self.note_health(dest, |h| {
-                    *h = DestHealth {
-                        label: dest.label(),
-                        delivered: true,
-                        ..DestHealth::default()
-                    }
-                });
-                state.failures = 0;
-                state.next_allowed = now + self.opts.pace;
-                ledger.marks.push(Mark::Delivered(seqs));
-                count(&self.metrics.delivered_events, n);
-                count(&self.metrics.slack_messages, 1);
-                if dest.url.is_some() {
-                    tracing::info!(event_ids = %logged, attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
-                } else {
-                    tracing::info!(event_ids = %logged, dest = %dest.label(), "printed the Slack payload (dry run, nothing posted)");
-                }
-                let _ = self.activity.send(Activity::Delivered { event_ids: ids });
-            }
-            Outcome::RateLimited(_) | Outcome::Transient(_) => {
-                state.failures += 1;
-                let (wait, err) = match outcome {
-                    // Retry-After is a floor; repeated 429s back off above it (capped), so a
-                    // destination that only ever answers 429 is not asked once a second
-                    // forever, and its events age towards --max-age like any failure.
-                    Outcome::RateLimited(after) => (
-                        after.max(backoff(
-                            self.opts.retry_initial.max(after),
-                            state.failures,
-                            self.opts.retry_max.max(after),
-                        )),
-                        format!("rate limited (429, Retry-After {} s)", after.as_secs()),
-                    ),
-                    Outcome::Transient(err) => (
-                        backoff(self.opts.retry_initial, state.failures, self.opts.retry_max),
-                        err,
-                    ),
-                    _ => unreachable!("matched above"),
-                };
-                state.next_allowed = now + wait;
-                let since = self.opts.clock.steady_secs();
-                self.note_health(dest, |h| {
-                    h.failing_since.get_or_insert(since);
-                    h.error = Some(err.clone());
-                    if batch
-                        .iter()
-                        .any(|q| q.event.received_at < since - self.opts.max_age.as_secs() as i64)
-                    {
-                        h.dead += 1;
-                    }
-                });
-                let oldest_allowed =
-                    self.opts.clock.steady_secs() - self.opts.max_age.as_secs() as i64;
-                let (expired, retry): (Vec<&Queued>, Vec<&Queued>) = batch
-                    .iter()
-                    .partition(|q| q.event.received_at < oldest_allowed);
-                if !expired.is_empty() {
-                    let e: Vec<String> = expired.iter().map(|q| q.event.event_id.clone()).collect();
-                    ledger.marks.push(Mark::Dead(
-                        expired.iter().map(|q| q.seq).collect(),
-                        format!("gave up after max age: {err}"),
-                    ));
-                    count(&self.metrics.dead_lettered, e.len());
-                    tracing::error!(event_ids = %some(&e), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
-                    let _ = self.activity.send(Activity::DeadLettered {
-                        event_ids: e,
-                        error: err.clone(),
-                    });
-                }
-                if !retry.is_empty() {
-                    let r: Vec<String> = retry.iter().map(|q| q.event.event_id.clone()).collect();
-                    ledger.marks.push(Mark::Retry(
-                        retry.iter().map(|q| q.seq).collect(),
-                        self.opts.clock.steady_ms() + wait.as_millis() as i64,
-                        err.clone(),
-                    ));
-                    count(&self.metrics.retried, r.len());
-                    tracing::warn!(event_ids = %some(&r), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack failed; will retry");
-                    let _ = self.activity.send(Activity::Retrying {
-                        event_ids: r,
-                        error: err,
-                        wait,
-                    });
-                }
-            }
-            Outcome::Rejected(err) if summary.is_some() => {
-                // Slack refused a summary (it should fit every limit): list instead.
-                state.next_allowed = now + self.opts.pace;
-                ledger.no_summaries = true;
-                ledger
-                    .marks
-                    .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
-                tracing::error!(events = n, dest = %dest.label(), error = %err, "Slack refused a summary; listing the backlog instead");
-            }
-            Outcome::Rejected(err) if n > 1 => {
-                // The digest itself may be what Slack refused: send its events one by one.
-                state.next_allowed = now + self.opts.pace;
-                ledger.solo.extend(seqs.iter().copied());
-                ledger
-                    .marks
-                    .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
-                tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
-            }
-            Outcome::Rejected(err) | Outcome::Permanent(err) => {
-                self.note_health(dest, |h| {
-                    h.dead += n as u64;
-                    h.error = Some(err.clone());
-                });
-                state.next_allowed = now + self.opts.pace;
-                ledger.marks.push(Mark::Dead(seqs, err.clone()));
-                count(&self.metrics.dead_lettered, n);
-                tracing::error!(event_ids = %logged, attempt, dest = %dest.label(), error = %err, "Slack refused the message; dead-lettered (see `vslack queue`)");
-                let _ = self.activity.send(Activity::DeadLettered {
-                    event_ids: ids,
-                    error: err,
-                });
-            }
-        }
+        let sent = Sent {
+            dest,
+            batch,
+            summary: summary.is_some(),
+            seqs,
+            ids,
+            logged,
+            attempt,
+            latency,
+        };
+        self.outcome(sent, outcome, state, ledger);
     }
 }

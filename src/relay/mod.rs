@@ -16,6 +16,7 @@ pub mod incidents;
 mod ledger;
 pub mod message;
 pub mod metrics;
+mod outcome;
 mod parked;
 pub mod server;
 pub mod slack;
