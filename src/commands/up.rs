@@ -188,11 +188,16 @@ impl Session {
             "relay     listening on http://127.0.0.1:{port}{path}"
         ));
 
+        let beat = super::serve::heartbeat(&args.serve, &ctx.config()?)?;
         if !args.no_test {
             tokio::select! {
                 r = test_round_trip(client, id, &mut activity) => {
                     r?;
                     say("test      Vast.ai's test event was verified, stored and accepted by Slack: all links work");
+                    // That was a heartbeat too: the next is due an interval from now.
+                    if let Some((every, _)) = beat {
+                        relay.control().incidents().heartbeat(true, every);
+                    }
                 }
                 _ = shutdown.recv() => return Ok(crate::exit::OK),
             }
@@ -200,9 +205,11 @@ impl Session {
         self.ready = true;
         say("ready     waiting for events (Ctrl-C to stop)");
         let reload = super::reload::watch(ctx, &args.serve, relay);
+        let beating = super::heartbeat::run(ctx, beat, relay);
         tokio::select! {
             o = watch(client, &mut self.tunnel, how, port, &join, id, &mut activity, shutdown) => o,
             _ = reload => Ok(crate::exit::OK),
+            _ = beating => Ok(crate::exit::OK),
         }
     }
 }
