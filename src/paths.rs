@@ -68,3 +68,17 @@ impl Paths {
         self.dry_run_dir().join("spool.sqlite3")
     }
 }
+
+/// A file's identity: a rewrite by rename changes the inode, and the times and size tell apart
+/// even two writes within the file system's timestamp resolution. `None` when it is missing.
+pub fn file_version(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "{:x}-{:x}.{:x}-{:x}",
+        m.ino(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.len()
+    ))
+}

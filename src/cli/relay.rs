@@ -99,6 +99,42 @@ pub struct ServeArgs {
     /// Alert when the oldest queued event has waited this long; 0s: never
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub alert_backlog_age: std::time::Duration,
+    /// Serve HTTPS with this certificate chain (PEM), re-read when it changes on disk (a
+    /// certbot renewal needs no restart) [default: the config's relay.tls_cert]
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_key",
+        conflicts_with = "domain",
+        help_heading = "HTTPS"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM; keep it 0600) [default: relay.tls_key]
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_cert",
+        help_heading = "HTTPS"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate for DOMAIN obtained and renewed automatically (ACME,
+    /// TLS-ALPN-01 on this listener: DNS must point here and port 443 be reachable; listen on
+    /// 0.0.0.0:443). Cached in the data directory, so restarts place no new order
+    /// [default: relay.domain]
+    #[arg(long, value_name = "DOMAIN", help_heading = "HTTPS")]
+    pub domain: Option<String>,
+    /// Contact address for the ACME account (expiry notices) [default: relay.acme_email]
+    #[arg(long, value_name = "EMAIL", help_heading = "HTTPS")]
+    pub acme_email: Option<String>,
+    /// ACME directory URL, e.g. Let's Encrypt staging
+    /// (https://acme-staging-v02.api.letsencrypt.org/directory) or a private CA [default: Let's
+    /// Encrypt, or relay.acme_directory]
+    #[arg(long, value_name = "URL", help_heading = "HTTPS")]
+    pub acme_directory: Option<String>,
+    /// Trust this CA (PEM) for the ACME directory's own HTTPS (a private CA) [default:
+    /// relay.acme_ca_file, else the public roots]
+    #[arg(long, value_name = "PEM", help_heading = "HTTPS")]
+    pub acme_ca_file: Option<PathBuf>,
 }
 
 /// `--heartbeat`: an interval, or off.

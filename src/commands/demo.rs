@@ -52,6 +52,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             spool: SpoolOptions::default(),
             log_payloads: false,
             alerts: Default::default(),
+            tls: None,
         },
     )
     .await?;

@@ -320,6 +320,7 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
         &crate::relay::incidents::Record::load(&crate::relay::incidents::record_path(
             &ctx.paths.spool_file(),
         )),
+        config.relay.heartbeat.as_deref(),
     );
     let failed = r.0.iter().any(|c| c.level == Level::Fail);
     if ctx.global.json {

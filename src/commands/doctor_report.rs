@@ -50,14 +50,20 @@ impl Report {
 
 /// The relay's own view (`incidents.json`): the last heartbeat, and each open incident as a
 /// failure with the relay's diagnosis as its fix.
-pub fn incidents(r: &mut Report, record: &crate::relay::incidents::Record) {
-    let line = super::status::heartbeat_line(record);
+pub fn incidents(
+    r: &mut Report,
+    record: &crate::relay::incidents::Record,
+    configured: Option<&str>,
+) {
+    let line = super::status::heartbeat_line(record, configured);
+    let configured = configured.is_some_and(|c| c != "off");
     let stale = match (record.heartbeat_every_secs, record.heartbeat_last_success) {
         (Some(every), Some(t)) => crate::relay::now_secs() - t > 2 * every as i64 + 600,
         (Some(_), None) => record.heartbeat_last_attempt.is_some(),
         (None, _) => false,
     };
     match (record.heartbeat_every_secs, stale) {
+        (None, _) if configured => r.ok("heartbeat", line),
         (None, _) => r.warn(
             "heartbeat",
             line,

@@ -10,6 +10,7 @@ mod queue;
 mod reload;
 mod send;
 mod serve;
+mod serve_tls;
 mod service;
 mod setup;
 mod status;

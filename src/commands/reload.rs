@@ -18,18 +18,9 @@ use crate::paths::Paths;
 use crate::relay::verify::Verifier;
 use crate::relay::{Control, Relay};
 
-/// The config file's identity: a rewrite (always by rename) changes the inode, and the times
-/// and size tell apart even two writes within the file system's timestamp resolution.
+/// The config file's identity (see `paths::file_version`).
 pub fn config_version(path: &std::path::Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(format!(
-        "{:x}-{:x}.{:x}-{:x}",
-        m.ino(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.len()
-    ))
+    crate::paths::file_version(path)
 }
 
 /// Where the relay's Slack URL comes from (see `serve::slack_url`).

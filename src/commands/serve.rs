@@ -288,6 +288,7 @@ fn build_options(
             backlog_age: args.alert_backlog_age,
             rotate_hint: rotate_hint(config),
         },
+        tls: super::serve_tls::source(ctx, args, config)?,
     })
 }
 
@@ -341,6 +342,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let addr = listen_addr(args.listen.as_deref(), &config)?;
     let listener = crate::listen::bind(addr).await?;
     let path = opts.path.clone();
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let keys: Vec<String> = opts
         .verifier
         .keys()
@@ -357,10 +359,10 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         dead_letters = stats.dead,
         "relay ready"
     );
-    ctx.note(format!("listening on http://{}{path}", relay.addr));
+    ctx.note(format!("listening on {scheme}://{}{path}", relay.addr));
     if ctx.global.json {
         crate::output::json(
-            &serde_json::json!({"listening": format!("http://{}{path}", relay.addr)}),
+            &serde_json::json!({"listening": format!("{scheme}://{}{path}", relay.addr)}),
         )?;
     }
     let watching = super::reload::watch(ctx, &args, &relay);

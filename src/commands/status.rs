@@ -109,7 +109,10 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
     if let Some(u) = &config.relay.public_url {
         println!("public url    {}", crate::config::shown_safely(u));
     }
-    println!("heartbeat     {}", heartbeat_line(&record));
+    println!(
+        "heartbeat     {}",
+        heartbeat_line(&record, config.relay.heartbeat.as_deref())
+    );
     if record.open.is_empty() {
         println!("incidents     none open");
     }
@@ -124,8 +127,8 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The last heartbeat, for a person.
-pub fn heartbeat_line(r: &crate::relay::incidents::Record) -> String {
+/// The last heartbeat, for a person; `configured` is the config's `relay.heartbeat`.
+pub fn heartbeat_line(r: &crate::relay::incidents::Record, configured: Option<&str>) -> String {
     let ago = |t: i64| {
         let secs = (crate::relay::now_secs() - t).max(0) as u64;
         format!(
@@ -135,7 +138,12 @@ pub fn heartbeat_line(r: &crate::relay::incidents::Record) -> String {
         )
     };
     match (r.heartbeat_every_secs, r.heartbeat_last_success) {
-        (None, _) => "off (`vslack serve --heartbeat 6h`, or `vslack setup`)".into(),
+        (None, _) => match configured.filter(|c| *c != "off") {
+            Some(every) => {
+                format!("every {every} (configured), none sent yet: the relay has not run it")
+            }
+            None => "off (`vslack serve --heartbeat 6h`, or `vslack setup`)".into(),
+        },
         (Some(every), Some(t)) => format!(
             "every {}, last arrived {}",
             humantime::format_duration(std::time::Duration::from_secs(every)),

@@ -82,31 +82,23 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let drain = app.limits.drain_timeout;
-        let (app, conns) = (app.clone(), conns.clone());
-        let id = ticket.id();
-        let conn = builder.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |req| {
-                let busy = conns.busy(id);
-                let app = app.clone();
-                async move {
-                    let r = handle(app, req).await;
-                    drop(busy);
-                    r
-                }
-            }),
-        );
+        let (app, conns, builder) = (app.clone(), conns.clone(), builder.clone());
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = ticket.close.notified() => {}
+            let Some(tls) = app.tls.clone() else {
+                return run(builder, TokioIo::new(stream), app, conns, ticket).await;
+            };
+            // The handshake is bounded like a request's headers, and gives way at the cap.
+            let handshake = tokio::time::timeout(app.limits.header_timeout, tls.accept(stream));
+            let stream = tokio::select! {
+                r = handshake => r,
+                _ = ticket.close.notified() => return,
+            };
+            match stream {
+                Ok(Ok(Some(s))) => run(builder, TokioIo::new(s), app, conns, ticket).await,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
             }
-            // Idle: ends at once. A request already read: finishes, then the connection ends.
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(drain, conn).await;
-            drop(ticket);
         });
     }
     drop(listener);
@@ -116,4 +108,39 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     if !conns.drained(app.limits.drain_timeout).await {
         tracing::warn!("requests still in flight after the drain timeout; closing them");
     }
+}
+
+/// Serve one connection (plain or TLS) until it ends, or until it is asked to close: then an
+/// idle one ends at once, and a request already read finishes first.
+async fn run<I>(
+    builder: http1::Builder,
+    io: I,
+    app: Arc<App>,
+    conns: Arc<Conns>,
+    ticket: super::conns::Ticket,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let drain = app.limits.drain_timeout;
+    let id = ticket.id();
+    let conn = builder.serve_connection(
+        io,
+        service_fn(move |req| {
+            let busy = conns.busy(id);
+            let app = app.clone();
+            async move {
+                let r = handle(app, req).await;
+                drop(busy);
+                r
+            }
+        }),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = ticket.close.notified() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(drain, conn).await;
+    drop(ticket);
 }

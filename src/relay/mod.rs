@@ -3,6 +3,7 @@
 //! ([`metrics`]). [`Relay::start`] wires them together; `serve`, `up` and `demo` all use it.
 
 mod accept;
+pub mod acme;
 pub mod backlog;
 pub mod clock;
 mod conns;
@@ -21,6 +22,7 @@ mod parked;
 pub mod server;
 pub mod slack;
 pub mod spool;
+pub mod tls;
 pub mod verify;
 pub mod watchdog;
 
@@ -123,6 +125,8 @@ pub struct RelayOptions {
     pub log_payloads: bool,
     /// When the relay alerts about its own pipeline (see `watchdog`).
     pub alerts: watchdog::AlertOptions,
+    /// HTTPS: where the certificate comes from (`None`: plain HTTP).
+    pub tls: Option<tls::TlsSource>,
 }
 
 /// Changes what a running relay uses, from anywhere (the reload loop, the request handler):
@@ -247,6 +251,10 @@ impl Relay {
             tracing::info!(events = rescheduled, "retrying queued events now");
         }
         let addr = listener.local_addr()?;
+        let tls = match &opts.tls {
+            Some(source) => Some(Arc::new(tls::Tls::start(source).await?)),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::default());
         let clock = opts.forward.clock.clone();
         let incidents = incidents::Incidents::new(&opts.spool_path, spool.clone(), clock.clone());
@@ -266,6 +274,7 @@ impl Relay {
             reread_secrets: Default::default(),
             incidents: incidents.clone(),
             gate: Default::default(),
+            tls,
         });
         tokio::spawn(
             watchdog::Watchdog {

@@ -81,6 +81,8 @@ pub struct App {
     pub incidents: Arc<super::incidents::Incidents>,
     /// Tells the heartbeat's test events from a person's (see `gate`).
     pub gate: super::gate::Gate,
+    /// HTTPS (see `tls`); plain HTTP when `None`.
+    pub tls: Option<Arc<super::tls::Tls>>,
 }
 
 type Resp = Response<Full<Bytes>>;

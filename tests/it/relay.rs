@@ -163,6 +163,7 @@ pub async fn start(slack_url: &str, tweak: impl FnOnce(&mut RelayOptions)) -> Ha
         spool: SpoolOptions::default(),
         log_payloads: false,
         alerts: Default::default(),
+        tls: None,
     };
     tweak(&mut opts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,65 @@
+//! `serve`'s HTTPS settings: certificate files (`--tls-cert`/`--tls-key`, else `relay.tls_cert`
+//! and `relay.tls_key`) or ACME (`--domain`, else `relay.domain`), checked before the relay
+//! starts.
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::relay::acme::{AcmeOptions, LETS_ENCRYPT};
+use crate::relay::tls::TlsSource;
+
+/// Where the certificate comes from, or `None` for plain HTTP.
+pub fn source(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<Option<TlsSource>> {
+    let r = &config.relay;
+    let files = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ if args.domain.is_some() => None,
+        _ => match (&r.tls_cert, &r.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(crate::exit::usage(
+                    "the config sets only one of relay.tls_cert and relay.tls_key: set both, or neither",
+                ))
+            }
+        },
+    };
+    let domain = args.domain.clone().or_else(|| r.domain.clone());
+    match (files, domain) {
+        (Some(_), Some(_)) if args.domain.is_none() && args.tls_cert.is_none() => Err(crate::exit::usage(
+            "the config sets both relay.domain and relay.tls_cert: choose automatic certificates or certificate files",
+        )),
+        (Some((cert, key)), _) => {
+            // Checked now, so a bad pair is named before anything listens.
+            crate::relay::tls::read_pair(&cert, &key)?;
+            Ok(Some(TlsSource::Files { cert, key }))
+        }
+        (None, Some(domain)) => {
+            let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            let ok = !domain.is_empty()
+                && domain.parse::<std::net::IpAddr>().is_err()
+                && domain.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !ok {
+                return Err(crate::exit::usage(format!(
+                    "--domain {domain:?} is not a DNS name: give the host name the relay is reached at, like relay.example.com"
+                )));
+            }
+            Ok(Some(TlsSource::Acme(AcmeOptions {
+                domains: vec![domain],
+                email: args.acme_email.clone().or_else(|| r.acme_email.clone()),
+                directory: args
+                    .acme_directory
+                    .clone()
+                    .or_else(|| r.acme_directory.clone())
+                    .unwrap_or_else(|| LETS_ENCRYPT.into()),
+                ca_file: args.acme_ca_file.clone().or_else(|| r.acme_ca_file.clone()),
+                cache_dir: ctx.paths.data_dir.join("acme"),
+            })))
+        }
+        (None, None) => Ok(None),
+    }
+}
