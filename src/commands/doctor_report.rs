@@ -76,7 +76,7 @@ pub fn incidents(
         ),
         (Some(_), false) => r.ok("heartbeat", line),
     }
-    for i in &record.open {
+    for i in record.current() {
         r.fail(
             "incident",
             format!(

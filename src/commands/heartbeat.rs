@@ -19,19 +19,26 @@ const RETRY_FAILING: Duration = Duration::from_secs(600);
 /// Vast.ai unreachable this many heartbeats in a row opens an incident.
 const UNREACHABLE_BEATS: u32 = 3;
 
-/// What one test found wrong: an incident (key, title, detail) or a passing trouble.
+/// What one test found wrong: an incident (key, title, detail), a passing trouble, or
+/// nothing to test at all.
 enum Failure {
     Incident(&'static str, String, String),
     Transient(String),
+    NothingToTest,
 }
 
 /// Run the heartbeat until the process stops (forever when it is off).
 pub async fn run(ctx: &Ctx, settings: Option<(Duration, Duration)>, relay: &Relay) {
-    let Some((every, timeout)) = settings else {
-        return std::future::pending().await;
-    };
     let control = relay.control();
     let incidents = control.incidents();
+    let Some((every, timeout)) = settings else {
+        // Off: what an earlier run left open cannot clear by itself.
+        incidents.heartbeat(false, None).await;
+        incidents
+            .resolve("heartbeat", "The heartbeat was turned off")
+            .await;
+        return std::future::pending().await;
+    };
     let record = incidents.record();
     // A restart does not ask Vast.ai again before the interval is up, unless something is
     // wrong (an incident open) or it never succeeded.
@@ -39,7 +46,7 @@ pub async fn run(ctx: &Ctx, settings: Option<(Duration, Duration)>, relay: &Rela
         .heartbeat_last_success
         .map(|t| (crate::relay::now_secs() - t).max(0) as u64);
     let first = match since {
-        Some(s) if record.open.is_empty() && s < every.as_secs() => {
+        Some(s) if record.current().next().is_none() && s < every.as_secs() => {
             Duration::from_secs(every.as_secs() - s)
         }
         _ => Duration::from_secs(2),
@@ -47,13 +54,22 @@ pub async fn run(ctx: &Ctx, settings: Option<(Duration, Duration)>, relay: &Rela
     tracing::info!(every = %humantime::format_duration(every), first_in = %humantime::format_duration(first), "heartbeat on");
     let mut next = Instant::now() + first;
     let mut unreachable = 0;
+    let mut said_nothing = false;
     loop {
         tokio::time::sleep_until(next.into()).await;
-        incidents.heartbeat(false, every);
+        incidents.heartbeat(false, Some(every)).await;
         let wait = match beat(ctx, &control, timeout).await {
+            Err(Failure::NothingToTest) => {
+                if !said_nothing {
+                    tracing::warn!("heartbeat: no webhook is stored on this machine (only VAST_WEBHOOK_SECRET?), so there is nothing to test; `vslack webhook create` stores one");
+                    said_nothing = true;
+                }
+                every
+            }
             Ok(()) => {
                 unreachable = 0;
-                incidents.heartbeat(true, every);
+                said_nothing = false;
+                incidents.heartbeat(true, Some(every)).await;
                 incidents
                     .resolve(
                         "heartbeat",
@@ -100,8 +116,7 @@ async fn beat(ctx: &Ctx, control: &Control, timeout: Duration) -> Result<(), Fai
         .filter_map(|k| k.parse().ok())
         .collect();
     if ids.is_empty() {
-        tracing::warn!("heartbeat: no webhook is stored on this machine (only VAST_WEBHOOK_SECRET?): nothing to test; `vslack webhook create` stores one");
-        return Ok(());
+        return Err(Failure::NothingToTest);
     }
     let client = ctx.client(&config).map_err(|e| {
         Failure::Incident(
@@ -147,16 +162,28 @@ async fn test_one(
             return Err(Failure::Transient(e.to_string()));
         }
     };
-    let arrived = match refused {
-        None => tokio::time::timeout(timeout, arrivals.changed())
-            .await
-            .is_ok(),
-        // Vast.ai says the delivery failed: it has given up on it.
-        Some(_) => arrivals.has_changed().unwrap_or(false),
+    // Only this webhook's test event counts (verified with its secret, current or previous).
+    // The window stays open past the wait, so a late one is still recorded, not posted.
+    let key = format!("webhook {id}");
+    let arrived = async {
+        while arrivals.changed().await.is_ok() {
+            let k = control.heartbeat_key();
+            if k == key || k.starts_with(&format!("{key} ")) {
+                return true;
+            }
+        }
+        false
     };
-    control.close_heartbeat();
+    let arrived = match refused {
+        None => tokio::time::timeout(timeout, arrived)
+            .await
+            .unwrap_or(false),
+        // Vast.ai says the delivery failed: it has given up on it (test events are not
+        // retried).
+        Some(_) => false,
+    };
     if arrived {
-        tracing::info!(webhook = id, key = %control.heartbeat_key(), "heartbeat: the test event arrived");
+        tracing::info!(webhook = id, "heartbeat: the test event arrived");
         return Ok(());
     }
     Err(diagnose(client, control, config, id, before, refused, timeout).await)
@@ -202,7 +229,8 @@ async fn diagnose(
     let Some(hook) = hooks.iter().find(|h| h.id == id) else {
         return deleted(id, config);
     };
-    let url = crate::output::printable(&hook.webhook_url).into_owned();
+    // A URL may carry credentials: shown without them, like everywhere else.
+    let url = crate::config::shown_safely(&crate::output::printable(&hook.webhook_url));
     let why = refused
         .map(|m| format!(": Vast.ai says {}", crate::output::printable(&m)))
         .unwrap_or_else(|| {
@@ -211,8 +239,9 @@ async fn diagnose(
                 humantime::format_duration(timeout)
             )
         });
-    if let Some(public) = config.relay.public_url.as_deref() {
-        if !same_url(&hook.webhook_url, public) {
+    if let Some(public_raw) = config.relay.public_url.as_deref() {
+        let public = crate::config::shown_safely(public_raw);
+        if !same_url(&hook.webhook_url, public_raw) {
             return Failure::Incident(
                 "heartbeat",
                 format!("Vast.ai webhook {id} points elsewhere"),
@@ -231,7 +260,8 @@ fn deleted(id: i64, config: &Config) -> Failure {
     let url = config
         .relay
         .public_url
-        .clone()
+        .as_deref()
+        .map(crate::config::shown_safely)
         .unwrap_or_else(|| "https://YOUR-RELAY/".into());
     Failure::Incident(
         "heartbeat",

@@ -52,7 +52,7 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
             "last_success": record.heartbeat_last_success,
             "last_attempt": record.heartbeat_last_attempt,
         },
-        "incidents": record.open.iter().map(|i| json!({
+        "incidents": record.current().map(|i| json!({
             "key": i.key, "title": i.title, "detail": i.detail, "since": i.since,
         })).collect::<Vec<_>>(),
     });
@@ -113,10 +113,10 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "heartbeat     {}",
         heartbeat_line(&record, config.relay.heartbeat.as_deref())
     );
-    if record.open.is_empty() {
+    if record.current().next().is_none() {
         println!("incidents     none open");
     }
-    for i in &record.open {
+    for i in record.current() {
         println!(
             "incident      {} (since {}): {}",
             i.title,

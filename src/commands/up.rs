@@ -196,7 +196,7 @@ impl Session {
                     say("test      Vast.ai's test event was verified, stored and accepted by Slack: all links work");
                     // That was a heartbeat too: the next is due an interval from now.
                     if let Some((every, _)) = beat {
-                        relay.control().incidents().heartbeat(true, every);
+                        relay.control().incidents().heartbeat(true, Some(every)).await;
                     }
                 }
                 _ = shutdown.recv() => return Ok(crate::exit::OK),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
 use super::backlog;
-use super::ledger::{Ledger, Mark};
+use super::ledger::Ledger;
 use super::message::{render_batch, render_summary};
 use super::metrics::Metrics;
 use super::slack::{Outcome, SlackClient};
@@ -196,17 +196,15 @@ impl Forwarder {
             urgent,
             heartbeats,
             held,
-        } = Groups::of(dests, due, alerts, |d| {
-            health
-                .get(d)
-                .is_some_and(|h| h.delivered && h.dead == 0 && h.failing_since.is_none())
-        });
+        } = Groups::of(dests, due, alerts, &health);
         if !heartbeats.is_empty() {
-            tracing::info!(
-                events = heartbeats.len(),
-                "heartbeat test event recorded (not posted)"
-            );
-            ledger.marks.push(Mark::Delivered(heartbeats));
+            // Recorded (their ids remembered, state `dropped`), never posted, and not counted
+            // as deliveries.
+            let n = heartbeats.len();
+            match self.spool.remove(heartbeats).await {
+                Ok(_) => tracing::info!(events = n, "heartbeat test event recorded (not posted)"),
+                Err(e) => tracing::warn!(error = %e, "cannot record the heartbeat test event yet"),
+            }
         }
         if held > 0 {
             tracing::debug!(

@@ -5,8 +5,11 @@
 
 use std::collections::HashSet;
 
+use std::collections::HashMap;
+
 use super::destination::{route_event, Destination};
 use super::spool::Queued;
+use super::watchdog::DestHealth;
 
 pub struct Groups {
     /// By destination index.
@@ -19,13 +22,13 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// `due` in arrival order; `alerts` are the due alerts (also possibly in `due`). `healthy`
-    /// tells (by digest) a destination that delivered since its trouble.
+    /// `due` in arrival order; `alerts` are the due alerts (also possibly in `due`); `health`
+    /// is how each destination (by digest) is doing.
     pub fn of(
         dests: &[Destination],
         due: Vec<Queued>,
         alerts: Vec<Queued>,
-        healthy: impl Fn(&str) -> bool,
+        health: &HashMap<String, DestHealth>,
     ) -> Groups {
         let mut g = Groups {
             groups: vec![Vec::new(); dests.len()],
@@ -33,14 +36,34 @@ impl Groups {
             heartbeats: Vec::new(),
             held: 0,
         };
-        // An alert goes where it may; when nowhere, it waits for an avoided destination to
-        // deliver again (then it goes there, late but not lost).
+        let failing: Vec<String> = health
+            .iter()
+            .filter(|(_, h)| h.failing_since.is_some() || h.dead > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let healthy = |d: &String| {
+            health
+                .get(d)
+                .is_some_and(|h| h.delivered && h.dead == 0 && h.failing_since.is_none())
+        };
+        // An alert avoids what it names and whatever fails now; when that leaves nowhere, it
+        // waits for a destination it avoids to deliver again (then goes there, late but not
+        // lost).
         let route = |q: &Queued| {
-            route_event(dests, &q.event).or_else(|| {
-                let mut e = q.event.clone();
-                e.alert.as_mut()?.avoid.retain(|d| !healthy(d));
-                route_event(dests, &e)
-            })
+            let Some(a) = &q.event.alert else {
+                return route_event(dests, &q.event);
+            };
+            let mut e = q.event.clone();
+            let mut avoid: Vec<String> = a.avoid.iter().chain(&failing).cloned().collect();
+            if let Some(i) = route_event(dests, &{
+                e.alert.as_mut().expect("an alert").avoid = avoid.clone();
+                e.clone()
+            }) {
+                return Some(i);
+            }
+            avoid.retain(|d| !healthy(d));
+            e.alert.as_mut().expect("an alert").avoid = avoid;
+            route_event(dests, &e)
         };
         let alert_seqs: HashSet<i64> = alerts.iter().map(|q| q.seq).collect();
         for q in alerts {

@@ -7,8 +7,11 @@
 //! - an alert is an event in the store like any other (paced, retried, dead-lettered, listed by
 //!   `vslack queue`), whose id is made from the incident and when it started, so queueing it
 //!   again after a restart is a duplicate and posts nothing;
-//! - the recovery message is queued before the incident leaves the file, under an id of its
-//!   own made the same way.
+//! - the incident is marked `alerted` once its alert is stored, so it is never queued again
+//!   (even after the retention window forgot the alert's id);
+//! - a resolved incident stays in the file, marked `resolved`, until its recovery message is
+//!   stored under an id of its own made the same way; one resolved before its alert was
+//!   stored needs neither.
 //!
 //! The forwarder sends alerts ahead of the backlog, and never to a destination they avoid (see
 //! `destination::carrier`).
@@ -26,7 +29,7 @@ use super::spool::Spool;
 pub const ALERT: &str = "vslack_alert";
 pub const RECOVERED: &str = "vslack_recovered";
 
-/// One open incident.
+/// One incident: open, or resolved with its recovery message not yet queued.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     /// `heartbeat`, `bad_signature`, `stale_timestamp`, `backlog`, `destination:<digest>`.
@@ -40,11 +43,19 @@ pub struct Incident {
     /// Destinations the alert must not go to (failing ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub avoid: Vec<String>,
+    /// Its alert is in the store (so a restart, even after the retention window forgot the
+    /// alert's id, does not queue it again).
+    #[serde(default)]
+    pub alerted: bool,
+    /// Resolved (the note, and when): kept until the recovery message is in the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<(String, i64)>,
 }
 
 /// What `incidents.json` holds (also read by `status` and `doctor`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// Incidents open, or resolved with their recovery not yet queued.
     #[serde(default)]
     pub open: Vec<Incident>,
     /// When a heartbeat's test event last arrived (Unix seconds).
@@ -53,7 +64,7 @@ pub struct Record {
     /// When the last heartbeat was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_last_attempt: Option<i64>,
-    /// The heartbeat interval of the relay that wrote this.
+    /// The heartbeat interval of the relay that wrote this (`None`: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_every_secs: Option<u64>,
 }
@@ -69,6 +80,11 @@ impl Record {
             Err(_) => Record::default(),
         }
     }
+
+    /// The incidents still open (not resolved).
+    pub fn current(&self) -> impl Iterator<Item = &Incident> {
+        self.open.iter().filter(|i| i.resolved.is_none())
+    }
 }
 
 /// Where the incident record of the store at `spool_path` lives.
@@ -79,25 +95,25 @@ pub fn record_path(spool_path: &Path) -> PathBuf {
 /// The relay's incidents: opened and resolved by the watchdog and the heartbeat.
 pub struct Incidents {
     path: PathBuf,
-    record: Mutex<Record>,
-    /// Alerts and recoveries not yet stored (the store refused; retried by `flush`), and
-    /// whether the record must be written once they are.
-    outbox: Mutex<(Vec<Event>, bool)>,
+    record: Arc<Mutex<Record>>,
+    /// One flush at a time, so an alert is always stored before its recovery.
+    flushing: tokio::sync::Mutex<()>,
+    /// One file write at a time, each of the newest record.
+    writing: Arc<Mutex<()>>,
     spool: Spool,
     clock: Arc<Clock>,
 }
 
 impl Incidents {
-    /// Load the record; the alert of every open incident is queued again (a duplicate unless
-    /// the relay stopped before it was stored).
+    /// Load the record (what is not yet stored is queued at the first `flush`).
     pub fn new(spool_path: &Path, spool: Spool, clock: Arc<Clock>) -> Arc<Incidents> {
         let path = record_path(spool_path);
         let record = Record::load(&path);
-        let alerts = record.open.iter().map(|i| alert_event(i, &clock)).collect();
         Arc::new(Incidents {
             path,
-            record: Mutex::new(record),
-            outbox: Mutex::new((alerts, false)),
+            record: Arc::new(Mutex::new(record)),
+            flushing: Default::default(),
+            writing: Default::default(),
             spool,
             clock,
         })
@@ -107,109 +123,151 @@ impl Incidents {
         self.record.lock().expect("incident lock").clone()
     }
 
-    pub fn is_open(&self, key: &str) -> bool {
-        self.record().open.iter().any(|i| i.key == key)
+    /// The open incidents (what `/health` and `/metrics` show).
+    pub fn current(&self) -> Vec<Incident> {
+        self.record().current().cloned().collect()
     }
 
-    /// Open an incident unless one with this key is open; true when it is new.
+    pub fn is_open(&self, key: &str) -> bool {
+        self.record().current().any(|i| i.key == key)
+    }
+
+    /// Open an incident unless one with this key is open; true when it is new. The record is
+    /// written before the alert is queued.
     pub async fn open(&self, key: &str, title: &str, detail: &str, avoid: Vec<String>) -> bool {
-        let incident = Incident {
-            key: key.to_owned(),
-            title: title.to_owned(),
-            detail: detail.to_owned(),
-            since: self.clock.wall_secs(),
-            avoid,
-        };
         {
             let mut r = self.record.lock().expect("incident lock");
-            if r.open.iter().any(|i| i.key == key) {
+            if r.current().any(|i| i.key == key) {
                 return false;
             }
-            r.open.push(incident.clone());
-            self.save(&r);
+            r.open.push(Incident {
+                key: key.to_owned(),
+                title: title.to_owned(),
+                detail: detail.to_owned(),
+                since: self.clock.wall_secs(),
+                avoid,
+                alerted: false,
+                resolved: None,
+            });
         }
         tracing::error!(incident = key, detail, "{title}");
-        self.outbox
-            .lock()
-            .expect("outbox lock")
-            .0
-            .push(alert_event(&incident, &self.clock));
+        self.save().await;
         self.flush().await;
         true
     }
 
     /// Clear an open incident with a recovery message saying `note`; true when one was open.
     pub async fn resolve(&self, key: &str, note: &str) -> bool {
-        let incident = {
+        let now = self.clock.wall_secs();
+        let title = {
             let mut r = self.record.lock().expect("incident lock");
-            let Some(at) = r.open.iter().position(|i| i.key == key) else {
+            let Some(i) = r
+                .open
+                .iter_mut()
+                .find(|i| i.key == key && i.resolved.is_none())
+            else {
                 return false;
             };
-            r.open.remove(at)
+            i.resolved = Some((note.to_owned(), now));
+            i.title.clone()
         };
-        let lasted = (self.clock.wall_secs() - incident.since).max(0) as u64;
-        tracing::info!(
-            incident = key,
-            lasted_secs = lasted,
-            "resolved: {}",
-            incident.title
-        );
-        {
-            let mut out = self.outbox.lock().expect("outbox lock");
-            out.0
-                .push(recovery_event(&incident, note, lasted, &self.clock));
-            out.1 = true;
-        }
+        tracing::info!(incident = key, "resolved: {title}");
+        self.save().await;
         self.flush().await;
         true
     }
 
-    /// Store what is waiting in the outbox; then write the record if a recovery asked for it
-    /// (so a crash before the recovery is stored leaves the incident open, to clear again).
+    /// Queue what the record says is not yet stored: alerts, then recoveries (an incident
+    /// resolved before its alert was stored needs neither). Retried by the watchdog.
     pub async fn flush(&self) {
-        let (events, save) = {
-            let mut out = self.outbox.lock().expect("outbox lock");
-            (std::mem::take(&mut out.0), std::mem::take(&mut out.1))
-        };
-        let mut left = Vec::new();
-        for e in events {
-            if !left.is_empty() {
-                left.push(e);
+        let _one = self.flushing.lock().await;
+        let todo = self.record();
+        let mut changed = false;
+        for i in &todo.open {
+            let (id, since) = (i.key.clone(), i.since);
+            let same = |x: &Incident| x.key == id && x.since == since;
+            if i.resolved.is_some() && !i.alerted {
+                self.record
+                    .lock()
+                    .expect("incident lock")
+                    .open
+                    .retain(|x| !same(x));
+                changed = true;
                 continue;
             }
-            let body = serde_json::to_vec(&e).unwrap_or_default();
-            if let Err(err) = self.spool.insert(e.clone(), body).await {
+            if !i.alerted {
+                if !self.store(alert_event(i, &self.clock)).await {
+                    break;
+                }
+                if let Some(x) = self
+                    .record
+                    .lock()
+                    .expect("incident lock")
+                    .open
+                    .iter_mut()
+                    .find(|x| same(x))
+                {
+                    x.alerted = true;
+                }
+                changed = true;
+            }
+            if let Some((note, at)) = &i.resolved {
+                if !self.store(recovery_event(i, note, *at, &self.clock)).await {
+                    break;
+                }
+                self.record
+                    .lock()
+                    .expect("incident lock")
+                    .open
+                    .retain(|x| !same(x));
+                changed = true;
+            }
+        }
+        if changed {
+            self.save().await;
+        }
+    }
+
+    async fn store(&self, e: Event) -> bool {
+        let body = serde_json::to_vec(&e).unwrap_or_default();
+        match self.spool.insert(e, body).await {
+            Ok(_) => true,
+            Err(err) => {
                 tracing::warn!(error = %err, "cannot queue an alert yet; retrying");
-                left.push(e);
+                false
             }
-        }
-        if left.is_empty() {
-            if save {
-                self.save(&self.record.lock().expect("incident lock"));
-            }
-        } else {
-            let mut out = self.outbox.lock().expect("outbox lock");
-            left.append(&mut out.0);
-            out.0 = left;
-            out.1 |= save;
         }
     }
 
-    /// Note a heartbeat sent (`ok` false) or one whose test event arrived (`ok` true).
-    pub fn heartbeat(&self, ok: bool, every: std::time::Duration) {
+    /// Note a heartbeat sent (`ok` false) or one whose test event arrived (`ok` true); with
+    /// `every` `None`, that the heartbeat is off.
+    pub async fn heartbeat(&self, ok: bool, every: Option<std::time::Duration>) {
         let now = self.clock.wall_secs();
-        let mut r = self.record.lock().expect("incident lock");
-        match ok {
-            true => r.heartbeat_last_success = Some(now),
-            false => r.heartbeat_last_attempt = Some(now),
+        {
+            let mut r = self.record.lock().expect("incident lock");
+            match (ok, every) {
+                (_, None) => {}
+                (true, _) => r.heartbeat_last_success = Some(now),
+                (false, _) => r.heartbeat_last_attempt = Some(now),
+            }
+            r.heartbeat_every_secs = every.map(|e| e.as_secs());
         }
-        r.heartbeat_every_secs = Some(every.as_secs());
-        self.save(&r);
+        self.save().await;
     }
 
-    fn save(&self, r: &Record) {
-        let bytes = serde_json::to_vec_pretty(r).unwrap_or_default();
-        if let Err(e) = crate::secret::write_private(&self.path, &bytes) {
+    /// Write the newest record (off the runtime's threads; one write at a time).
+    async fn save(&self) {
+        let (path, writing, record) =
+            (self.path.clone(), self.writing.clone(), self.record.clone());
+        let wrote = tokio::task::spawn_blocking(move || {
+            let _one = writing.lock().expect("write lock");
+            // Taken inside the write lock, so the last write is of the newest record.
+            let snapshot = record.lock().expect("incident lock").clone();
+            let bytes = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
+            crate::secret::write_private(&path, &bytes)
+        })
+        .await;
+        if let Ok(Err(e)) = wrote {
             tracing::warn!(error = %format!("{e:#}"), "cannot write the incident record");
         }
     }
@@ -218,16 +276,16 @@ impl Incidents {
     pub fn metrics(&self) -> String {
         use std::fmt::Write;
         let r = self.record();
+        let open: Vec<&Incident> = r.current().collect();
         let mut out = format!(
-            "# HELP vslack_incidents Open incidents (the relay's own alerts).\n# TYPE vslack_incidents gauge\nvslack_incidents {}\n",
-            r.open.len()
+            "# HELP vslack_incidents Open incidents (the relay's own alerts).\n# TYPE vslack_incidents gauge\nvslack_incidents {}\n# HELP vslack_incident_open_since_seconds When each open incident began.\n# TYPE vslack_incident_open_since_seconds gauge\n",
+            open.len()
         );
-        for i in &r.open {
-            let kind = i.key.split(':').next().unwrap_or_default();
+        for i in open {
             let _ = writeln!(
                 out,
-                "vslack_incident_open_since_seconds{{incident=\"{kind}\"}} {}",
-                i.since
+                "vslack_incident_open_since_seconds{{incident=\"{}\"}} {}",
+                i.key, i.since
             );
         }
         let _ = writeln!(
@@ -256,7 +314,8 @@ fn alert_event(i: &Incident, clock: &Clock) -> Event {
     }
 }
 
-fn recovery_event(i: &Incident, note: &str, lasted: u64, clock: &Clock) -> Event {
+fn recovery_event(i: &Incident, note: &str, at: i64, clock: &Clock) -> Event {
+    let lasted = (at - i.since).max(0) as u64;
     let lasted = humantime::format_duration(std::time::Duration::from_secs(lasted));
     Event {
         event_id: format!("vslack-resolved:{}:{}", i.key, i.since),
@@ -267,7 +326,7 @@ fn recovery_event(i: &Incident, note: &str, lasted: u64, clock: &Clock) -> Event
             crate::output::unix_time(i.since)
         )),
         user_id: None,
-        timestamp: Some(clock.wall_secs() as f64),
+        timestamp: Some(at as f64),
         received_at: clock.steady_secs(),
         context: None,
         alert: Some(AlertRoute {

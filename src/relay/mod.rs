@@ -200,8 +200,7 @@ impl Control {
     pub fn failing_destinations(&self) -> Vec<String> {
         self.app
             .incidents
-            .record()
-            .open
+            .current()
             .iter()
             .filter_map(|i| i.key.strip_prefix("destination:").map(str::to_owned))
             .collect()

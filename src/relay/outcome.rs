@@ -191,10 +191,14 @@ impl Forwarder {
                 tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
             }
             Outcome::Rejected(err) | Outcome::Permanent(err) => {
-                self.note_health(dest, |h| {
-                    h.dead += n as u64;
-                    h.error = Some(err.clone());
-                });
+                // An alert refused must not raise an alert about itself.
+                let counted = batch.iter().filter(|q| q.event.alert.is_none()).count();
+                if counted > 0 {
+                    self.note_health(dest, |h| {
+                        h.dead += counted as u64;
+                        h.error = Some(err.clone());
+                    });
+                }
                 state.next_allowed = now + self.opts.pace;
                 ledger.marks.push(Mark::Dead(seqs, err.clone()));
                 count(&self.metrics.dead_lettered, n);

@@ -1,13 +1,15 @@
 //! The watchdog: once a second it looks for the failures Vast.ai cannot report, and opens or
 //! clears an incident for each (see `incidents`):
 //! - `bad_signature`: `--alert-refused` deliveries within `--alert-window` whose signature no
-//!   held secret matches; cleared by the next verified delivery;
+//!   held secret matches; cleared by a verified delivery once no such refusal has come for a
+//!   quiet spell (the window, at most a minute), so one good webhook among bad ones does not
+//!   make it flap;
 //! - `stale_timestamp`: as many correctly signed deliveries refused as too old or too new,
 //!   i.e. this machine's clock is off; cleared likewise;
 //! - `destination:<digest>`: a destination failing for `--alert-failing-for`, or one that
 //!   dead-lettered an event; cleared by its next delivery; the alert avoids it;
-//! - `backlog`: the oldest queued event older than `--alert-backlog-age`; cleared when it is
-//!   not.
+//! - `backlog`: the oldest queued Vast.ai event older than `--alert-backlog-age`; cleared when
+//!   it is younger than half that.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
@@ -78,6 +80,7 @@ pub struct Watchdog {
 struct Burst {
     seen: u64,
     times: VecDeque<Instant>,
+    last: Option<Instant>,
 }
 
 impl Burst {
@@ -85,6 +88,7 @@ impl Burst {
         let now = Instant::now();
         for _ in self.seen..total {
             self.times.push_back(now);
+            self.last = Some(now);
         }
         self.seen = total;
         while self.times.front().is_some_and(|t| now - *t > window) {
@@ -96,6 +100,20 @@ impl Burst {
 
 impl Watchdog {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // What an earlier run left open, that this one does not look for, cannot clear.
+        if self.opts.refused == 0 {
+            for key in ["bad_signature", "stale_timestamp"] {
+                self.incidents
+                    .resolve(key, "This check was turned off")
+                    .await;
+            }
+        }
+        if self.opts.backlog_age.is_zero() {
+            self.incidents
+                .resolve("backlog", "This check was turned off")
+                .await;
+        }
+        let quiet = self.opts.window.min(Duration::from_secs(60));
         let (mut bad, mut stale) = (Burst::default(), Burst::default());
         bad.seen = self.metrics.received_count(Received::BadSignature);
         stale.seen = self.metrics.stale_signed.load(Relaxed);
@@ -148,7 +166,9 @@ impl Watchdog {
                     continue;
                 }
                 let at = *accepted_at.entry(key).or_insert(accepted);
-                if accepted > at {
+                let burst = if key == "bad_signature" { &bad } else { &stale };
+                let calm = burst.last.is_none_or(|t| t.elapsed() >= quiet);
+                if accepted > at && calm {
                     self.incidents
                         .resolve(key, "A signed delivery was accepted again")
                         .await;
@@ -180,6 +200,7 @@ impl Watchdog {
     }
 
     async fn destinations(&self, failing: &[(String, DestHealth)]) {
+        let avoid: Vec<String> = failing.iter().map(|f| f.0.clone()).collect();
         for (digest, h) in failing {
             let error = h.error.clone().unwrap_or_default();
             let mut detail = if h.dead > 0 {
@@ -197,20 +218,21 @@ impl Watchdog {
                     &format!("destination:{digest}"),
                     &title,
                     &detail,
-                    vec![digest.clone()],
+                    avoid.clone(),
                 )
                 .await;
         }
-        for i in self.incidents.record().open {
+        for i in self.incidents.current() {
             let Some(digest) = i.key.strip_prefix("destination:") else {
                 continue;
             };
-            let delivered = self
-                .health
-                .lock()
-                .expect("health lock")
-                .get(digest)
-                .map(|h| h.delivered);
+            let delivered = {
+                let health = self.health.lock().expect("health lock");
+                if health.is_empty() {
+                    continue; // the forwarder has not listed its destinations yet
+                }
+                health.get(digest).map(|h| h.delivered)
+            };
             let note = match delivered {
                 None => "It is no longer one of the relay's destinations",
                 Some(true) if !failing.iter().any(|f| f.0 == digest) => "It accepts messages again",
@@ -224,16 +246,20 @@ impl Watchdog {
         if self.opts.backlog_age.is_zero() {
             return;
         }
-        let (Ok(stats), Ok(oldest)) = (
-            self.spool.stats().await,
-            self.spool.oldest_event_pending().await,
-        ) else {
+        let limit = self.opts.backlog_age.as_secs();
+        let Ok(stats) = self.spool.stats().await else {
             return;
         };
-        let age = oldest
-            .map(|t| (self.clock.steady_secs() - t).max(0) as u64)
-            .unwrap_or(0);
-        let limit = self.opts.backlog_age.as_secs();
+        let age_of = |t: Option<i64>| t.map(|t| (self.clock.steady_secs() - t).max(0) as u64);
+        // The counted oldest includes the relay's own alerts; only when it is old is the
+        // oldest Vast.ai event looked up.
+        let mut age = age_of(stats.oldest_pending_at).unwrap_or(0);
+        if age >= limit / 2 {
+            let Ok(oldest) = self.spool.oldest_event_pending().await else {
+                return;
+            };
+            age = age_of(oldest).unwrap_or(0);
+        }
         if age >= limit {
             let detail = format!(
                 "The oldest of {} queued event(s) has waited {}: the relay is not getting them out (see `vslack status` and `vslack queue list`)",
@@ -251,7 +277,7 @@ impl Watchdog {
                     avoid,
                 )
                 .await;
-        } else {
+        } else if age < limit / 2 {
             self.incidents
                 .resolve("backlog", "The queue is moving again")
                 .await;

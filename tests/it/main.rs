@@ -16,6 +16,7 @@ mod prompts;
 mod relay;
 mod relay_process;
 mod reload;
+mod self_alerts;
 mod trial_fixes;
 mod up_safety;
 mod walkthrough;
