@@ -11,6 +11,7 @@ mod disk_full;
 mod doctor;
 mod exit_codes;
 mod flood;
+mod https;
 mod never_silent;
 mod prompts;
 mod relay;
