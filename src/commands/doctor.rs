@@ -226,6 +226,12 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
             }
         }
     }
+    super::doctor_tls::checks(
+        &mut r,
+        &config,
+        webhook.as_ref().map(|w| w.webhook_url.as_str()),
+    )
+    .await;
     match super::serve::slack_url(None, &config) {
         Ok(Some(url)) => {
             r.ok(

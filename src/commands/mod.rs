@@ -4,6 +4,7 @@ mod account;
 mod demo;
 mod doctor;
 mod doctor_report;
+mod doctor_tls;
 mod events;
 mod heartbeat;
 mod queue;
