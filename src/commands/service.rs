@@ -9,9 +9,23 @@ use super::Ctx;
 use crate::cli::{Cli, Command, ServeArgs, ServiceCmd};
 use crate::config::Config;
 
+/// A system unit's extras: who it runs as, and whether it binds a port below 1024.
+pub struct System {
+    pub user: String,
+    pub low_port: bool,
+}
+
 /// The unit text. Only the config and data directories are writable; the open-file limit
-/// leaves room above `max_connections` for the store, the Slack client and the logs.
-pub fn unit(exe: &str, ctx: &Ctx, serve_args: &str, max_connections: usize) -> String {
+/// leaves room above `max_connections` for the store, the Slack client and the logs. A system
+/// unit runs as `system.user`, with CAP_NET_BIND_SERVICE (and no other capability) only when
+/// it binds a low port.
+pub fn unit(
+    exe: &str,
+    ctx: &Ctx,
+    serve_args: &str,
+    max_connections: usize,
+    system: Option<&System>,
+) -> String {
     let cfg = ctx.paths.config_dir.display();
     let data = ctx.paths.data_dir.display();
     let args = match serve_args.trim() {
@@ -22,20 +36,46 @@ pub fn unit(exe: &str, ctx: &Ctx, serve_args: &str, max_connections: usize) -> S
     // The man page (`vslack man`), and the README of the checkout this binary was built
     // from while it is still there (`cargo install --path .` installs no copy of its own).
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let docs = if std::path::Path::new(readme).is_file() {
-        format!("man:vslack(1) file://{readme}")
-    } else {
-        "man:vslack(1)".to_owned()
+    // Only what exists: `systemd-analyze verify` checks each link (a man page not installed
+    // fails it).
+    let man_installed = std::process::Command::new("man")
+        .args(["-w", "vslack"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut docs = Vec::new();
+    if man_installed {
+        docs.push("man:vslack(1)".to_owned());
+    }
+    if std::path::Path::new(readme).is_file() {
+        docs.push(format!("file://{readme}"));
+    }
+    let docs = match docs.is_empty() {
+        true => String::new(),
+        false => format!("Documentation={}\n", docs.join(" ")),
+    };
+    let (who, wanted) = match system {
+        None => (String::new(), "default.target"),
+        Some(s) => {
+            let caps = if s.low_port {
+                "AmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"
+            } else {
+                "CapabilityBoundingSet=\n"
+            };
+            (format!("User={}\n{caps}", s.user), "multi-user.target")
+        }
     };
     format!(
         "[Unit]\n\
 Description=vslack relay: Vast.ai notifications to Slack\n\
-Documentation={docs}\n\
+{docs}\
 After=network-online.target\n\
 Wants=network-online.target\n\
 \n\
 [Service]\n\
 Type=simple\n\
+{who}\
 ExecStart={exe} --config-dir {cfg} --data-dir {data} serve{args}\n\
 LimitNOFILE={nofile}\n\
 Restart=on-failure\n\
@@ -60,8 +100,34 @@ SystemCallArchitectures=native\n\
 UMask=0077\n\
 \n\
 [Install]\n\
-WantedBy=default.target\n"
+WantedBy={wanted}\n"
     )
+}
+
+/// Who a system unit runs as (this user; never root) and whether it binds a low port.
+fn system_extras(ctx: &Ctx, serve: &ServeArgs) -> Result<System> {
+    // SAFETY: geteuid cannot fail; getpwuid returns a static record or null.
+    let (uid, name) = unsafe {
+        let uid = libc::geteuid();
+        let pw = libc::getpwuid(uid);
+        let name = (!pw.is_null()).then(|| {
+            std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned()
+        });
+        (uid, name)
+    };
+    if uid == 0 {
+        return Err(crate::exit::usage(
+            "a system unit runs as the user who installs it, and the relay must not run as root: run this as that user, with --print, and install the output with sudo tee",
+        ));
+    }
+    let user = name.ok_or_else(|| crate::exit::usage("cannot find this user's name"))?;
+    let addr = super::serve::listen_addr(serve.listen.as_deref(), &ctx.config()?)?;
+    Ok(System {
+        user,
+        low_port: addr.port() < 1024,
+    })
 }
 
 /// Why the unit's `vslack serve` would exit at once. The unit gets none of this shell's
@@ -85,6 +151,7 @@ fn would_not_start(config: &Config, serve: &ServeArgs) -> Vec<&'static str> {
 
 pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
     let ServiceCmd::Install {
+        system,
         print,
         serve_args,
         force,
@@ -124,11 +191,16 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
     let quoted = shlex::try_join(words.iter().map(String::as_str)).map_err(|e| {
         crate::exit::usage(format!("--serve-args cannot be written into a unit: {e}"))
     })?;
+    let system = match system {
+        false => None,
+        true => Some(system_extras(ctx, &serve)?),
+    };
     let text = unit(
         &exe.display().to_string(),
         ctx,
         &quoted,
         serve.max_connections,
+        system.as_ref(),
     );
     let missing = would_not_start(&ctx.config()?, &serve);
     if print {
@@ -153,6 +225,18 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
     // systemd refuses to start a unit whose ReadWritePaths do not exist.
     crate::secret::ensure_private_dir(&ctx.paths.config_dir)?;
     crate::secret::ensure_private_dir(&ctx.paths.data_dir)?;
+    if system.is_some() {
+        let path = std::path::Path::new("/etc/systemd/system/vslack.service");
+        std::fs::write(path, &text).map_err(|e| {
+            crate::exit::SetupError(format!(
+                "cannot write {} ({e}): install it with `vslack service install --system --print [--serve-args …] | sudo tee {}`",
+                path.display(),
+                path.display()
+            ))
+        })?;
+        ctx.note(format!("Wrote {}\nEnable it with:\n  sudo systemctl daemon-reload\n  sudo systemctl enable --now vslack\nLogs: journalctl -u vslack -f", path.display()));
+        return Ok(());
+    }
     // systemd's user units live under the XDG config directory ($XDG_CONFIG_HOME or ~/.config).
     let base = directories::BaseDirs::new().context("cannot find the home directory")?;
     let dir = base.config_dir().join("systemd/user");
