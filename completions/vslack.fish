@@ -316,6 +316,8 @@ complete -c vslack -n "__fish_vslack_using_subcommand setup" -l event -d 'Event 
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel -d 'Tunnel program: tmole, cloudflared or ngrok [default: the one saved by `vslack setup`]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l tunnel-cmd -d 'Any tunnel command; {port} is replaced by the relay\'s port, and the first https URL it prints is used once it keeps running. The command is split into words like a shell would (quotes, backslashes) but no shell runs it, so `$VAR`, `~` and pipes mean nothing; for those use --tunnel-cmd \'sh -c "my-tunnel --port {port} | tee tunnel.log"\'. It never sees vslack\'s secrets (VAST_API_KEY, VAST_WEBHOOK_SECRET, SLACK_WEBHOOK_URL, VSLACK_*)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l public-url -d 'The relay\'s public https URL when it is deployed (no tunnel is started)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand setup" -l domain -d 'Serve HTTPS with an automatic certificate for DOMAIN (Let\'s Encrypt; saved as relay.domain, with relay.listen 0.0.0.0:443 unless one is set); with --public-url https://DOMAIN. Then `vslack service install --system` runs it at boot' -r
+complete -c vslack -n "__fish_vslack_using_subcommand setup" -l acme-email -d 'Contact address for the certificate\'s ACME account (saved as relay.acme_email)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l heartbeat -d 'How often the relay checks the whole path with Vast.ai\'s test event (saved as `relay.heartbeat`; see `vslack serve --help`), or `off` [default: asks; else 6h]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand setup" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
@@ -350,6 +352,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_s
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l system -d 'A system unit (/etc/systemd/system/vslack.service) that starts at boot and runs as this user, never root; it may bind ports below 1024 (AmbientCapabilities= CAP_NET_BIND_SERVICE, nothing else) when the relay listens on one. Writing it needs root: use --print | sudo tee'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l print -d 'Print the unit instead of writing it'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l force -d 'Write the unit even though its relay would not start yet (no secret or Slack URL in the config)'
 complete -c vslack -n "__fish_vslack_using_subcommand service; and __fish_seen_subcommand_from install" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
@@ -391,6 +394,12 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l alert-refused -d 'A
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l alert-window -d 'The window for --alert-refused' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l alert-failing-for -d 'Alert (on the other destinations, or the fallback set by `vslack slack set --fallback`) when a destination has failed this long; a dead-lettered event alerts at once' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l alert-backlog-age -d 'Alert when the oldest queued event has waited this long; 0s: never' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l tls-cert -d 'Serve HTTPS with this certificate chain (PEM), re-read when it changes on disk (a certbot renewal needs no restart) [default: the config\'s relay.tls_cert]' -r -F
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l tls-key -d 'The certificate\'s private key (PEM; keep it 0600) [default: relay.tls_key]' -r -F
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l domain -d 'Serve HTTPS with a certificate for DOMAIN obtained and renewed automatically (ACME, TLS-ALPN-01 on this listener: DNS must point here and port 443 be reachable; listen on 0.0.0.0:443). Cached in the data directory, so restarts place no new order [default: relay.domain]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l acme-email -d 'Contact address for the ACME account (expiry notices) [default: relay.acme_email]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l acme-directory -d 'ACME directory URL, e.g. Let\'s Encrypt staging (https://acme-staging-v02.api.letsencrypt.org/directory) or a private CA [default: Let\'s Encrypt, or relay.acme_directory]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l acme-ca-file -d 'Trust this CA (PEM) for the ACME directory\'s own HTTPS (a private CA) [default: relay.acme_ca_file, else the public roots]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
@@ -455,6 +464,12 @@ complete -c vslack -n "__fish_vslack_using_subcommand serve" -l alert-refused -d
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l alert-window -d 'The window for --alert-refused' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l alert-failing-for -d 'Alert (on the other destinations, or the fallback set by `vslack slack set --fallback`) when a destination has failed this long; a dead-lettered event alerts at once' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l alert-backlog-age -d 'Alert when the oldest queued event has waited this long; 0s: never' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with this certificate chain (PEM), re-read when it changes on disk (a certbot renewal needs no restart) [default: the config\'s relay.tls_cert]' -r -F
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l tls-key -d 'The certificate\'s private key (PEM; keep it 0600) [default: relay.tls_key]' -r -F
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l domain -d 'Serve HTTPS with a certificate for DOMAIN obtained and renewed automatically (ACME, TLS-ALPN-01 on this listener: DNS must point here and port 443 be reachable; listen on 0.0.0.0:443). Cached in the data directory, so restarts place no new order [default: relay.domain]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l acme-email -d 'Contact address for the ACME account (expiry notices) [default: relay.acme_email]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l acme-directory -d 'ACME directory URL, e.g. Let\'s Encrypt staging (https://acme-staging-v02.api.letsencrypt.org/directory) or a private CA [default: Let\'s Encrypt, or relay.acme_directory]' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l acme-ca-file -d 'Trust this CA (PEM) for the ACME directory\'s own HTTPS (a private CA) [default: relay.acme_ca_file, else the public roots]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r

@@ -248,6 +248,14 @@ pub struct SetupArgs {
     /// Post a "vslack is connected" message to Slack
     #[arg(long)]
     pub send_hello: bool,
+    /// Serve HTTPS with an automatic certificate for DOMAIN (Let's Encrypt; saved as
+    /// relay.domain, with relay.listen 0.0.0.0:443 unless one is set); with --public-url
+    /// https://DOMAIN. Then `vslack service install --system` runs it at boot
+    #[arg(long, value_name = "DOMAIN", requires = "public_url")]
+    pub domain: Option<String>,
+    /// Contact address for the certificate's ACME account (saved as relay.acme_email)
+    #[arg(long, value_name = "EMAIL", requires = "domain")]
+    pub acme_email: Option<String>,
     /// How often the relay checks the whole path with Vast.ai's test event (saved as
     /// `relay.heartbeat`; see `vslack serve --help`), or `off` [default: asks; else 6h]
     #[arg(long, value_name = "DURATION|off", value_parser = parse_heartbeat)]

@@ -202,7 +202,13 @@ pub fn run(ctx: &Ctx, cmd: ServiceCmd) -> Result<()> {
         serve.max_connections,
         system.as_ref(),
     );
-    let missing = would_not_start(&ctx.config()?, &serve);
+    let mut missing = would_not_start(&ctx.config()?, &serve);
+    if system.is_none() {
+        let addr = super::serve::listen_addr(serve.listen.as_deref(), &ctx.config()?)?;
+        if addr.port() < 1024 {
+            missing.push("it listens on a port below 1024, which a user unit cannot bind: use `vslack service install --system` (it runs as you, with only that capability)");
+        }
+    }
     if print {
         for m in &missing {
             ctx.note(format!("warning: this unit's relay would not start: {m}"));

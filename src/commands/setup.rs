@@ -281,11 +281,30 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         },
     };
     let heartbeat = heartbeat_choice(ctx, &args, &config)?;
+    if let (Some(d), Some(u)) = (&args.domain, &public_url) {
+        let host = reqwest::Url::parse(u)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        if host.as_deref() != Some(d.as_str()) {
+            return Err(usage(format!(
+                "--domain {d} is not the host of --public-url {u}: the certificate must name the host Vast.ai connects to"
+            )));
+        }
+    }
     let (config, ()) = Config::update(&ctx.paths, |c| {
         c.events = events.clone();
         c.relay.tunnel = tunnel;
         c.relay.public_url = public_url;
         c.relay.heartbeat = Some(heartbeat.clone());
+        if let Some(d) = &args.domain {
+            c.relay.domain = Some(d.clone());
+            c.relay.tls_cert = None;
+            c.relay.tls_key = None;
+            c.relay.listen.get_or_insert_with(|| "0.0.0.0:443".into());
+            if args.acme_email.is_some() {
+                c.relay.acme_email = args.acme_email.clone();
+            }
+        }
         if id.is_some() {
             c.default_webhook = id;
         }
@@ -296,6 +315,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         )?;
     }
     ctx.note(match &config.relay.public_url {
+        Some(_) if config.relay.domain.is_some() => "\nDone. On the server: `vslack serve` (HTTPS on 443 with its own certificate), or at boot: `vslack service install --system --print | sudo tee /etc/systemd/system/vslack.service`; then `vslack doctor`.".to_owned(),
         Some(_) => "\nDone. On the server: `vslack serve` (or `vslack service install`); then `vslack doctor`.".to_owned(),
         None => "\nDone. Next: `vslack up` starts the relay and the tunnel and points the webhook at it.".to_owned(),
     });
