@@ -2067,7 +2067,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__slack__subcmd__test)
-            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --fallback --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

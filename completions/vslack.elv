@@ -328,6 +328,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
+            cand --fallback 'Post to the fallback destination instead'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
             cand --no-input 'Never prompt; a missing value is an error naming its flag'
             cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'

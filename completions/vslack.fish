@@ -251,6 +251,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l fallback -d 'Post to the fallback destination instead'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'

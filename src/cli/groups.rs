@@ -119,8 +119,12 @@ pub enum SlackCmd {
         fallback: bool,
     },
     /// Post a "vslack is connected" message to the configured Slack URL
-    #[command(after_help = "Example:\n  vslack slack test")]
-    Test,
+    #[command(after_help = "Examples:\n  vslack slack test\n  vslack slack test --fallback")]
+    Test {
+        /// Post to the fallback destination instead
+        #[arg(long)]
+        fallback: bool,
+    },
     /// Forget the saved Slack URL
     #[command(after_help = "Examples:\n  vslack slack clear\n  vslack slack clear --fallback")]
     Clear {

@@ -72,6 +72,13 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
             if let Some(warning) = crate::relay::slack::check_url(url.expose())? {
                 ctx.note(format!("warning: {warning}"));
             }
+            let other = match fallback {
+                true => config.slack.url.as_ref(),
+                false => config.slack.fallback_url.as_ref(),
+            };
+            if other.is_some_and(|o| o.expose() == url.expose()) {
+                ctx.note("warning: the Slack URL and the fallback URL are the same: alerts about that destination failing have nowhere else to go");
+            }
             let (config, ()) = Config::update(&ctx.paths, |c| match fallback {
                 true => c.slack.fallback_url = Some(url),
                 false => c.slack.url = Some(url),
@@ -125,9 +132,16 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                 ctx.note("The running relay keeps posting to the URL it has (it never drops its only destination); `vslack slack set` gives it another, or stop it");
             }
         }
-        SlackCmd::Test => {
-            let url = config.slack.url.clone().ok_or_else(|| {
-                crate::exit::SetupError("no Slack URL saved; run `vslack slack set` first".into())
+        SlackCmd::Test { fallback } => {
+            let url = match fallback {
+                true => config.slack.fallback_url.clone(),
+                false => config.slack.url.clone(),
+            };
+            let url = url.ok_or_else(|| {
+                crate::exit::SetupError(match fallback {
+                    true => "no fallback URL saved; run `vslack slack set --fallback` first".into(),
+                    false => "no Slack URL saved; run `vslack slack set` first".into(),
+                })
             })?;
             crate::relay::slack::post_hello(&url).await?;
             if ctx.global.json {

@@ -55,26 +55,45 @@ pub fn incidents(
     record: &crate::relay::incidents::Record,
     configured: Option<&str>,
 ) {
+    use crate::cli::{parse_heartbeat, Heartbeat};
     let line = super::status::heartbeat_line(record, configured);
-    let configured = configured.is_some_and(|c| c != "off");
+    let parsed = configured.map(parse_heartbeat);
+    let failing = record.current().any(|i| i.key == "heartbeat");
     let stale = match (record.heartbeat_every_secs, record.heartbeat_last_success) {
         (Some(every), Some(t)) => crate::relay::now_secs() - t > 2 * every as i64 + 600,
         (Some(_), None) => record.heartbeat_last_attempt.is_some(),
         (None, _) => false,
     };
-    match (record.heartbeat_every_secs, stale) {
-        (None, _) if configured => r.ok("heartbeat", line),
-        (None, _) => r.warn(
+    if let Some(Err(e)) = parsed {
+        r.fail(
+            "heartbeat",
+            line,
+            format!("fix relay.heartbeat in the config ({e}): a duration such as 6h, or \"off\""),
+        );
+    } else if record.heartbeat_idle.is_some() {
+        r.warn("heartbeat", line, "store the webhook's secret on this machine (`vslack webhook create`, or `vslack webhook rotate-secret ID`) so the heartbeat can test it");
+    } else if failing {
+        r.warn(
+            "heartbeat",
+            line,
+            "its test event does not arrive: see the heartbeat incident below",
+        );
+    } else if stale {
+        r.warn(
+            "heartbeat",
+            line,
+            "no heartbeat has arrived for over two intervals: is the relay running? see its log",
+        );
+    } else if record.heartbeat_every_secs.is_some()
+        || matches!(parsed, Some(Ok(Heartbeat::Every(_))))
+    {
+        r.ok("heartbeat", line);
+    } else {
+        r.warn(
             "heartbeat",
             line,
             "run the relay with --heartbeat 6h (or set it with `vslack setup`), so it notices when the path from Vast.ai breaks",
-        ),
-        (Some(_), true) => r.warn(
-            "heartbeat",
-            line,
-            "the heartbeat has not arrived for over two intervals: see the incidents below and the relay's log",
-        ),
-        (Some(_), false) => r.ok("heartbeat", line),
+        );
     }
     for i in record.current() {
         r.fail(

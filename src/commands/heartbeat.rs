@@ -57,13 +57,22 @@ pub async fn run(ctx: &Ctx, settings: Option<(Duration, Duration)>, relay: &Rela
     let mut said_nothing = false;
     loop {
         tokio::time::sleep_until(next.into()).await;
-        incidents.heartbeat(false, Some(every)).await;
-        let wait = match beat(ctx, &control, timeout).await {
+        let result = beat(ctx, &control, timeout).await;
+        if !matches!(result, Err(Failure::NothingToTest)) {
+            incidents.heartbeat(false, Some(every)).await;
+        }
+        let wait = match result {
             Err(Failure::NothingToTest) => {
                 if !said_nothing {
                     tracing::warn!("heartbeat: no webhook is stored on this machine (only VAST_WEBHOOK_SECRET?), so there is nothing to test; `vslack webhook create` stores one");
                     said_nothing = true;
                 }
+                incidents
+                    .heartbeat_idle(
+                        "nothing to test: no webhook is stored on this machine (`vslack webhook create` stores one)",
+                        every,
+                    )
+                    .await;
                 every
             }
             Ok(()) => {
@@ -85,7 +94,8 @@ pub async fn run(ctx: &Ctx, settings: Option<(Duration, Duration)>, relay: &Rela
             }
             Err(Failure::Transient(why)) => {
                 unreachable += 1;
-                tracing::warn!(error = %why, "heartbeat: cannot ask Vast.ai for a test event; trying again in a minute");
+                let again = every.min(Duration::from_secs(60));
+                tracing::warn!(error = %why, retry_in = %humantime::format_duration(again), "heartbeat: cannot ask Vast.ai for a test event");
                 if unreachable >= UNREACHABLE_BEATS {
                     let detail = format!("{unreachable} heartbeats in a row could not ask Vast.ai for a test event: {why}. Nothing says the pipeline works until one gets through");
                     let avoid = control.failing_destinations();
@@ -118,11 +128,13 @@ async fn beat(ctx: &Ctx, control: &Control, timeout: Duration) -> Result<(), Fai
     if ids.is_empty() {
         return Err(Failure::NothingToTest);
     }
+    // The lookup's own message names local paths: not for a chat channel.
     let client = ctx.client(&config).map_err(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "heartbeat: no usable Vast.ai API key");
         Failure::Incident(
             "heartbeat",
             "the heartbeat has no Vast.ai API key".into(),
-            format!("{e:#}"),
+            "No usable Vast.ai API key on this machine, so the heartbeat cannot ask for its test event. Save one with `vslack login` (the relay's log says where it looked)".into(),
         )
     })?;
     for id in ids {
@@ -205,13 +217,13 @@ async fn diagnose(
         return Failure::Incident(
             "stale_timestamp",
             "deliveries are refused: this machine's clock is off".into(),
-            crate::relay::watchdog::clock_detail(after.3, (after.2 - before.2) as usize),
+            crate::relay::watchdog::clock_detail(after.3),
         );
     }
     if after.1 > before.1 {
         return Failure::Incident(
             "bad_signature",
-            "deliveries are refused: the stored secret doesn't match".into(),
+            "deliveries are refused: the secret doesn't match".into(),
             format!("Vast.ai's test event for webhook {id} arrived with a signature no stored secret matches (its secret was rotated elsewhere, or this machine holds an old one). Run `vslack webhook rotate-secret {id}` on this machine; the relay picks the new secret up at once"),
         );
     }

@@ -292,15 +292,19 @@ fn build_options(
     })
 }
 
-/// The command that replaces a wrong secret: for the default webhook, else the only one.
+/// How to replace a wrong secret: rotate the default webhook's (else the only one's), or,
+/// when the relay holds only VAST_WEBHOOK_SECRET, set that and restart.
 fn rotate_hint(config: &Config) -> String {
+    if config.webhooks.is_empty() {
+        return "set VAST_WEBHOOK_SECRET to the webhook's current secret and restart the relay (or run `vslack webhook rotate-secret ID` here, which stores a new one the relay picks up at once)".into();
+    }
     let id = config.default_webhook.map(|i| i.to_string()).or_else(|| {
         (config.webhooks.len() == 1)
             .then(|| config.webhooks.keys().next().cloned())
             .flatten()
     });
     format!(
-        "vslack webhook rotate-secret {}",
+        "run `vslack webhook rotate-secret {}` on this machine; the relay picks the new secret up at once",
         id.unwrap_or_else(|| "ID".into())
     )
 }

@@ -22,6 +22,11 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         .collect();
     let slack =
         super::serve::slack_url(None, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
+    let fallback = config
+        .slack
+        .fallback_url
+        .as_ref()
+        .map(|u| crate::relay::slack::host_of(u.expose()));
     let listen = super::serve::local_addr(&config)?;
     let health = crate::listen::relay_health(listen).await;
     // A relay started with another --listen still holds the store open.
@@ -40,6 +45,7 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "default_webhook": config.default_webhook,
         "secrets": secrets,
         "slack_host": slack,
+        "fallback_host": fallback,
         "routes": config.slack.routes.iter().map(|r| r.events.clone()).collect::<Vec<_>>(),
         "listen": listen.to_string(),
         "relay_running": health.is_some() || elsewhere.is_some(),
@@ -95,6 +101,9 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "slack         {}",
         slack.unwrap_or_else(|| "not set: `vslack slack set` or SLACK_WEBHOOK_URL".into())
     );
+    if let Some(f) = &fallback {
+        println!("fallback      {f} (alerts about a failing destination)");
+    }
     let running = match (health.as_ref().and_then(|h| h["status"].as_str()), &elsewhere) {
         (Some(st), _) => format!("running ({st})"),
         (None, Some(who)) => format!(

@@ -195,7 +195,6 @@ impl Forwarder {
             groups,
             urgent,
             heartbeats,
-            held,
         } = Groups::of(dests, due, alerts, &health);
         if !heartbeats.is_empty() {
             // Recorded (their ids remembered, state `dropped`), never posted, and not counted
@@ -205,12 +204,6 @@ impl Forwarder {
                 Ok(_) => tracing::info!(events = n, "heartbeat test event recorded (not posted)"),
                 Err(e) => tracing::warn!(error = %e, "cannot record the heartbeat test event yet"),
             }
-        }
-        if held > 0 {
-            tracing::debug!(
-                alerts = held,
-                "alerts held: every destination they may go to is failing"
-            );
         }
         ledger.record(&self.spool, &self.opts.clock).await?;
         let mut sent = false;

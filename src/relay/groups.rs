@@ -1,7 +1,6 @@
 //! One forwarder round's events, sorted: per destination what to send, which destinations
 //! carry an alert this round (sent alone, ahead of their backlog), the heartbeat's test events
-//! (recorded, never posted). An alert no destination may carry now (each it may go to is
-//! failing) stays queued until one can.
+//! (recorded, never posted). An alert goes to a destination that works when there is one.
 
 use std::collections::HashSet;
 
@@ -17,8 +16,6 @@ pub struct Groups {
     /// The destination's group is alerts only.
     pub urgent: Vec<bool>,
     pub heartbeats: Vec<i64>,
-    /// Alerts held back: no destination may carry them yet.
-    pub held: usize,
 }
 
 impl Groups {
@@ -34,7 +31,6 @@ impl Groups {
             groups: vec![Vec::new(); dests.len()],
             urgent: vec![false; dests.len()],
             heartbeats: Vec::new(),
-            held: 0,
         };
         let failing: Vec<String> = health
             .iter()
@@ -47,8 +43,8 @@ impl Groups {
                 .is_some_and(|h| h.delivered && h.dead == 0 && h.failing_since.is_none())
         };
         // An alert avoids what it names and whatever fails now; when that leaves nowhere, it
-        // waits for a destination it avoids to deliver again (then goes there, late but not
-        // lost).
+        // goes to a destination it avoids that has delivered since, else to the default
+        // anyway, where it is retried like any event until it gets through (late, not lost).
         let route = |q: &Queued| {
             let Some(a) = &q.event.alert else {
                 return route_event(dests, &q.event);
@@ -63,16 +59,17 @@ impl Groups {
             }
             avoid.retain(|d| !healthy(d));
             e.alert.as_mut().expect("an alert").avoid = avoid;
-            route_event(dests, &e)
+            route_event(dests, &e).or(Some(dests.len() - 1))
         };
         let alert_seqs: HashSet<i64> = alerts.iter().map(|q| q.seq).collect();
         for q in alerts {
             match route(&q) {
-                Some(i) => {
+                // One alert per message: never a digest.
+                Some(i) if g.groups[i].is_empty() => {
                     g.urgent[i] = true;
                     g.groups[i].push(q);
                 }
-                None => g.held += 1,
+                _ => {}
             }
         }
         for q in due {

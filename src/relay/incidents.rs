@@ -67,6 +67,9 @@ pub struct Record {
     /// The heartbeat interval of the relay that wrote this (`None`: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_every_secs: Option<u64>,
+    /// Why the heartbeat sends nothing (no webhook stored), when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_idle: Option<String>,
 }
 
 impl Record {
@@ -133,13 +136,31 @@ impl Incidents {
     }
 
     /// Open an incident unless one with this key is open; true when it is new. The record is
-    /// written before the alert is queued.
+    /// written before the alert is queued. An open one takes the new diagnosis (for `status`,
+    /// `doctor` and the log) without alerting again.
     pub async fn open(&self, key: &str, title: &str, detail: &str, avoid: Vec<String>) -> bool {
+        let changed = {
+            let mut r = self.record.lock().expect("incident lock");
+            match r
+                .open
+                .iter_mut()
+                .find(|i| i.key == key && i.resolved.is_none())
+            {
+                Some(i) if i.detail == detail && i.title == title => return false,
+                Some(i) => {
+                    (i.title, i.detail) = (title.to_owned(), detail.to_owned());
+                    true
+                }
+                None => false,
+            }
+        };
+        if changed {
+            tracing::warn!(incident = key, detail, "still open, now: {title}");
+            self.save().await;
+            return false;
+        }
         {
             let mut r = self.record.lock().expect("incident lock");
-            if r.current().any(|i| i.key == key) {
-                return false;
-            }
             r.open.push(Incident {
                 key: key.to_owned(),
                 title: title.to_owned(),
@@ -245,12 +266,26 @@ impl Incidents {
         let now = self.clock.wall_secs();
         {
             let mut r = self.record.lock().expect("incident lock");
+            r.heartbeat_idle = None;
             match (ok, every) {
                 (_, None) => {}
                 (true, _) => r.heartbeat_last_success = Some(now),
                 (false, _) => r.heartbeat_last_attempt = Some(now),
             }
             r.heartbeat_every_secs = every.map(|e| e.as_secs());
+        }
+        self.save().await;
+    }
+
+    /// Note that the heartbeat has nothing to test, and why.
+    pub async fn heartbeat_idle(&self, why: &str, every: std::time::Duration) {
+        {
+            let mut r = self.record.lock().expect("incident lock");
+            if r.heartbeat_idle.as_deref() == Some(why) {
+                return;
+            }
+            r.heartbeat_idle = Some(why.to_owned());
+            r.heartbeat_every_secs = Some(every.as_secs());
         }
         self.save().await;
     }

@@ -190,15 +190,32 @@ impl Forwarder {
                     .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
                 tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
             }
+            Outcome::Rejected(err) | Outcome::Permanent(err)
+                if batch.iter().all(|q| q.event.alert.is_some()) =>
+            {
+                // The relay's own alert is never given up on: this destination counts as
+                // failing (so the next round sends the alert elsewhere, or here again later),
+                // and it waits like a retry.
+                state.failures += 1;
+                let wait = backoff(self.opts.retry_initial, state.failures, self.opts.retry_max);
+                state.next_allowed = now + wait;
+                let since = self.opts.clock.steady_secs();
+                self.note_health(dest, |h| {
+                    h.failing_since.get_or_insert(since);
+                    h.error = Some(err.clone());
+                });
+                ledger.marks.push(Mark::Retry(
+                    seqs,
+                    self.opts.clock.steady_ms() + wait.as_millis() as i64,
+                    err.clone(),
+                ));
+                tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack refused an alert; it goes elsewhere or is retried");
+            }
             Outcome::Rejected(err) | Outcome::Permanent(err) => {
-                // An alert refused must not raise an alert about itself.
-                let counted = batch.iter().filter(|q| q.event.alert.is_none()).count();
-                if counted > 0 {
-                    self.note_health(dest, |h| {
-                        h.dead += counted as u64;
-                        h.error = Some(err.clone());
-                    });
-                }
+                self.note_health(dest, |h| {
+                    h.dead += n as u64;
+                    h.error = Some(err.clone());
+                });
                 state.next_allowed = now + self.opts.pace;
                 ledger.marks.push(Mark::Dead(seqs, err.clone()));
                 count(&self.metrics.dead_lettered, n);

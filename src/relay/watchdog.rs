@@ -44,7 +44,7 @@ impl Default for AlertOptions {
             window: Duration::from_secs(300),
             failing_for: Duration::from_secs(600),
             backlog_age: Duration::from_secs(900),
-            rotate_hint: "vslack webhook rotate-secret ID".into(),
+            rotate_hint: "run `vslack webhook rotate-secret ID`".into(),
         }
     }
 }
@@ -135,14 +135,15 @@ impl Watchdog {
             );
             if self.opts.refused > 0 && n >= self.opts.refused as usize {
                 let detail = format!(
-                    "{n} deliveries in the last {} were refused: their signature matches no stored secret (the webhook's secret was rotated elsewhere, or the relay holds an old one). Run `{}` on this machine; the relay picks the new secret up at once",
+                    "{} or more deliveries in the last {} were refused: their signature matches no secret the relay holds (the webhook's secret was rotated elsewhere, or the relay holds an old one). To fix: {}",
+                    self.opts.refused,
                     humantime::format_duration(self.opts.window),
                     self.opts.rotate_hint
                 );
                 self.incidents
                     .open(
                         "bad_signature",
-                        "deliveries are refused: the stored secret doesn't match",
+                        "deliveries are refused: the secret doesn't match",
                         &detail,
                         avoid.clone(),
                     )
@@ -150,7 +151,7 @@ impl Watchdog {
             }
             let n = stale.count(self.metrics.stale_signed.load(Relaxed), self.opts.window);
             if self.opts.refused > 0 && n >= self.opts.refused as usize {
-                let detail = clock_detail(self.metrics.skew_secs.load(Relaxed), n);
+                let detail = clock_detail(self.metrics.skew_secs.load(Relaxed));
                 self.incidents
                     .open(
                         "stale_timestamp",
@@ -204,14 +205,18 @@ impl Watchdog {
         for (digest, h) in failing {
             let error = h.error.clone().unwrap_or_default();
             let mut detail = if h.dead > 0 {
-                format!("{} event(s) dead-lettered: {error}", h.dead)
+                format!("it refused events, which were dead-lettered: {error}")
             } else {
                 format!(
                     "failing for over {}: {error}; events are queued and retried",
                     humantime::format_duration(self.opts.failing_for)
                 )
             };
-            detail.push_str(&destination_hint(&error));
+            detail.push_str(&destination_hint(
+                &error,
+                h.label.starts_with("fallback "),
+                h.dead > 0,
+            ));
             let title = format!("destination {} is failing", h.label);
             self.incidents
                 .open(
@@ -262,9 +267,8 @@ impl Watchdog {
         }
         if age >= limit {
             let detail = format!(
-                "The oldest of {} queued event(s) has waited {}: the relay is not getting them out (see `vslack status` and `vslack queue list`)",
-                stats.pending,
-                humantime::format_duration(Duration::from_secs(age))
+                "The oldest queued event has waited over {}: events arrive faster than the destinations take them at --pace, or a destination is failing (see `vslack status` and `vslack queue list`)",
+                humantime::format_duration(self.opts.backlog_age)
             );
             self.incidents
                 .open(
@@ -286,24 +290,42 @@ impl Watchdog {
 }
 
 /// What to say about a clock `skew` seconds off (this machine minus Vast.ai's).
-pub fn clock_detail(skew: i64, refused: usize) -> String {
+pub fn clock_detail(skew: i64) -> String {
     let way = if skew > 0 { "ahead of" } else { "behind" };
     format!(
-        "This machine's clock is {} s {way} Vast.ai's, so {refused} correctly signed deliveries were refused as stale (more than the signature window off). Sync the clock (`timedatectl set-ntp true`, or chrony)",
+        "This machine's clock is {} s {way} Vast.ai's, so correctly signed deliveries are refused as stale (more than the signature window off). Sync the clock (`timedatectl set-ntp true`, or chrony)",
         skew.abs()
     )
 }
 
-/// The likely fix for a destination error (Slack's documented answers).
-fn destination_hint(error: &str) -> String {
-    let hint = if error.contains("channel_is_archived") {
-        "the channel was archived: unarchive it, or give the relay a new URL with `vslack slack set`"
-    } else if error.contains("channel_not_found") || error.contains("no_service") {
-        "the channel or the webhook was deleted: create a new incoming webhook and run `vslack slack set`"
-    } else if error.contains("invalid_token") || error.contains("action_prohibited") {
-        "the webhook was revoked or the app removed: create a new incoming webhook and run `vslack slack set`"
+/// The likely fix for a destination error (Slack's documented answers), and what to do
+/// about dead letters when there are any.
+fn destination_hint(error: &str, fallback: bool, dead: bool) -> String {
+    let set = if fallback {
+        "`vslack slack set --fallback`"
     } else {
-        return ". Once fixed, `vslack queue retry` sends the dead-lettered events".into();
+        "`vslack slack set`"
     };
-    format!(". Likely: {hint}; then `vslack queue retry` sends the dead-lettered events")
+    let hint = if error.contains("channel_is_archived") {
+        format!("the channel was archived: unarchive it, or give the relay a new URL with {set}")
+    } else if error.contains("channel_not_found") || error.contains("no_service") {
+        format!(
+            "the channel or the webhook was deleted: create a new incoming webhook and run {set}"
+        )
+    } else if error.contains("invalid_token") || error.contains("action_prohibited") {
+        format!("the webhook was revoked or the app removed: create a new incoming webhook and run {set}")
+    } else {
+        String::new()
+    };
+    let retry = if dead {
+        "once fixed, `vslack queue retry --all` sends the dead-lettered events again"
+    } else {
+        ""
+    };
+    match (hint.is_empty(), retry.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!(". {}{}", &retry[..1].to_uppercase(), &retry[1..]),
+        (false, true) => format!(". Likely: {hint}"),
+        (false, false) => format!(". Likely: {hint}; {retry}"),
+    }
 }

@@ -311,8 +311,8 @@ fn queue_shows_dead_letters_and_retries_them() {
         human.stdout.contains("1 dead-lettered") && human.stdout.contains("evt-q"),
         "{human:?}"
     );
-    // The dead letter opens an incident; its alert waits, since the only destination is the
-    // one failing.
+    // The dead letter opens an incident. Its alert has no other destination, so it goes to this
+    // one anyway (which answers again).
     let start = Instant::now();
     let v = loop {
         let status = env.run(&["status", "--json"]);
@@ -327,11 +327,7 @@ fn queue_shows_dead_letters_and_retries_them() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(
-        (v["dead_letters"].as_i64(), v["queue_depth"].as_i64()),
-        (Some(1), Some(1)),
-        "the dead letter, and the alert waiting for a destination: {v}"
-    );
+    assert_eq!(v["dead_letters"].as_i64(), Some(1), "{v}");
     let title = v["incidents"][0]["title"].as_str().unwrap();
     assert!(title.contains("destination default"), "{v}");
     assert!(
@@ -360,17 +356,19 @@ fn queue_shows_dead_letters_and_retries_them() {
     let out = env.run(&["queue", "retry", &seq, &seq]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("Requeued 1"), "{out:?}");
-    // Then the alert, which says what happened meanwhile, and its recovery.
+    // The event, and the alert (which says what happened) with its recovery.
     let got = wait_delivered(&slack, 3);
-    assert!(got[0].to_string().contains("evt-q"), "{got:?}");
-    assert!(
-        got[1].to_string().contains("vslack-alert:destination:"),
-        "{got:?}"
-    );
-    assert!(
-        got[2].to_string().contains("vslack-resolved:destination:"),
-        "{got:?}"
-    );
+    for needle in [
+        "evt-q",
+        "vslack-alert:destination:",
+        "vslack-resolved:destination:",
+    ] {
+        let n = got
+            .iter()
+            .filter(|m| m.to_string().contains(needle))
+            .count();
+        assert_eq!(n, 1, "{needle}: {got:?}");
+    }
     let path = slack.url().split_once("/services/").unwrap().1.to_owned();
     s.assert_logs_free_of(&[SECRET, &path]);
     assert!(
