@@ -419,7 +419,10 @@ async fn repeated_429s_back_off_above_retry_after_and_count_toward_max_age() {
     // What is left pending is the relay's alert about it (never given up on).
     let pending = h.relay.spool.list(0, 10).await.unwrap();
     assert_eq!(pending.len() as i64, s.pending);
-    assert!(pending.iter().all(|q| q.event.alert.is_some()), "{pending:?}");
+    assert!(
+        pending.iter().all(|q| q.event.alert.is_some()),
+        "{pending:?}"
+    );
     let r = slack.received();
     assert!(r.iter().all(|x| x.status_returned == 429));
     let gaps: Vec<Duration> = r
