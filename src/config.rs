@@ -77,6 +77,12 @@ pub struct RelayConfig {
     /// How long to wait for the heartbeat's test event (default `2m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_timeout: Option<String>,
+    /// `up`: a named cloudflared tunnel, and the fixed hostname of the tunnel (cloudflared's
+    /// routed hostname, or a reserved ngrok domain), so the webhook keeps one URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_domain: Option<String>,
     /// HTTPS from PEM files (`serve --tls-cert/--tls-key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<std::path::PathBuf>,

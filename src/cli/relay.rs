@@ -120,7 +120,8 @@ pub struct ServeArgs {
     /// Serve HTTPS with a certificate for DOMAIN obtained and renewed automatically (ACME,
     /// TLS-ALPN-01 on this listener: DNS must point here and port 443 be reachable; listen on
     /// 0.0.0.0:443). Cached in the data directory, so restarts place no new order
-    /// [default: relay.domain]
+    /// [default: relay.domain]. With `up`: the tunnel's fixed hostname instead (a named
+    /// cloudflared tunnel's, or a reserved ngrok domain such as NAME.ngrok.app)
     #[arg(long, value_name = "DOMAIN", help_heading = "HTTPS")]
     pub domain: Option<String>,
     /// Contact address for the ACME account (expiry notices) [default: relay.acme_email]
@@ -230,6 +231,11 @@ pub struct ReachArgs {
     /// The relay's public https URL when it is deployed (no tunnel is started)
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Run this named Cloudflare tunnel (`cloudflared tunnel create NAME`, then `cloudflared
+    /// tunnel route dns NAME HOST`), whose URL is https://HOST from --domain: the webhook keeps
+    /// one URL across runs [default: relay.tunnel_name]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tunnel_cmd", "public_url"])]
+    pub tunnel_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -248,10 +254,12 @@ pub struct SetupArgs {
     /// Post a "vslack is connected" message to Slack
     #[arg(long)]
     pub send_hello: bool,
-    /// Serve HTTPS with an automatic certificate for DOMAIN (Let's Encrypt; saved as
-    /// relay.domain, with relay.listen 0.0.0.0:443 unless one is set); with --public-url
-    /// https://DOMAIN. Then `vslack service install --system` runs it at boot
-    #[arg(long, value_name = "DOMAIN", requires = "public_url")]
+    /// With --public-url https://DOMAIN: serve HTTPS with an automatic certificate for DOMAIN
+    /// (Let's Encrypt; saved as relay.domain, with relay.listen 0.0.0.0:443 unless one is set;
+    /// then `vslack service install --system` runs it at boot). With a tunnel: the tunnel's
+    /// fixed hostname (--tunnel cloudflared --tunnel-name NAME, or --tunnel ngrok with a
+    /// reserved domain), saved as relay.tunnel_domain
+    #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
     /// Contact address for the certificate's ACME account (saved as relay.acme_email)
     #[arg(long, value_name = "EMAIL", requires = "domain")]

@@ -17,6 +17,7 @@ mod setup;
 mod status;
 mod store;
 mod up;
+mod up_reach;
 mod up_report;
 mod up_webhook;
 mod webhook;

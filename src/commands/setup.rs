@@ -281,6 +281,20 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         },
     };
     let heartbeat = heartbeat_choice(ctx, &args, &config)?;
+    // A tunnel given with a hostname to keep: saved for `up`.
+    let tunnel_kept =
+        tunnel.is_some() && (args.domain.is_some() || args.reach.tunnel_name.is_some());
+    if args.domain.is_some() && public_url.is_none() && tunnel.is_none() {
+        return Err(usage(
+            "--domain goes with --public-url https://DOMAIN (a certificate for the relay) or with a tunnel that keeps a hostname (--tunnel cloudflared --tunnel-name NAME, or --tunnel ngrok)",
+        ));
+    }
+    if let Some(t) = &tunnel {
+        // Checked now: a tunnel that cannot keep the hostname is refused before anything
+        // is saved.
+        crate::tunnel::TunnelSpec::from_config(t)?
+            .stable(args.reach.tunnel_name.as_deref(), args.domain.as_deref())?;
+    }
     if let (Some(d), Some(u)) = (&args.domain, &public_url) {
         let host = reqwest::Url::parse(u)
             .ok()
@@ -296,7 +310,11 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         c.relay.tunnel = tunnel;
         c.relay.public_url = public_url;
         c.relay.heartbeat = Some(heartbeat.clone());
-        if let Some(d) = &args.domain {
+        if tunnel_kept {
+            c.relay.tunnel_name = args.reach.tunnel_name.clone();
+            c.relay.tunnel_domain = args.domain.clone();
+        }
+        if let Some(d) = args.domain.as_ref().filter(|_| !tunnel_kept) {
             c.relay.domain = Some(d.clone());
             c.relay.tls_cert = None;
             c.relay.tls_key = None;

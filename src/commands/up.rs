@@ -5,60 +5,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use super::up_reach::{reach, Reach};
 use super::up_report::{say, Lines, JSON_LINES};
 use super::up_webhook::{left_behind, point, undo, Pointed};
 use super::Ctx;
 use crate::cli::UpArgs;
 use crate::relay::metrics::Received;
 use crate::relay::{Activity, Relay};
-use crate::tunnel::{Tunnel, TunnelEvent, TunnelSpec};
+use crate::tunnel::{Tunnel, TunnelEvent};
 use crate::vast::types::WebhookChange;
 use crate::vast::{VastClient, VastError};
-
-/// How Vast.ai reaches the relay.
-enum Reach {
-    Tunnel(TunnelSpec),
-    Public(String),
-}
-
-/// How Vast.ai will reach the relay, checked before anything starts: the public URL's shape,
-/// or that the tunnel program is installed.
-fn reach(ctx: &Ctx, args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
-    let how = reach_unchecked(args, config)?;
-    match &how {
-        Reach::Public(url) => {
-            let given = if args.reach.public_url.is_some() {
-                "--public-url"
-            } else {
-                "the public URL saved by `vslack setup`"
-            };
-            if let Some(w) = super::webhook::check_webhook_url(given, url)? {
-                ctx.note(format!("warning: {w}"));
-            }
-        }
-        Reach::Tunnel(spec) => spec.check_installed()?,
-    }
-    Ok(how)
-}
-
-fn reach_unchecked(args: &UpArgs, config: &crate::config::Config) -> Result<Reach> {
-    if let Some(url) = &args.reach.public_url {
-        return Ok(Reach::Public(url.clone()));
-    }
-    if let Some(cmd) = &args.reach.tunnel_cmd {
-        return Ok(Reach::Tunnel(TunnelSpec::custom(cmd)?));
-    }
-    if let Some(name) = &args.reach.tunnel {
-        return Ok(Reach::Tunnel(TunnelSpec::named(name)?));
-    }
-    match (&config.relay.tunnel, &config.relay.public_url) {
-        (Some(t), _) => Ok(Reach::Tunnel(TunnelSpec::from_config(t)?)),
-        (None, Some(u)) => Ok(Reach::Public(u.clone())),
-        (None, None) => Err(crate::exit::usage(
-            "how should Vast.ai reach this relay? Pass --tunnel tmole|cloudflared|ngrok, --tunnel-cmd '<command with {port}>', or --public-url URL (or run `vslack setup` once)",
-        )),
-    }
-}
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     JSON_LINES.store(ctx.global.json, std::sync::atomic::Ordering::Relaxed);
@@ -68,7 +24,17 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     let client = ctx.client(&config)?;
     // Check every relay setting now, before anything changes at Vast.ai (the secrets are
     // known only once the webhook exists).
-    let opts = super::serve::relay_options_before_secrets(ctx, &args.serve, &config)?;
+    // Behind a tunnel, `--domain` is the tunnel's hostname, and the tunnel speaks plain HTTP
+    // to the relay: no certificate of the relay's own.
+    let tunnel = matches!(how, Reach::Tunnel(_));
+    let mut serve_args = args.serve.clone();
+    if tunnel {
+        serve_args.domain = None;
+    }
+    let mut opts = super::serve::relay_options_before_secrets(ctx, &serve_args, &config)?;
+    if tunnel {
+        opts.tls = None;
+    }
     let addr = super::serve::listen_addr(args.serve.listen.as_deref(), &config)?;
     // Bind first: tunnels such as tmole only start once something listens.
     let listener = crate::listen::bind(addr).await?;

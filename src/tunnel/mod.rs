@@ -125,6 +125,13 @@ impl Tunnel {
                         }
                         r.push_back(line.chars().take(300).collect());
                     }
+                    if let Some((url, ready)) = &spec.fixed {
+                        if last.is_none() && line.contains(ready) {
+                            last = Some(url.clone());
+                            let _ = tx.send(url.clone()).await;
+                        }
+                        continue;
+                    }
                     if let Some(url) = url_in(&line, &spec) {
                         if last.as_ref() != Some(&url) {
                             last = Some(url.clone());

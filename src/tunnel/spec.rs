@@ -14,19 +14,23 @@ pub struct TunnelSpec {
     pub url_contains: Option<&'static str>,
     /// ngrok: ask its local API instead of reading output.
     pub ngrok_api: bool,
+    /// A tunnel with a fixed hostname (a named cloudflared tunnel): its URL, known in
+    /// advance, and the output line that says it is connected.
+    pub fixed: Option<(String, &'static str)>,
 }
 
 impl TunnelSpec {
     /// `tmole`, `cloudflared` or `ngrok`; anything else is a usage error.
     pub fn named(name: &str) -> Result<TunnelSpec> {
         Ok(match name {
-            "tmole" | "tunnelmole" => TunnelSpec { command: "tmole {port}".into(), url_contains: None, ngrok_api: false },
+            "tmole" | "tunnelmole" => TunnelSpec { command: "tmole {port}".into(), url_contains: None, ngrok_api: false, fixed: None },
             "cloudflared" => TunnelSpec {
                 command: "cloudflared tunnel --no-autoupdate --url http://127.0.0.1:{port}".into(),
                 url_contains: Some("trycloudflare.com"),
                 ngrok_api: false,
+                fixed: None,
             },
-            "ngrok" => TunnelSpec { command: "ngrok http {port} --log stdout".into(), url_contains: Some("ngrok"), ngrok_api: true },
+            "ngrok" => TunnelSpec { command: "ngrok http {port} --log stdout".into(), url_contains: Some("ngrok"), ngrok_api: true, fixed: None },
             other => bail!(crate::exit::UsageError(format!(
                 "unknown tunnel {other:?}: use tmole, cloudflared or ngrok, or --tunnel-cmd '<command with {{port}}>'"
             ))),
@@ -48,7 +52,56 @@ impl TunnelSpec {
             command: command.into(),
             url_contains: None,
             ngrok_api: false,
+            fixed: None,
         })
+    }
+
+    /// The same tunnel with a URL that stays the same across runs: a named cloudflared tunnel
+    /// (`tunnel_name`, routed to `domain`), or ngrok on a reserved `domain`. Without either,
+    /// the tunnel as it is.
+    pub fn stable(self, tunnel_name: Option<&str>, domain: Option<&str>) -> Result<TunnelSpec> {
+        let program = self.program();
+        let domain = domain.map(|d| {
+            d.trim()
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_owned()
+        });
+        match (program.as_str(), tunnel_name, domain) {
+            (_, None, None) => Ok(self),
+            ("cloudflared", Some(name), Some(domain)) => {
+                let name = shlex::try_quote(name)
+                    .map_err(|_| crate::exit::usage("--tunnel-name holds a character that cannot be passed on"))?;
+                Ok(TunnelSpec {
+                    command: format!("cloudflared tunnel --no-autoupdate run --url http://127.0.0.1:{{port}} {name}"),
+                    url_contains: None,
+                    ngrok_api: false,
+                    fixed: Some((format!("https://{domain}"), "Registered tunnel connection")),
+                })
+            }
+            ("cloudflared", Some(_), None) => bail!(crate::exit::UsageError(
+                "--tunnel-name needs --domain HOST: the hostname routed to the tunnel (`cloudflared tunnel route dns NAME HOST`)".into()
+            )),
+            ("cloudflared", None, Some(_)) => bail!(crate::exit::UsageError(
+                "a fixed cloudflared hostname needs its named tunnel: add --tunnel-name NAME (`cloudflared tunnel create NAME`)".into()
+            )),
+            ("ngrok", None, Some(domain)) => {
+                let quoted = shlex::try_quote(&domain)
+                    .map_err(|_| crate::exit::usage("--domain holds a character that cannot be passed on"))?;
+                Ok(TunnelSpec {
+                    command: format!("ngrok http {{port}} --domain {quoted} --log stdout"),
+                    url_contains: None,
+                    ngrok_api: true,
+                    fixed: None,
+                })
+            }
+            ("ngrok", Some(_), _) => bail!(crate::exit::UsageError(
+                "--tunnel-name is for cloudflared; ngrok keeps a reserved domain with --domain NAME.ngrok.app".into()
+            )),
+            _ => bail!(crate::exit::UsageError(format!(
+                "{program} cannot keep the same URL across runs: use --tunnel cloudflared --tunnel-name NAME --domain HOST, or --tunnel ngrok --domain NAME.ngrok.app"
+            ))),
+        }
     }
 
     /// A tunnel as saved in the config: a command if it holds `{port}`, else a tunnel's name.

@@ -18,6 +18,7 @@ mod relay;
 mod relay_process;
 mod reload;
 mod self_alerts;
+mod stable_tunnel;
 mod trial_fixes;
 mod up_safety;
 mod walkthrough;
