@@ -136,6 +136,19 @@ pub struct ServeArgs {
     /// relay.acme_ca_file, else the public roots]
     #[arg(long, value_name = "PEM", help_heading = "HTTPS")]
     pub acme_ca_file: Option<PathBuf>,
+    /// How the ACME server checks that this relay holds the domain: tls-alpn-01 on the HTTPS
+    /// port itself, or http-01 on port 80 (--acme-http-listen), when 443 is not reachable from
+    /// the internet directly [default: tls-alpn-01]
+    #[arg(long, value_name = "KIND", value_parser = ["tls-alpn-01", "http-01"], help_heading = "HTTPS")]
+    pub acme_challenge: Option<String>,
+    /// Where http-01 is answered (only `/.well-known/acme-challenge/…`)
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:80",
+        help_heading = "HTTPS"
+    )]
+    pub acme_http_listen: String,
 }
 
 /// `--heartbeat`: an interval, or off.

@@ -344,7 +344,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let beat = heartbeat(&args, &config)?;
     let opts = relay_options(ctx, &args, &config)?;
     let addr = listen_addr(args.listen.as_deref(), &config)?;
-    if matches!(opts.tls, Some(crate::relay::tls::TlsSource::Acme(_)))
+    if matches!(&opts.tls, Some(crate::relay::tls::TlsSource::Acme(a)) if a.http01.is_none())
         && (addr.ip().is_loopback() || addr.port() != 443)
     {
         tracing::warn!(listen = %addr, "the ACME server validates on port 443 of the domain (TLS-ALPN-01): listen on 0.0.0.0:443, or forward 443 here, or no certificate can be issued");

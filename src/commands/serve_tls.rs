@@ -58,6 +58,15 @@ pub fn source(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<Option<Tls
                     .unwrap_or_else(|| LETS_ENCRYPT.into()),
                 ca_file: args.acme_ca_file.clone().or_else(|| r.acme_ca_file.clone()),
                 cache_dir: ctx.paths.data_dir.join("acme"),
+                http01: match args.acme_challenge.as_deref() {
+                    Some("http-01") => Some(crate::listen::parse(&args.acme_http_listen).ok_or_else(|| {
+                        crate::exit::usage(format!(
+                            "--acme-http-listen {:?} is not HOST:PORT (like 0.0.0.0:80)",
+                            args.acme_http_listen
+                        ))
+                    })?),
+                    _ => None,
+                },
             })))
         }
         (None, None) => Ok(None),

@@ -1,6 +1,7 @@
 //! Automatic certificates (`serve --domain relay.example.com`): rustls-acme orders a
 //! certificate from Let's Encrypt (or `--acme-directory`) with the TLS-ALPN-01 challenge,
-//! answered on the HTTPS port itself, and renews it ahead of expiry; until then, and while a
+//! answered on the HTTPS port itself (or HTTP-01 on port 80, see `acme_http`), and renews it
+//! ahead of expiry; until then, and while a
 //! renewal retries, the current certificate keeps being served. The account key and the
 //! certificate are cached in the data directory (`acme/`, 0600 files in a 0700 directory), so a
 //! restart reuses them and never places a new order (Let's Encrypt limits orders per week).
@@ -28,6 +29,8 @@ pub struct AcmeOptions {
     /// Trust this CA for the ACME server's own HTTPS (a staging or private CA, Pebble).
     pub ca_file: Option<PathBuf>,
     pub cache_dir: PathBuf,
+    /// Answer http-01 on this address instead of tls-alpn-01 on the HTTPS port.
+    pub http01: Option<std::net::SocketAddr>,
 }
 
 /// Start ordering (or load the cached certificate); returns the server config and the one
@@ -43,8 +46,18 @@ pub async fn start(opts: &AcmeOptions) -> anyhow::Result<(Arc<ServerConfig>, Arc
     if let Some(ca) = &opts.ca_file {
         config = config.client_tls_config(client_config(ca)?);
     }
+    let http01 = match opts.http01 {
+        Some(addr) => {
+            config = config.challenge_type(rustls_acme::UseChallenge::Http01);
+            Some(crate::listen::bind(addr).await?)
+        }
+        None => None,
+    };
     let mut state = config.state();
     let resolver = state.resolver();
+    if let Some(listener) = http01 {
+        tokio::spawn(super::acme_http::serve(listener, resolver.clone()));
+    }
     let challenge = state.challenge_rustls_config_with_provider(super::tls::provider());
     let domains = opts.domains.join(", ");
     tokio::spawn(async move {
@@ -75,9 +88,9 @@ fn hint(error: &str) -> &'static str {
     } else if e.contains("dns") || e.contains("nxdomain") {
         "the domain's DNS must point at this machine"
     } else if e.contains("connection") || e.contains("timeout") || e.contains("unauthorized") {
-        "the ACME server must reach this relay on port 443 (TLS-ALPN-01), and DNS must point here"
+        "the ACME server must reach this relay on port 443 (tls-alpn-01) or 80 (http-01), and DNS must point here"
     } else {
-        "check --domain, that DNS points here and port 443 is reachable, and --acme-directory"
+        "check --domain, that DNS points here and port 443 (or 80 with http-01) is reachable, and --acme-directory"
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod accept;
 pub mod acme;
+mod acme_http;
 pub mod backlog;
 pub mod clock;
 mod conns;
