@@ -176,3 +176,55 @@ fn find_program(program: &str) -> bool {
         std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TunnelSpec;
+
+    #[test]
+    fn stable_tunnels_keep_their_url() {
+        let ngrok = TunnelSpec::named("ngrok")
+            .unwrap()
+            .stable(None, Some("https://vslack.ngrok-free.app/"))
+            .unwrap();
+        assert_eq!(
+            ngrok.argv(8787),
+            [
+                "ngrok",
+                "http",
+                "8787",
+                "--domain",
+                "vslack.ngrok-free.app",
+                "--log",
+                "stdout"
+            ]
+        );
+        assert!(ngrok.ngrok_api && ngrok.fixed.is_none());
+        let cf = TunnelSpec::named("cloudflared")
+            .unwrap()
+            .stable(Some("my tunnel"), Some("relay.example.com"))
+            .unwrap();
+        assert_eq!(
+            cf.argv(9000),
+            [
+                "cloudflared",
+                "tunnel",
+                "--no-autoupdate",
+                "run",
+                "--url",
+                "http://127.0.0.1:9000",
+                "my tunnel"
+            ]
+        );
+        assert_eq!(
+            cf.fixed,
+            Some((
+                "https://relay.example.com".into(),
+                "Registered tunnel connection"
+            ))
+        );
+        let plain = TunnelSpec::named("tmole").unwrap();
+        assert_eq!(plain.clone().stable(None, None).unwrap(), plain);
+        assert!(plain.stable(None, Some("x.example.com")).is_err());
+    }
+}
