@@ -1557,7 +1557,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__serve)
-            opts="-v -q -h --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --tls-cert --tls-key --domain --acme-email --acme-directory --acme-ca-file --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --tls-cert --tls-key --domain --acme-email --acme-directory --acme-ca-file --acme-challenge --acme-http-listen --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1684,6 +1684,14 @@ _vslack() {
                     return 0
                     ;;
                 --acme-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --acme-challenge)
+                    COMPREPLY=($(compgen -W "tls-alpn-01 http-01" -- "${cur}"))
+                    return 0
+                    ;;
+                --acme-http-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1829,7 +1837,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__setup)
-            opts="-v -q -h --slack-url-file --event --all-events --tunnel --tunnel-cmd --public-url --send-hello --domain --acme-email --heartbeat --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --slack-url-file --event --all-events --tunnel --tunnel-cmd --public-url --tunnel-name --send-hello --domain --acme-email --heartbeat --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1852,6 +1860,10 @@ _vslack() {
                     return 0
                     ;;
                 --public-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tunnel-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2293,7 +2305,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__up)
-            opts="-v -q -h --tunnel --tunnel-cmd --public-url --cleanup --event --tunnel-timeout --no-test --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --tls-cert --tls-key --domain --acme-email --acme-directory --acme-ca-file --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --tunnel --tunnel-cmd --public-url --tunnel-name --cleanup --event --tunnel-timeout --no-test --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --tls-cert --tls-key --domain --acme-email --acme-directory --acme-ca-file --acme-challenge --acme-http-listen --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2308,6 +2320,10 @@ _vslack() {
                     return 0
                     ;;
                 --public-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tunnel-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2440,6 +2456,14 @@ _vslack() {
                     return 0
                     ;;
                 --acme-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --acme-challenge)
+                    COMPREPLY=($(compgen -W "tls-alpn-01 http-01" -- "${cur}"))
+                    return 0
+                    ;;
+                --acme-http-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
