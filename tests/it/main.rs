@@ -13,6 +13,7 @@ mod exit_codes;
 mod flood;
 mod https;
 mod never_silent;
+mod postgres;
 mod prompts;
 mod relay;
 mod relay_process;

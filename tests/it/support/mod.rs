@@ -5,6 +5,7 @@
 
 pub mod fake_slack;
 pub mod fake_vast;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::future::Future;
