@@ -341,7 +341,11 @@ pub fn heartbeat(args: &ServeArgs, config: &Config) -> Result<Option<(Duration, 
 pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let mut shutdown = super::Shutdown::install()?;
     let config = ctx.config()?;
-    let beat = heartbeat(&args, &config)?;
+    // A dry run is not what Vast.ai's webhook points at: no heartbeat unless asked for.
+    let beat = match args.dry_run && args.heartbeat.is_none() {
+        true => None,
+        false => heartbeat(&args, &config)?,
+    };
     let opts = relay_options(ctx, &args, &config)?;
     let addr = listen_addr(args.listen.as_deref(), &config)?;
     if matches!(&opts.tls, Some(crate::relay::tls::TlsSource::Acme(a)) if a.http01.is_none())
