@@ -150,7 +150,13 @@ const BACKLOG: u32 = 4096;
 
 /// Bind, warning loudly when the address is reachable from other machines.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
-    if !addr.ip().is_loopback() {
+    bind_for(addr, false).await
+}
+
+/// `bind`; `public` when listening publicly is the point (HTTPS served by the relay itself,
+/// an ACME challenge), which needs no warning.
+pub async fn bind_for(addr: SocketAddr, public: bool) -> Result<tokio::net::TcpListener> {
+    if !addr.ip().is_loopback() && !public {
         tracing::warn!(
             %addr,
             "listening on a non-loopback address: anyone who can reach it can send requests (signatures are still checked); prefer 127.0.0.1 behind a tunnel or reverse proxy"
@@ -172,6 +178,12 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     match listen() {
         Ok(l) => Ok(l),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(in_use(addr).await),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 => {
+            Err(crate::exit::SetupError(format!(
+                "cannot listen on {addr}: a port below 1024 needs the CAP_NET_BIND_SERVICE capability; run it as a system unit (`vslack service install --system`), or once `sudo setcap cap_net_bind_service=+ep $(command -v vslack)`"
+            ))
+            .into())
+        }
         Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
     }
 }

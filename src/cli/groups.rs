@@ -201,7 +201,7 @@ pub enum StoreCmd {
 pub enum ServiceCmd {
     /// Install ~/.config/systemd/user/vslack.service (or --print it)
     #[command(
-        after_help = "Examples:\n  vslack service install && systemctl --user enable --now vslack\n  # A relay on port 443 with its own certificate, started at boot (a system unit that runs\n  # as you, with only the capability to bind low ports):\n  vslack service install --system --print --serve-args '--listen 0.0.0.0:443 --domain relay.example.com' \\\n      | sudo tee /etc/systemd/system/vslack.service\n  sudo systemctl daemon-reload && sudo systemctl enable --now vslack"
+        after_help = "Examples:\n  vslack service install && systemctl --user enable --now vslack\n  # A relay on port 443 with an automatic certificate, started at boot (a system unit that\n  # runs as you, with only the capability to bind low ports):\n  vslack service install --system --print \\\n      --serve-args '--listen 0.0.0.0:443 --domain relay.example.com' \\\n      | sudo tee /etc/systemd/system/vslack.service\n  sudo systemctl daemon-reload && sudo systemctl enable --now vslack"
     )]
     Install {
         /// A system unit (/etc/systemd/system/vslack.service) that starts at boot and runs as

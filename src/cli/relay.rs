@@ -120,8 +120,8 @@ pub struct ServeArgs {
     /// Serve HTTPS with a certificate for DOMAIN obtained and renewed automatically (ACME,
     /// TLS-ALPN-01 on this listener: DNS must point here and port 443 be reachable; listen on
     /// 0.0.0.0:443). Cached in the data directory, so restarts place no new order
-    /// [default: relay.domain]. With `up`: the tunnel's fixed hostname instead (a named
-    /// cloudflared tunnel's, or a reserved ngrok domain such as NAME.ngrok.app)
+    /// [default: relay.domain]. With `up` and a tunnel: the tunnel's fixed hostname instead (a
+    /// named cloudflared tunnel's, or a reserved ngrok domain such as NAME.ngrok-free.app)
     #[arg(long, value_name = "DOMAIN", help_heading = "HTTPS")]
     pub domain: Option<String>,
     /// Contact address for the ACME account (expiry notices) [default: relay.acme_email]

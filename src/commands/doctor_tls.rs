@@ -48,20 +48,36 @@ impl ServerCertVerifier for Inspect {
     }
 }
 
-/// The leaf certificate served at `addr` for `host` (SNI).
-async fn served(host: &str, addr: &str) -> Result<CertificateDer<'static>, String> {
+/// The leaf certificate served at `addr` for `host` (SNI): inspected whatever it is, or (with
+/// `trusted`) only when it verifies against the public roots, as Vast.ai checks it.
+async fn served(host: &str, addr: &str, trusted: bool) -> Result<CertificateDer<'static>, String> {
     let provider = crate::relay::tls::provider();
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Inspect(provider)))
-        .with_no_client_auth();
+        .map_err(|e| e.to_string())?;
+    let config = match trusted {
+        true => builder
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+            .with_no_client_auth(),
+        false => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Inspect(provider)))
+            .with_no_client_auth(),
+    };
     let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
     let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| format!("{addr} did not answer within 5 s"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::Other
+                if e.to_string().contains("lookup") =>
+            {
+                format!("{host} does not resolve: point its DNS at this server")
+            }
+            _ => format!("cannot connect to {addr}: {e}"),
+        })?;
     let tls = tokio::time::timeout(
         Duration::from_secs(5),
         tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
@@ -80,7 +96,7 @@ async fn served(host: &str, addr: &str) -> Result<CertificateDer<'static>, Strin
 /// Check the certificate served for `host` at `addr` (`host:port`).
 pub async fn check(r: &mut Report, host: &str, addr: &str) {
     let der =
-        match served(host, addr).await {
+        match served(host, addr, false).await {
             Ok(d) => d,
             Err(e) => return r.fail(
                 "certificate",
@@ -133,8 +149,11 @@ pub async fn check(r: &mut Report, host: &str, addr: &str) {
             names.join(", ")
         }
     );
+    let trusted = served(host, addr, true).await;
     if !matches {
         r.fail("certificate", detail, format!("the certificate does not name {host}: Vast.ai will refuse it; get one for {host} (`vslack serve --domain {host}` does)"));
+    } else if let (Err(e), true) = (&trusted, left >= 0) {
+        r.fail("certificate", detail, format!("it is not trusted by the public roots ({e}): Vast.ai will refuse it; use a certificate from a public CA (`vslack serve --domain {host}` gets one from Let's Encrypt)"));
     } else if left < 0 {
         r.fail("certificate", detail, "the certificate has expired: renew it (with --domain the relay renews by itself: see its log for why it could not)");
     } else if left < 14 {

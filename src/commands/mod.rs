@@ -14,6 +14,7 @@ mod serve;
 mod serve_tls;
 mod service;
 mod setup;
+mod setup_checks;
 mod status;
 mod store;
 mod up;

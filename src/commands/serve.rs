@@ -353,7 +353,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     {
         tracing::warn!(listen = %addr, "the ACME server validates on port 443 of the domain (TLS-ALPN-01): listen on 0.0.0.0:443, or forward 443 here, or no certificate can be issued");
     }
-    let listener = crate::listen::bind(addr).await?;
+    let listener = crate::listen::bind_for(addr, opts.tls.is_some()).await?;
     let path = opts.path.clone();
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let keys: Vec<String> = opts

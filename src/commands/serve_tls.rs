@@ -27,35 +27,53 @@ pub fn source(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<Option<Tls
         },
     };
     let domain = args.domain.clone().or_else(|| r.domain.clone());
+    if domain.is_none()
+        && (args.acme_email.is_some()
+            || args.acme_directory.is_some()
+            || args.acme_ca_file.is_some()
+            || args.acme_challenge.is_some())
+    {
+        return Err(crate::exit::usage(
+            "--acme-email, --acme-directory, --acme-ca-file and --acme-challenge go with --domain (automatic certificates)",
+        ));
+    }
     match (files, domain) {
         (Some(_), Some(_)) if args.domain.is_none() && args.tls_cert.is_none() => Err(crate::exit::usage(
             "the config sets both relay.domain and relay.tls_cert: choose automatic certificates or certificate files",
         )),
         (Some((cert, key)), _) => {
             // Checked now, so a bad pair is named before anything listens.
-            crate::relay::tls::read_pair(&cert, &key)?;
+            crate::relay::tls::check_pair(&cert, &key)?;
             Ok(Some(TlsSource::Files { cert, key }))
         }
         (None, Some(domain)) => {
             let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
             let ok = !domain.is_empty()
                 && domain.parse::<std::net::IpAddr>().is_err()
+                && domain.contains('.')
+                && !domain.ends_with(".localhost")
                 && domain.split('.').all(|l| {
                     !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 });
             if !ok {
                 return Err(crate::exit::usage(format!(
-                    "--domain {domain:?} is not a DNS name: give the host name the relay is reached at, like relay.example.com"
+                    "--domain {domain:?} is not a public DNS name: give the host name the relay is reached at, like relay.example.com"
+                )));
+            }
+            let directory = args
+                .acme_directory
+                .clone()
+                .or_else(|| r.acme_directory.clone())
+                .unwrap_or_else(|| LETS_ENCRYPT.into());
+            if !reqwest::Url::parse(&directory).is_ok_and(|u| u.scheme() == "https" && u.host().is_some()) {
+                return Err(crate::exit::usage(format!(
+                    "--acme-directory {directory:?} is not an https URL (Let's Encrypt's is {LETS_ENCRYPT})"
                 )));
             }
             Ok(Some(TlsSource::Acme(AcmeOptions {
                 domains: vec![domain],
                 email: args.acme_email.clone().or_else(|| r.acme_email.clone()),
-                directory: args
-                    .acme_directory
-                    .clone()
-                    .or_else(|| r.acme_directory.clone())
-                    .unwrap_or_else(|| LETS_ENCRYPT.into()),
+                directory,
                 ca_file: args.acme_ca_file.clone().or_else(|| r.acme_ca_file.clone()),
                 cache_dir: ctx.paths.data_dir.join("acme"),
                 http01: match args.acme_challenge.as_deref() {

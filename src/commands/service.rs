@@ -124,9 +124,12 @@ fn system_extras(ctx: &Ctx, serve: &ServeArgs) -> Result<System> {
     }
     let user = name.ok_or_else(|| crate::exit::usage("cannot find this user's name"))?;
     let addr = super::serve::listen_addr(serve.listen.as_deref(), &ctx.config()?)?;
+    // HTTP-01 answers on its own port (80 by default).
+    let http01 = serve.acme_challenge.as_deref() == Some("http-01")
+        && crate::listen::parse(&serve.acme_http_listen).is_some_and(|a| a.port() < 1024);
     Ok(System {
         user,
-        low_port: addr.port() < 1024,
+        low_port: addr.port() < 1024 || http01,
     })
 }
 

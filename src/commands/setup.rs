@@ -4,6 +4,7 @@
 use anyhow::Result;
 
 use super::events::resolve_events;
+use super::setup_checks::{check_domain, heartbeat_choice};
 use super::webhook::check_webhook_url;
 use super::Ctx;
 use crate::cli::SetupArgs;
@@ -23,6 +24,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     if let Some(cmd) = &args.reach.tunnel_cmd {
         crate::tunnel::TunnelSpec::custom(cmd)?;
     }
+    check_domain(&args)?;
     let slack_from_file = match &args.slack_url_file {
         Some(path) => {
             let url = crate::secret::read_secret_file(path, "--slack-url-file")?;
@@ -305,6 +307,13 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             )));
         }
     }
+    // A relay serving HTTPS itself listens where the public URL says (443 unless it names a
+    // port).
+    let port = public_url
+        .as_deref()
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .and_then(|u| u.port_or_known_default())
+        .unwrap_or(443);
     let (config, ()) = Config::update(&ctx.paths, |c| {
         c.events = events.clone();
         c.relay.tunnel = tunnel;
@@ -318,7 +327,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             c.relay.domain = Some(d.clone());
             c.relay.tls_cert = None;
             c.relay.tls_key = None;
-            c.relay.listen.get_or_insert_with(|| "0.0.0.0:443".into());
+            c.relay.listen = Some(format!("0.0.0.0:{port}"));
             if args.acme_email.is_some() {
                 c.relay.acme_email = args.acme_email.clone();
             }
@@ -338,39 +347,4 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         None => "\nDone. Next: `vslack up` starts the relay and the tunnel and points the webhook at it.".to_owned(),
     });
     Ok(())
-}
-
-/// The heartbeat `serve` runs (`relay.heartbeat`): the flag, else asked (yes: 6h), else 6h.
-fn heartbeat_choice(ctx: &Ctx, args: &SetupArgs, config: &Config) -> Result<String> {
-    use crate::cli::{parse_heartbeat, Heartbeat};
-    let current = config
-        .relay
-        .heartbeat
-        .as_deref()
-        .and_then(|h| parse_heartbeat(h).ok());
-    let every = match (args.heartbeat, current) {
-        (Some(h), _) => h,
-        (None, current) if ctx.interactive() => {
-            let every = match current {
-                Some(Heartbeat::Every(d)) => d,
-                _ => std::time::Duration::from_secs(6 * 3600),
-            };
-            let text = humantime::format_duration(every).to_string();
-            let yes = crate::prompt::confirm(
-                &format!("Check the whole path every {text} (Vast.ai's test event, not posted) and alert in Slack when it breaks?"),
-                current != Some(Heartbeat::Off),
-            )?;
-            if yes {
-                Heartbeat::Every(every)
-            } else {
-                Heartbeat::Off
-            }
-        }
-        (None, Some(current)) => current,
-        (None, None) => Heartbeat::Every(std::time::Duration::from_secs(6 * 3600)),
-    };
-    Ok(match every {
-        Heartbeat::Every(d) => humantime::format_duration(d).to_string(),
-        Heartbeat::Off => "off".into(),
-    })
 }

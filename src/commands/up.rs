@@ -148,10 +148,11 @@ impl Session {
 
         // The webhook's secret is held now.
         opts.verifier = super::serve::verifier(&args.serve, &ctx.config()?);
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let relay = self.relay.insert(Relay::start(listener, opts).await?);
         let mut activity = relay.subscribe();
         say(format!(
-            "relay     listening on http://127.0.0.1:{port}{path}"
+            "relay     listening on {scheme}://127.0.0.1:{port}{path}"
         ));
 
         let beat = super::serve::heartbeat(&args.serve, &ctx.config()?)?;

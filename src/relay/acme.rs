@@ -49,7 +49,13 @@ pub async fn start(opts: &AcmeOptions) -> anyhow::Result<(Arc<ServerConfig>, Arc
     let http01 = match opts.http01 {
         Some(addr) => {
             config = config.challenge_type(rustls_acme::UseChallenge::Http01);
-            Some(crate::listen::bind(addr).await?)
+            let l = crate::listen::bind_for(addr, true).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#} (this is --acme-http-listen, where ACME's http-01 is answered)"
+                )
+            })?;
+            tracing::info!(listen = %addr, "answering ACME http-01 validations here");
+            Some(l)
         }
         None => None,
     };
@@ -60,6 +66,7 @@ pub async fn start(opts: &AcmeOptions) -> anyhow::Result<(Arc<ServerConfig>, Arc
     }
     let challenge = state.challenge_rustls_config_with_provider(super::tls::provider());
     let domains = opts.domains.join(", ");
+    let directory = opts.directory.clone();
     tokio::spawn(async move {
         while let Some(event) = state.next().await {
             match event {
@@ -72,7 +79,7 @@ pub async fn start(opts: &AcmeOptions) -> anyhow::Result<(Arc<ServerConfig>, Arc
                 Ok(EventOk::CertCacheStore | EventOk::AccountCacheStore) => {}
                 Err(e) => {
                     let text = e.to_string();
-                    tracing::error!(domains = %domains, error = %text, hint = hint(&text), "cannot get a certificate yet; retrying (any current certificate is still served)")
+                    tracing::error!(domains = %domains, directory = %directory, error = %text, hint = hint(&text), "cannot get a certificate yet; retrying (any current certificate is still served)")
                 }
             }
         }
@@ -80,10 +87,19 @@ pub async fn start(opts: &AcmeOptions) -> anyhow::Result<(Arc<ServerConfig>, Arc
     Ok((Arc::new(super::tls::server_config(resolver)?), challenge))
 }
 
-/// What to check for an ACME failure.
+/// What to check for an ACME failure: the ACME server's own verdict (its problem document),
+/// or the relay not reaching the ACME server at all.
 fn hint(error: &str) -> &'static str {
     let e = error.to_ascii_lowercase();
-    if e.contains("ratelimit") || e.contains("rate limit") || e.contains("too many") {
+    let verdict = e.contains("acme:error");
+    if !verdict
+        && (e.contains("connect")
+            || e.contains("tcp")
+            || e.contains("lookup")
+            || e.contains("timed out"))
+    {
+        "this relay cannot reach the ACME directory: check this machine's outbound network and DNS, and --acme-directory"
+    } else if e.contains("ratelimit") || e.contains("rate limit") || e.contains("too many") {
         "the ACME server's rate limit: wait (Let's Encrypt: https://letsencrypt.org/docs/rate-limits/)"
     } else if e.contains("dns") || e.contains("nxdomain") {
         "the domain's DNS must point at this machine"

@@ -91,6 +91,8 @@ struct FileCert {
     key: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
     seen: Mutex<(Option<String>, Option<String>)>,
+    /// The last version that could not be used (warned about once).
+    failed: Mutex<Option<(Option<String>, Option<String>)>>,
 }
 
 impl std::fmt::Debug for FileCert {
@@ -106,7 +108,8 @@ fn version(path: &Path) -> Option<String> {
     crate::paths::file_version(path)
 }
 
-/// Read a certificate chain and its key, or say what is wrong with them.
+/// Read a certificate chain and its key, or say what is wrong with them (the key file's mode
+/// is checked by `check_pair`).
 pub fn read_pair(cert: &Path, key: &Path) -> anyhow::Result<Arc<CertifiedKey>> {
     let fail = |what: String| crate::exit::SetupError(what);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -124,12 +127,19 @@ pub fn read_pair(cert: &Path, key: &Path) -> anyhow::Result<Arc<CertifiedKey>> {
         ))
         .into());
     }
-    crate::secret::warn_if_loose(key);
     let der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        fail(format!(
-            "cannot read the private key --tls-key {}: {e} (expected a PEM private key)",
-            key.display()
-        ))
+        let encrypted = std::fs::read_to_string(key).is_ok_and(|t| t.contains("ENCRYPTED"));
+        fail(match encrypted {
+            true => format!(
+                "the private key --tls-key {} is encrypted: the relay cannot ask for its passphrase; write it decrypted (mode 0600) with `openssl pkey -in {} -out key.pem`",
+                key.display(),
+                key.display()
+            ),
+            false => format!(
+                "cannot read the private key --tls-key {}: {e} (expected a PEM private key)",
+                key.display()
+            ),
+        })
     })?;
     let signing = provider().key_provider.load_private_key(der).map_err(|e| {
         fail(format!(
@@ -148,6 +158,46 @@ pub fn read_pair(cert: &Path, key: &Path) -> anyhow::Result<Arc<CertifiedKey>> {
     Ok(Arc::new(pair))
 }
 
+/// `read_pair` at start: also the key file's mode, and what the certificate says (names,
+/// expiry), with a warning when it has expired or is about to.
+pub fn check_pair(cert: &Path, key: &Path) -> anyhow::Result<()> {
+    crate::secret::warn_if_loose(key);
+    let pair = read_pair(cert, key)?;
+    describe(&pair, cert);
+    Ok(())
+}
+
+/// Log the leaf's names and expiry; warn when it has expired or has under 14 days left.
+fn describe(pair: &CertifiedKey, path: &Path) {
+    let Some(Ok((_, leaf))) = pair
+        .cert
+        .first()
+        .map(|c| x509_parser::parse_x509_certificate(c.as_ref()))
+    else {
+        return;
+    };
+    let names: Vec<String> = leaf
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let until = leaf.validity().not_after.timestamp();
+    let days = (until - super::now_secs()) / 86_400;
+    let (names, expires) = (names.join(", "), crate::output::unix_time(until));
+    if days < 14 {
+        tracing::warn!(cert = %path.display(), names = %names, expires = %expires, "the TLS certificate has expired or expires within 14 days: renew it");
+    } else {
+        tracing::info!(cert = %path.display(), names = %names, expires = %expires, "TLS certificate");
+    }
+}
+
 impl FileCert {
     fn load(cert: &Path, key: &Path) -> anyhow::Result<FileCert> {
         let seen = (version(cert), version(key));
@@ -156,6 +206,7 @@ impl FileCert {
             cert: cert.to_owned(),
             key: key.to_owned(),
             seen: Mutex::new(seen),
+            failed: Mutex::new(None),
         })
     }
 
@@ -165,7 +216,9 @@ impl FileCert {
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let now = (version(&self.cert), version(&self.key));
-            if *self.seen.lock().expect("tls lock") == now {
+            if *self.seen.lock().expect("tls lock") == now
+                || *self.failed.lock().expect("tls lock") == Some(now.clone())
+            {
                 continue;
             }
             let this = self.clone();
@@ -173,12 +226,16 @@ impl FileCert {
                 tokio::task::spawn_blocking(move || read_pair(&this.cert, &this.key)).await;
             match loaded {
                 Ok(Ok(pair)) => {
+                    tracing::info!(cert = %self.cert.display(), "reloaded the TLS certificate");
+                    describe(&pair, &self.cert);
                     *self.current.write().expect("tls lock") = pair;
                     *self.seen.lock().expect("tls lock") = now;
-                    tracing::info!(cert = %self.cert.display(), "reloaded the TLS certificate");
+                    *self.failed.lock().expect("tls lock") = None;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %format!("{e:#}"), "the TLS files changed but cannot be used (yet); keeping the current certificate")
+                    // Once per version of the files, not every 2 s.
+                    tracing::warn!(error = %format!("{e:#}"), "the TLS files changed but cannot be used (yet); keeping the current certificate");
+                    *self.failed.lock().expect("tls lock") = Some(now);
                 }
                 Err(_) => {}
             }
