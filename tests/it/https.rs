@@ -441,6 +441,10 @@ fn https_from_the_config_and_doctor_checks_the_served_certificate() {
         deliver_https("localhost", addr_of(&relay.url), &pem, "evt-cfg"),
         204
     );
+    // `status` finds the relay over HTTPS where the config says it listens.
+    let st = env.run(&["--json", "status"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["relay_status"], "ok", "{v}");
     let check = |env: &Env| {
         let out = env.run(&["--json", "doctor"]);
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
