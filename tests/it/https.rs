@@ -1,7 +1,7 @@
 //! `vslack serve` on HTTPS, as a real process: certificate files (made here with rcgen) with a
 //! signed delivery end to end, a replaced certificate picked up without a restart, plain HTTP
-//! refused on the TLS port and a stalled handshake cut off; and automatic certificates from
-//! Pebble, Let's Encrypt's ACME test server, cached across a restart.
+//! refused on the TLS port and a stalled handshake cut off, and doctor's certificate check.
+//! (Automatic certificates: `acme.rs`.)
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,7 +15,7 @@ use crate::relay_process::{serve_on, Serving};
 use crate::support::fake_slack::FakeSlack;
 
 /// A self-signed certificate for `names`, written as `<stem>.pem` and `<stem>-key.pem` (0600).
-fn make_cert(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, String) {
+pub(crate) fn make_cert(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, String) {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let c = rcgen::generate_simple_self_signed(names).unwrap();
     let (cert, key) = (
@@ -29,13 +29,13 @@ fn make_cert(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, Strin
     (cert, key, pem)
 }
 
-fn addr_of(url: &str) -> SocketAddr {
+pub(crate) fn addr_of(url: &str) -> SocketAddr {
     let rest = url.split_once("://").unwrap().1;
     rest.trim_end_matches('/').parse().unwrap()
 }
 
 /// A signed delivery to `https://<name>:<port>/`, trusting `root_pem` only.
-fn deliver_https(name: &str, addr: SocketAddr, root_pem: &str, id: &str) -> u16 {
+pub(crate) fn deliver_https(name: &str, addr: SocketAddr, root_pem: &str, id: &str) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,7 +64,7 @@ fn deliver_https(name: &str, addr: SocketAddr, root_pem: &str, id: &str) -> u16 
 }
 
 /// Whether a TLS handshake with `addr` as `name` succeeds when only `root_pem` is trusted.
-fn handshake_ok(name: &str, addr: SocketAddr, root_pem: &str) -> bool {
+pub(crate) fn handshake_ok(name: &str, addr: SocketAddr, root_pem: &str) -> bool {
     use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
@@ -89,7 +89,7 @@ fn handshake_ok(name: &str, addr: SocketAddr, root_pem: &str) -> bool {
     true
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
         assert!(
@@ -200,218 +200,6 @@ fn a_certificate_that_is_not_the_keys_is_refused_at_start() {
     );
 }
 
-/// A Pebble ACME server on free ports, with its own HTTPS certificate made here.
-struct Pebble {
-    child: std::process::Child,
-    dns: Option<std::process::Child>,
-    dir: String,
-    mgmt: u16,
-    ca_pem: String,
-    log: PathBuf,
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for c in std::iter::once(&mut self.child).chain(self.dns.as_mut()) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Pebble, validating for real: its DNS is pebble-challtestsrv answering 127.0.0.1 for every
-/// name, and it connects to `tls_port` (TLS-ALPN-01) and `http_port` (HTTP-01), where the
-/// relay answers. Without pebble-challtestsrv, every validation is taken as passed (said
-/// loudly).
-fn start_pebble(dir: &Path, tls_port: u16, http_port: u16) -> Option<Pebble> {
-    let bin = ["/usr/bin/pebble", "/usr/local/bin/pebble"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())?;
-    let (cert, key, ca_pem) = make_cert(dir, "pebble", &["localhost", "127.0.0.1"]);
-    let (port, mgmt) = (free_port(), free_port());
-    let config = dir.join("pebble.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{port}"),
-            "managementListenAddress": format!("127.0.0.1:{mgmt}"),
-            "certificate": cert, "privateKey": key,
-            "httpPort": http_port, "tlsPort": tls_port,
-            "ocspResponderURL": "", "externalAccountBindingRequired": false,
-        }})
-        .to_string(),
-    )
-    .unwrap();
-    let log = dir.join("pebble.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let mut cmd = std::process::Command::new(bin);
-    cmd.args(["-config", config.to_str().unwrap()])
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        .env("PEBBLE_WFE_NONCEREJECT", "0");
-    let dns = Path::new("/usr/bin/pebble-challtestsrv").exists().then(|| {
-        let dns_port = free_port();
-        let child = std::process::Command::new("/usr/bin/pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{}", free_port())])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("pebble-challtestsrv answers DNS", || {
-            TcpStream::connect(("127.0.0.1", dns_port)).is_ok()
-        });
-        (child, dns_port)
-    });
-    match &dns {
-        Some((_, p)) => {
-            cmd.args(["-dnsserver", &format!("127.0.0.1:{p}")]);
-        }
-        None => {
-            eprintln!("\n*** pebble-challtestsrv is missing: Pebble takes every ACME validation as passed ***\n");
-            cmd.env("PEBBLE_VA_ALWAYS_VALID", "1");
-        }
-    }
-    let child = cmd
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    wait_until("pebble listens", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Some(Pebble {
-        child,
-        dns: dns.map(|d| d.0),
-        dir: format!("https://127.0.0.1:{port}/dir"),
-        mgmt,
-        ca_pem,
-        log,
-    })
-}
-
-/// Pebble's root, which the certificates it issues chain to.
-fn pebble_root(p: &Pebble) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(p.ca_pem.as_bytes()).unwrap()])
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("https://127.0.0.1:{}/roots/0", p.mgmt))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    })
-}
-
-/// The ACME test, with the challenge answered for real on the relay's HTTPS port (tls-alpn-01)
-/// or on its http-01 listener.
-fn acme_round(http01: bool) {
-    let slack = FakeSlack::start();
-    let mut env = Env::new();
-    env.set("VAST_WEBHOOK_SECRET", SECRET);
-    env.set("SLACK_WEBHOOK_URL", &slack.url());
-    let dir = env.dir.path().to_owned();
-    let (tls_port, http_port) = (free_port(), free_port());
-    let Some(pebble) = start_pebble(&dir, tls_port, http_port) else {
-        eprintln!("\n*** SKIPPED the ACME test: pebble is not installed (apt-get install -y pebble; .ci/run installs it) ***\n");
-        return;
-    };
-    let ca = dir.join("pebble.pem");
-    let http_listen = format!("127.0.0.1:{http_port}");
-    let mut args = vec![
-        "--domain",
-        "relay.test",
-        "--acme-email",
-        "ops@example.com",
-        "--acme-directory",
-        &pebble.dir,
-        "--acme-ca-file",
-        ca.to_str().unwrap(),
-    ];
-    if http01 {
-        args.extend_from_slice(&[
-            "--acme-challenge",
-            "http-01",
-            "--acme-http-listen",
-            &http_listen,
-        ]);
-    }
-    let listen = format!("127.0.0.1:{tls_port}");
-    let relay = serve_on(&env, &listen, &args);
-    let addr = addr_of(&relay.url);
-    relay.wait_log("obtained a new certificate");
-    relay.wait_log(if http01 {
-        "answering an ACME HTTP-01 validation"
-    } else {
-        "answering an ACME TLS-ALPN-01 validation"
-    });
-    let root = pebble_root(&pebble);
-    // The served certificate chains to Pebble's root and names the domain.
-    wait_until("the ACME certificate is served", || {
-        handshake_ok("relay.test", addr, &root)
-    });
-    assert!(
-        !handshake_ok("other.test", addr, &root),
-        "it names relay.test only"
-    );
-    assert_eq!(deliver_https("relay.test", addr, &root, "evt-acme-1"), 204);
-    slack.wait_for_delivered(1, Duration::from_secs(10));
-    let orders = |log: &Path| {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .matches("order-plz")
-            .count()
-    };
-    let before = orders(&pebble.log);
-    assert!(before >= 1, "pebble saw the order");
-    // Cached privately, and reused by a restart without a new order.
-    let cache = env.data_dir().join("acme");
-    assert_eq!(crate::common::mode(&cache), 0o700);
-    for f in std::fs::read_dir(&cache).unwrap() {
-        assert_eq!(crate::common::mode(&f.unwrap().path()), 0o600);
-    }
-    drop(relay);
-    let relay = serve_on(&env, &listen, &args);
-    relay.wait_log("serving the cached certificate (no new order)");
-    assert!(handshake_ok("relay.test", addr, &root));
-    assert_eq!(deliver_https("relay.test", addr, &root, "evt-acme-2"), 204);
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        orders(&pebble.log),
-        before,
-        "no new order after the restart"
-    );
-    assert!(!relay.logged("obtained a new certificate"));
-}
-
-#[test]
-fn an_acme_certificate_from_pebble_is_served_and_reused_after_a_restart() {
-    acme_round(false);
-}
-
-#[test]
-fn an_acme_certificate_by_http_01_from_pebble() {
-    acme_round(true);
-}
-
 #[test]
 fn https_from_the_config_and_doctor_checks_the_served_certificate() {
     let slack = FakeSlack::start();
@@ -482,4 +270,12 @@ fn https_from_the_config_and_doctor_checks_the_served_certificate() {
             .contains("does not name other.test"),
         "{c}"
     );
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

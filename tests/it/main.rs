@@ -5,6 +5,7 @@
 mod common;
 mod support;
 
+mod acme;
 mod backlog;
 mod cli_basics;
 mod disk_full;
@@ -19,6 +20,7 @@ mod relay;
 mod relay_process;
 mod reload;
 mod self_alerts;
+mod service_unit;
 mod stable_tunnel;
 mod trial_fixes;
 mod up_safety;
