@@ -119,21 +119,7 @@ pub async fn check(r: &mut Report, host: &str, addr: &str) {
         .map(str::to_owned)
         .unwrap_or_else(|| cert.issuer().to_string());
     let left = (cert.validity().not_after.timestamp() - crate::relay::now_secs()) / 86_400;
-    let names: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = crate::relay::tls::dns_names(&cert);
     let matches = names.iter().any(|n| {
         n.eq_ignore_ascii_case(host)
             || n.strip_prefix("*.").is_some_and(|base| {

@@ -167,6 +167,24 @@ pub fn check_pair(cert: &Path, key: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The DNS names a certificate holds (its subject alternative names).
+pub fn dns_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    cert.subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Log the leaf's names and expiry; warn when it has expired or has under 14 days left.
 fn describe(pair: &CertifiedKey, path: &Path) {
     let Some(Ok((_, leaf))) = pair
@@ -176,18 +194,7 @@ fn describe(pair: &CertifiedKey, path: &Path) {
     else {
         return;
     };
-    let names: Vec<String> = leaf
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .map(|n| n.to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = dns_names(&leaf);
     let until = leaf.validity().not_after.timestamp();
     let days = (until - super::now_secs()) / 86_400;
     let (names, expires) = (names.join(", "), crate::output::unix_time(until));
