@@ -13,22 +13,23 @@ use crate::relay_process::serve_on;
 use crate::support::fake_slack::FakeSlack;
 
 /// A Pebble ACME server on free ports, with its own HTTPS certificate made here.
+/// A child process killed when dropped (so a failed start leaks nothing).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Pebble {
-    child: std::process::Child,
-    dns: Option<std::process::Child>,
+    _child: Killed,
+    _dns: Option<Killed>,
     dir: String,
     mgmt: u16,
     ca_pem: String,
     log: PathBuf,
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for c in std::iter::once(&mut self.child).chain(self.dns.as_mut()) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Pebble, validating for real: its DNS is pebble-challtestsrv answering 127.0.0.1 for every
@@ -71,6 +72,7 @@ fn start_pebble(dir: &Path, tls_port: u16, http_port: u16) -> Option<Pebble> {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let child = Killed(child);
         wait_until("pebble-challtestsrv answers DNS", || {
             TcpStream::connect(("127.0.0.1", dns_port)).is_ok()
         });
@@ -85,17 +87,18 @@ fn start_pebble(dir: &Path, tls_port: u16, http_port: u16) -> Option<Pebble> {
             cmd.env("PEBBLE_VA_ALWAYS_VALID", "1");
         }
     }
-    let child = cmd
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+    let child = Killed(
+        cmd.stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
     wait_until("pebble listens", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     Some(Pebble {
-        child,
-        dns: dns.map(|d| d.0),
+        _child: child,
+        _dns: dns.map(|d| d.0),
         dir: format!("https://127.0.0.1:{port}/dir"),
         mgmt,
         ca_pem,
