@@ -27,6 +27,8 @@ pub struct Config {
     pub slack: SlackConfig,
     #[serde(default)]
     pub relay: RelayConfig,
+    #[serde(default, skip_serializing_if = "StoreConfig::is_default")]
+    pub store: StoreConfig,
     /// Signing secrets by webhook id (TOML keys are strings).
     #[serde(default)]
     pub webhooks: BTreeMap<String, WebhookSecrets>,
@@ -45,6 +47,22 @@ pub struct SlackConfig {
     /// secret, like `url`; set by `vslack slack set --fallback`). It takes no events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_url: Option<Secret>,
+}
+
+/// Where events are stored: the SQLite file in the data directory unless `url` names a
+/// PostgreSQL database shared by several relays (set by `vslack store set`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (a secret: it may hold a password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+}
+
+impl StoreConfig {
+    fn is_default(&self) -> bool {
+        self.url.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

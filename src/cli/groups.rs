@@ -195,6 +195,28 @@ pub enum StoreCmd {
         spool.sqlite3.damaged-<time> beside the new one, and the counts of what was saved and what \
         could not be read are printed.")]
     Recover,
+    /// Keep events in a PostgreSQL database that several relays share (high availability):
+    /// reads the URL (postgres://USER:PASSWORD@HOST:PORT/DB) from a hidden prompt or stdin,
+    /// connects, prepares the schema and saves it as `[store] url`
+    #[command(
+        after_help = "Examples:\n  vslack store set\n  printf %s \"$DATABASE_URL\" | vslack store set\n\n\
+        TLS: add ?sslmode=require (verified against the public roots), and &sslrootcert=/path/ca.pem \
+        for a private CA. Then restart the relay, and run `vslack store migrate` to bring the events \
+        the SQLite store holds. VSLACK_STORE_URL and `serve --store` take precedence over the saved URL."
+    )]
+    Set,
+    /// Go back to the SQLite file in the data directory (forgets the saved URL; the database is
+    /// left as it is)
+    Clear,
+    /// Copy the SQLite store (pending events, dead letters and the dedup history) into the
+    /// PostgreSQL store, then move the SQLite file aside so it is never forwarded again
+    #[command(
+        after_help = "Example:\n  vslack store set && vslack store migrate\n\n\
+        Stop the relay that uses the SQLite store first. Events the database already holds (same id) \
+        are left as they are there, so running it twice copies nothing twice. The SQLite file is \
+        renamed spool.sqlite3.migrated-<time>; nothing is deleted."
+    )]
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]

@@ -71,6 +71,12 @@ pub struct ServeArgs {
     /// what deduplication and `vslack queue` need is kept
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub keep_bodies: std::time::Duration,
+    /// Where events are stored: `sqlite` (the file in the data directory) or a PostgreSQL URL
+    /// that several relays share (`postgres://USER@HOST:PORT/DB`). A URL with a password does
+    /// not belong on a command line (any user can read it with ps): set VSLACK_STORE_URL, or
+    /// save it with `vslack store set` [default: VSLACK_STORE_URL, else `[store] url`, else sqlite]
+    #[arg(long, value_name = "sqlite|URL")]
+    pub store: Option<String>,
     /// Cap the event store's size; when full the relay answers 503 so Vast.ai retries later
     /// [default: no cap]
     #[arg(long, value_name = "MB")]

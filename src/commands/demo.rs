@@ -49,6 +49,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             }],
             forward: ForwardOptions::default(),
             spool_path: dir.path().join("spool.sqlite3"),
+            store_url: None,
             spool: SpoolOptions::default(),
             log_payloads: false,
             alerts: Default::default(),

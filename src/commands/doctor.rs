@@ -260,8 +260,12 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
             "`vslack slack set` with the URL Slack gave you",
         ),
     }
+    let location = super::store_pg::location(ctx, &config, None);
+    if let Ok(spool::Location::Postgres(url)) = &location {
+        super::doctor_report::shared_store(&mut r, url).await;
+    }
     let store = async {
-        match spool::open_existing(&ctx.paths.spool_file())? {
+        match spool::open_for_command(&location?, &ctx.paths.spool_file()).await? {
             Some(sp) => {
                 let head = sp.list(spool::PENDING, 1).await?.into_iter().next();
                 let dead = sp.list(spool::DEAD, 1).await?.into_iter().next();

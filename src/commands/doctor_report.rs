@@ -107,3 +107,73 @@ pub fn incidents(
         );
     }
 }
+
+/// A shared PostgreSQL store: reachable, its schema, and which relays use it now.
+pub async fn shared_store(r: &mut Report, url: &crate::secret::Secret) {
+    use crate::relay::spool::postgres::inspect;
+    let seen = match inspect::inspect(url).await {
+        Ok(s) => s,
+        Err(e) => {
+            return r.fail(
+                "store",
+                format!("{e:#}"),
+                "start the database or fix the URL (`vslack store set`, VSLACK_STORE_URL); the relay answers 503 while it cannot store events",
+            )
+        }
+    };
+    let relays = &seen.relays;
+    let forwarding = relays.iter().filter(|x| x.forwarding).count();
+    let names = relays
+        .iter()
+        .map(|x| {
+            format!(
+                "{}{}",
+                x.host,
+                if x.forwarding { " (forwarding)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    match seen.schema {
+        Some(v) if v > seen.schema_supported => r.fail(
+            "store",
+            format!(
+                "{}: schema version {v} is newer than this vslack ({})",
+                seen.store, seen.schema_supported
+            ),
+            "upgrade vslack on this machine",
+        ),
+        None => r.warn(
+            "store",
+            format!("{}: reachable, no vslack tables yet", seen.store),
+            "start a relay with this store (`vslack serve`), or run `vslack store set`",
+        ),
+        Some(_) if relays.is_empty() => r.warn(
+            "store",
+            format!(
+                "{}: reachable, schema v{}, no relay active in the last {} s",
+                seen.store,
+                seen.schema_supported,
+                inspect::ACTIVE_WITHIN
+            ),
+            "start `vslack serve` on at least one machine",
+        ),
+        Some(_) if forwarding == 0 => r.warn(
+            "store",
+            format!(
+                "{}: {} relay(s) active ({names}) but none forwarding",
+                seen.store,
+                relays.len()
+            ),
+            "check the relays' logs: one takes over within seconds of another stopping",
+        ),
+        Some(v) => r.ok(
+            "store",
+            format!(
+                "{}: schema v{v}, {} relay(s) active: {names}",
+                seen.store,
+                relays.len()
+            ),
+        ),
+    }
+}

@@ -17,6 +17,7 @@ mod setup;
 mod setup_checks;
 mod status;
 mod store;
+mod store_pg;
 mod up;
 mod up_reach;
 mod up_report;
@@ -137,7 +138,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Demo => return demo::run(&ctx).await,
             Command::Send(args) => return send::run(&ctx, args).await,
             Command::Queue { cmd } => queue::run(&ctx, cmd).await,
-            Command::Store(cmd) => return store::run(&ctx, cmd),
+            Command::Store(cmd) => return store::run(&ctx, cmd).await,
             Command::Completions { .. } | Command::Man { .. } => {
                 unreachable!("handled before the runtime starts")
             }

@@ -29,7 +29,8 @@ pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
         _ => {}
     }
     let path = ctx.paths.spool_file();
-    let Some(spool) = spool::open_existing(&path)? else {
+    let location = super::store_pg::location(ctx, &ctx.config()?, None)?;
+    let Some(spool) = spool::open_for_command(&location, &path).await? else {
         let named = match &cmd {
             Some(QueueCmd::Retry { seqs, .. } | QueueCmd::Drop { seqs, .. }) => seqs.len(),
             _ => 0,

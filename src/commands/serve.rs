@@ -275,6 +275,11 @@ fn build_options(
         } else {
             ctx.paths.spool_file()
         },
+        store_url: if args.dry_run {
+            None
+        } else {
+            super::store_pg::url(config, args.store.as_deref())?
+        },
         spool: SpoolOptions {
             max_bytes: args.max_store_mb.map(|mb| mb * 1024 * 1024),
             retention: args.retention,

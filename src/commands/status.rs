@@ -11,7 +11,8 @@ use crate::relay::spool;
 /// The local relay's /health, if one answers at `addr` (see `serve::local_addr`).
 pub async fn status(ctx: &Ctx) -> Result<()> {
     let config = ctx.config()?;
-    let stats = match spool::open_existing(&ctx.paths.spool_file())? {
+    let location = super::store_pg::location(ctx, &config, None)?;
+    let stats = match spool::open_for_command(&location, &ctx.paths.spool_file()).await? {
         Some(sp) => Some(sp.stats().await?),
         None => None,
     };
@@ -52,7 +53,8 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "relay_status": health.as_ref().and_then(|h| h["status"].as_str().map(str::to_owned)),
         "tunnel": config.relay.tunnel.as_deref().map(crate::config::shown_safely),
         "public_url": config.relay.public_url.as_deref().map(crate::config::shown_safely),
-        "store": ctx.paths.spool_file(),
+        "store": location.shown(),
+        "store_kind": if location.is_shared() { "postgres" } else { "sqlite" },
         "heartbeat": {
             "every_secs": record.heartbeat_every_secs,
             "last_success": record.heartbeat_last_success,

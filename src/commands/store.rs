@@ -11,7 +11,22 @@ use super::Ctx;
 use crate::cli::StoreCmd;
 use crate::output;
 
-pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<u8> {
+pub async fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<u8> {
+    match cmd {
+        StoreCmd::Set => return super::store_pg::set(ctx).await,
+        StoreCmd::Clear => return super::store_pg::clear(ctx),
+        StoreCmd::Migrate => return super::store_pg::migrate(ctx).await,
+        StoreCmd::Check | StoreCmd::Recover => {}
+    }
+    let config = ctx.config()?;
+    if let Some(url) = super::store_pg::url(&config, None)? {
+        return match cmd {
+            StoreCmd::Check => super::store_pg::check(ctx, &url).await,
+            _ => Err(crate::exit::usage(
+                "`vslack store recover` repairs the SQLite file; this machine stores events in PostgreSQL, whose own tools (and replication) protect it",
+            )),
+        };
+    }
     let path = ctx.paths.spool_file();
     if !path.exists() {
         return Err(crate::exit::NotFoundError(format!(
@@ -23,6 +38,7 @@ pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<u8> {
     match cmd {
         StoreCmd::Check => check(ctx, &path),
         StoreCmd::Recover => recover(ctx, &path),
+        _ => unreachable!("handled above"),
     }
 }
 

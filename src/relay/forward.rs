@@ -77,6 +77,9 @@ pub struct Forwarder {
     pub activity: broadcast::Sender<Activity>,
     /// How each destination is doing, for the watchdog.
     pub health: Health,
+    /// Whether this relay may forward now: always with SQLite; with a shared store, while it
+    /// holds the store's forwarding lock (one relay at a time, so pacing holds).
+    pub forwarding: watch::Receiver<bool>,
 }
 
 impl Forwarder {
@@ -95,7 +98,30 @@ impl Forwarder {
         let mut last_prune = None::<Instant>;
         let mut ledger = Ledger::default();
         let mut dests_rx = self.dests.clone();
+        let mut forwarding = self.forwarding.clone();
+        let mut was_forwarding = true;
+        let mut resume_at = Instant::now();
         while !*stop.borrow() {
+            if !*forwarding.borrow_and_update() {
+                was_forwarding = false;
+                tokio::select! {
+                    _ = forwarding.changed() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            if !was_forwarding {
+                // Taking over from another relay: what waits for a retry goes now, and the
+                // first message waits one pace, as the other relay may just have sent one.
+                was_forwarding = true;
+                if let Err(e) = self.spool.retry_now().await {
+                    tracing::warn!(error = %e, "cannot reschedule queued events after taking over");
+                }
+                resume_at = Instant::now() + self.opts.pace;
+                for s in states.values_mut() {
+                    s.next_allowed = resume_at;
+                }
+            }
             let dests = dests_rx.borrow_and_update().clone();
             let keys: Vec<String> = dests
                 .iter()
@@ -106,7 +132,7 @@ impl Forwarder {
             self.track(&dests);
             for k in &keys {
                 states.entry(k.clone()).or_insert_with(|| DestState {
-                    next_allowed: Instant::now(),
+                    next_allowed: resume_at,
                     failures: 0,
                 });
             }
@@ -157,6 +183,7 @@ impl Forwarder {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
                 _ = dests_rx.changed() => {}
+                _ = forwarding.changed() => {}
             }
         }
     }
@@ -210,6 +237,9 @@ impl Forwarder {
         for (i, group) in groups.into_iter().enumerate() {
             if group.is_empty() {
                 continue;
+            }
+            if !*self.forwarding.borrow() {
+                break;
             }
             let state = states.get_mut(&keys[i]).expect("a state per destination");
             let now = Instant::now();

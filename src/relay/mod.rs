@@ -83,6 +83,15 @@ pub(crate) fn lock_store(spool_path: &std::path::Path) -> Result<std::fs::File> 
     Ok(file)
 }
 
+/// This process's name among relays sharing a store: host, process id and a random part.
+fn relay_id() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 3]>())
+    )
+}
+
 /// The relay cannot start: something it needs is missing or unsafe. The message says how to
 /// provide it.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +131,8 @@ pub struct RelayOptions {
     pub destinations: Vec<Destination>,
     pub forward: ForwardOptions,
     pub spool_path: PathBuf,
+    /// A shared PostgreSQL store (`--store`); `None`: the SQLite file at `spool_path`.
+    pub store_url: Option<crate::secret::Secret>,
     pub spool: SpoolOptions,
     pub log_payloads: bool,
     /// When the relay alerts about its own pipeline (see `watchdog`).
@@ -236,15 +247,24 @@ impl Relay {
         if opts.destinations.is_empty() {
             return Err(RelayStartError("no Slack destination configured".into()).into());
         }
-        let lock = Arc::new(std::sync::Mutex::new(lock_store(&opts.spool_path)?));
+        let location = spool::Location::pick(opts.store_url.clone(), &opts.spool_path);
+        // One relay per data directory (its incidents record, its SQLite file). With a shared
+        // store the database is not a file to lock: a lock file stands in.
+        let lock_path = match &location {
+            spool::Location::Sqlite(p) => p.clone(),
+            spool::Location::Postgres(_) => opts.spool_path.with_file_name("relay.lock"),
+        };
+        let lock = Arc::new(std::sync::Mutex::new(lock_store(&lock_path)?));
         // The relay posts, so it keeps the disk reserve that records what it posted.
-        let spool = Spool::open(
+        let spool = Spool::open_at(
+            &location,
             &opts.spool_path,
             &SpoolOptions {
                 reserve: true,
                 ..opts.spool.clone()
             },
-        )?;
+        )
+        .await?;
         // Events waiting for a retry go out now: a restart usually follows a fix.
         let rescheduled = spool.retry_now().await?;
         if rescheduled > 0 {
@@ -287,7 +307,10 @@ impl Relay {
             }
             .run(stop_rx.clone()),
         );
-        tokio::spawn(guard::watch(spool.clone(), lock.clone(), stop_rx.clone()));
+        if !location.is_shared() {
+            tokio::spawn(guard::watch(spool.clone(), lock.clone(), stop_rx.clone()));
+        }
+        let forwarding = spool.forwarding(&relay_id());
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(server::serve(listener, app.clone(), async move {
             let _ = server_stop.wait_for(|s| *s).await;
@@ -301,6 +324,7 @@ impl Relay {
                 metrics: metrics.clone(),
                 activity: activity.clone(),
                 health,
+                forwarding,
             }
             .run(stop_rx),
         );

@@ -160,6 +160,7 @@ pub async fn start(slack_url: &str, tweak: impl FnOnce(&mut RelayOptions)) -> Ha
             ..ForwardOptions::default()
         },
         spool_path: dir.path().join("spool.sqlite3"),
+        store_url: None,
         spool: SpoolOptions::default(),
         log_payloads: false,
         alerts: Default::default(),

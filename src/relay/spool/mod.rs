@@ -1,38 +1,49 @@
-//! The durable queue: an embedded SQLite database (WAL, `synchronous=FULL`) in the data
-//! directory. One writer thread owns the connection and applies requests in batches, so
-//! concurrent deliveries share one transaction and one fsync (group commit). A caller is
-//! answered only after its batch has committed: an acknowledged event is on disk.
+//! The durable queue, behind one small interface ([`Store`]) with two backends:
 //!
-//! Rows are kept after delivery so that a redelivered `event_id` is recognised for the
-//! retention window (7 days by default); pending rows are never pruned.
+//! - [`sqlite`]: an embedded SQLite file in the data directory (the default). One relay
+//!   owns it (a file lock), and a writer thread group-commits concurrent deliveries.
+//! - [`postgres`]: a PostgreSQL database several relays share (`--store postgres://…`).
+//!   Inserts are deduplicated by the unique event id across relays; one relay at a time
+//!   forwards (a session advisory lock that the server releases when its holder's connection
+//!   drops), woken by `LISTEN`/`NOTIFY`.
+//!
+//! The guarantees are the backends' contract (one test suite runs against both): an insert
+//! returns only after its row is committed; an `event_id` seen within the retention window is
+//! a duplicate; outcomes apply only to pending rows; pending rows are never pruned.
+//!
+//! [`Spool`] is the handle the relay and the commands hold: the backend plus what every
+//! backend shares (the arrival signal, the fault that makes the relay answer 503).
 
-use std::path::Path;
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use rusqlite::{params, Connection};
 use serde::Serialize;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{watch, Notify};
 
-mod apply;
-mod ballast;
-mod open;
-mod read;
-mod writer;
+pub mod postgres;
+pub mod sqlite;
 
 use super::event::Event;
 use super::now_secs;
-use open::{count_all, oldest_pending, open_reader, open_writer};
-use read::{private_store_files, query};
-use writer::{Cmd, Op, Reply, Slot, Writer};
+use crate::secret::Secret;
 
 pub const PENDING: i64 = 0;
 pub const DELIVERED: i64 = 1;
 pub const DEAD: i64 = 2;
 /// Given up on by `vslack queue drop`; remembered for deduplication, then pruned.
 pub const DROPPED: i64 = 3;
+
+/// The name of a state, as `vslack queue` shows it.
+pub fn state_name(state: i64) -> &'static str {
+    match state {
+        PENDING => "pending",
+        DELIVERED => "delivered",
+        DEAD => "dead",
+        _ => "dropped",
+    }
+}
 
 /// The store could not commit; the delivery must not be acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,31 +65,6 @@ impl SpoolError {
     /// The database file is damaged: nothing more may be acknowledged from it.
     pub fn is_corrupt(&self) -> bool {
         self.0.starts_with(CORRUPT)
-    }
-}
-
-fn is_full(e: &rusqlite::Error) -> bool {
-    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
-}
-
-fn is_corrupt(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-    )
-}
-
-impl From<rusqlite::Error> for SpoolError {
-    fn from(e: rusqlite::Error) -> Self {
-        if is_full(&e) {
-            SpoolError(format!("{FULL}: {e}"))
-        } else if is_corrupt(&e) {
-            SpoolError(format!(
-                "{CORRUPT} ({e}): stop the relay and run `vslack store recover`"
-            ))
-        } else {
-            SpoolError(e.to_string())
-        }
     }
 }
 
@@ -110,22 +96,6 @@ pub struct Stats {
     pub oldest_pending_at: Option<i64>,
 }
 
-/// Handle to the store; cheap to clone.
-#[derive(Clone)]
-pub struct Spool {
-    tx: mpsc::SyncSender<Op>,
-    /// A second, read-only connection: the forwarder's queries, status, health, metrics and
-    /// `vslack queue` read through it (WAL lets readers run beside the writer), so they never
-    /// delay a commit.
-    reader: Arc<std::sync::Mutex<Connection>>,
-    /// Signalled after new events commit, to wake the forwarder.
-    pub arrived: Arc<Notify>,
-    /// Why the store refuses events now, if it does (full, or see [`Spool::set_fault`]).
-    fault: Arc<std::sync::Mutex<Option<Fault>>>,
-    path: std::path::PathBuf,
-    stats: Arc<std::sync::Mutex<Stats>>,
-}
-
 /// Why the store cannot take events now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
@@ -146,7 +116,7 @@ impl Fault {
 
 #[derive(Debug, Clone, Default)]
 pub struct SpoolOptions {
-    /// Cap the database size; beyond it inserts fail (and the relay answers 503).
+    /// Cap the database size; beyond it inserts fail (and the relay answers 503). SQLite only.
     pub max_bytes: Option<u64>,
     /// How long finished events are kept for deduplication; when the store is full, older
     /// ones are forgotten at once to make room (0: the default, 7 days).
@@ -159,89 +129,163 @@ pub struct SpoolOptions {
 /// Finished events are remembered this long unless told otherwise.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-impl Spool {
-    /// Open (creating if needed) the store at `path` and start its writer thread.
-    pub fn open(path: &Path, opts: &SpoolOptions) -> Result<Spool> {
-        if let Some(dir) = path.parent() {
-            crate::secret::ensure_private_dir(dir)?;
+fn retention(opts: &SpoolOptions) -> Duration {
+    match opts.retention {
+        Duration::ZERO => DEFAULT_RETENTION,
+        r => r,
+    }
+}
+
+/// Where the store is.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// The embedded file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (a secret: it may hold a password).
+    Postgres(Secret),
+}
+
+impl Location {
+    /// The SQLite file at `path`, unless a store URL is given.
+    pub fn pick(url: Option<Secret>, path: &Path) -> Location {
+        match url {
+            Some(u) => Location::Postgres(u),
+            None => Location::Sqlite(path.to_owned()),
         }
-        private_store_files(path)?;
-        let (conn, insert_pages) = open_writer(path, opts.max_bytes)?;
-        let stats = Arc::new(std::sync::Mutex::new(count_all(&conn)?));
-        let data_version = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
-        let reader = open_reader(path)?;
-        let reader = Arc::new(std::sync::Mutex::new(reader));
-        let (tx, rx) = mpsc::sync_channel::<Op>(4096);
-        let arrived = Arc::new(Notify::new());
-        let fault = Arc::new(std::sync::Mutex::new(None));
-        let retention = match opts.retention {
-            Duration::ZERO => DEFAULT_RETENTION,
-            r => r,
-        };
-        let w = Writer {
-            conn,
-            notify: arrived.clone(),
-            fault: fault.clone(),
-            retention,
-            insert_pages,
-            path: path.to_owned(),
-            max_bytes: opts.max_bytes,
-            stats: stats.clone(),
-            data_version,
-            ballast: if opts.reserve {
-                ballast::Ballast::new(path)
-            } else {
-                ballast::Ballast::none()
-            },
-        };
-        std::thread::Builder::new()
-            .name("vslack-spool".into())
-            .spawn(move || w.run(rx))?;
-        Ok(Spool {
-            tx,
-            reader,
-            arrived,
-            fault,
-            path: path.to_owned(),
-            stats,
-        })
     }
 
-    /// Write what this relay holds to a fresh file at the store's path and switch to it: after
-    /// the file was deleted or replaced under the running relay, nothing acknowledged may
-    /// live only in an unlinked inode. Runs on the writer thread, so no write lands between
-    /// the copy and the switch.
-    pub async fn restore(&self) -> Result<(), SpoolError> {
-        self.ask(Cmd::Restore, Slot::Unit).await?;
-        let fresh = open_reader(&self.path).map_err(|e| SpoolError(format!("{e:#}")))?;
-        *self
-            .reader
-            .lock()
-            .map_err(|_| SpoolError("reader poisoned".into()))? = fresh;
-        Ok(())
+    /// What logs, errors and `--json` may show: the file, or the server and database without
+    /// user or password.
+    pub fn shown(&self) -> String {
+        match self {
+            Location::Sqlite(p) => p.display().to_string(),
+            Location::Postgres(u) => postgres::shown(u.expose()),
+        }
     }
 
-    /// The store's file.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
+}
+
+/// What the handle shares with its backend.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// Signalled after new events commit, to wake the forwarder.
+    pub arrived: Arc<Notify>,
+    /// Why the store refuses events now, if it does (full, or see [`Spool::set_fault`]).
+    pub fault: Arc<Mutex<Option<Fault>>>,
+}
+
+/// What a store backend does. Times are the relay's steady clock (see `clock`); `seq` is the
+/// store's own number for an event, in arrival order.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Commit a verified event; `Duplicate` if its id was seen within the retention window.
+    async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError>;
+    /// Pending events due at `now_ms`, oldest first.
+    async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError>;
+    /// The relay's own alerts that are due, oldest first.
+    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError>;
+    /// When the next pending event becomes due (ms), if any.
+    async fn next_due(&self) -> Result<Option<i64>, SpoolError>;
+    async fn mark_delivered(&self, seqs: Vec<i64>, now: i64) -> Result<(), SpoolError>;
+    /// Count an attempt and schedule the next one.
+    async fn mark_retry(
+        &self,
+        seqs: Vec<i64>,
+        next_ms: i64,
+        error: String,
+    ) -> Result<(), SpoolError>;
+    async fn mark_dead(&self, seqs: Vec<i64>, error: String, now: i64) -> Result<(), SpoolError>;
+    /// Events in `state`, oldest first.
+    async fn list(&self, state: i64, limit: usize) -> Result<Vec<Queued>, SpoolError>;
+    /// Events numbered `from..=to`, whatever their state.
+    async fn list_range(&self, from: i64, to: i64, limit: usize)
+        -> Result<Vec<Queued>, SpoolError>;
+    /// Dead letters back to pending (all with `None`), received again at `now`.
+    async fn requeue(&self, seqs: Option<Vec<i64>>, now: i64) -> Result<usize, SpoolError>;
+    /// Pending or dead events given up on (state `dropped`, remembered for dedup).
+    async fn remove(&self, seqs: Vec<i64>, now: i64) -> Result<usize, SpoolError>;
+    /// Make every pending event due now.
+    async fn retry_now(&self) -> Result<usize, SpoolError>;
+    /// Forget delivered and dropped events finished before `before`; empty the bodies of
+    /// those finished before `bodies_before`.
+    async fn prune(&self, before: i64, bodies_before: i64) -> Result<usize, SpoolError>;
+    async fn stats(&self) -> Result<Stats, SpoolError>;
+    /// When the oldest pending Vast.ai event (not a relay alert) arrived.
+    async fn oldest_event_pending(&self) -> Result<Option<i64>, SpoolError>;
+    /// Pending events per type.
+    async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError>;
+    /// Rewrite the store from what this process holds (SQLite: after its file was deleted).
+    async fn restore(&self) -> Result<(), SpoolError> {
+        Err(SpoolError(
+            "this store cannot be restored by the relay".into(),
+        ))
+    }
+    /// Start competing for the right to forward; the receiver says whether this process
+    /// holds it. Only one process forwards from a store at a time.
+    fn forwarding(&self, relay: &str) -> watch::Receiver<bool> {
+        let _ = relay;
+        watch::channel(true).1
+    }
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Spool {
+    store: Arc<dyn Store>,
+    /// Signalled after new events commit, to wake the forwarder.
+    pub arrived: Arc<Notify>,
+    fault: Arc<Mutex<Option<Fault>>>,
+    /// The SQLite file, or (shared store) where it would be: this relay's own files
+    /// (`incidents.json`, the lock) sit beside it.
+    path: PathBuf,
+    location: Arc<Location>,
+}
+
+impl Spool {
+    /// Open (creating if needed) the SQLite store at `path` and start its writer thread.
+    pub fn open(path: &Path, opts: &SpoolOptions) -> Result<Spool> {
+        let shared = Shared::default();
+        let store = sqlite::Sqlite::open(path, opts, shared.clone())?;
+        Ok(Spool::wrap(
+            Arc::new(store),
+            shared,
+            path,
+            Location::Sqlite(path.to_owned()),
+        ))
+    }
+
+    /// Open the store at `location`; `path` is where the SQLite file is or would be.
+    pub async fn open_at(location: &Location, path: &Path, opts: &SpoolOptions) -> Result<Spool> {
+        match location {
+            Location::Sqlite(p) => Spool::open(p, opts),
+            Location::Postgres(url) => {
+                let shared = Shared::default();
+                let store = postgres::Postgres::open(url, opts, shared.clone()).await?;
+                Ok(Spool::wrap(Arc::new(store), shared, path, location.clone()))
+            }
+        }
+    }
+
+    fn wrap(store: Arc<dyn Store>, shared: Shared, path: &Path, location: Location) -> Spool {
+        Spool {
+            store,
+            arrived: shared.arrived,
+            fault: shared.fault,
+            path: path.to_owned(),
+            location: Arc::new(location),
+        }
+    }
+
+    /// The SQLite file, or where it would be (this relay's own files sit beside it).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    async fn ask<T>(&self, cmd: Cmd, slot: impl FnOnce(Reply<T>) -> Slot) -> Result<T, SpoolError> {
-        let (reply, rx) = oneshot::channel();
-        let tx = self.tx.clone();
-        let op = (cmd, slot(reply));
-        // The channel is bounded: when the writer falls behind, wait without blocking the runtime.
-        match tx.try_send(op) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Full(op)) => tokio::task::spawn_blocking(move || tx.send(op))
-                .await
-                .map_err(|e| SpoolError(e.to_string()))?
-                .map_err(|_| SpoolError("writer stopped".into()))?,
-            Err(mpsc::TrySendError::Disconnected(_)) => {
-                return Err(SpoolError("writer stopped".into()))
-            }
-        }
-        rx.await.map_err(|_| SpoolError("writer stopped".into()))?
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Why the store refuses events now, if it does.
@@ -256,123 +300,97 @@ impl Spool {
         }
     }
 
-    /// Commit a verified event; `Duplicate` if its id was seen within the retention window.
+    pub async fn restore(&self) -> Result<(), SpoolError> {
+        self.store.restore().await
+    }
+    pub fn forwarding(&self, relay: &str) -> watch::Receiver<bool> {
+        self.store.forwarding(relay)
+    }
     pub async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
-        self.ask(Cmd::Insert(Box::new((event, body))), Slot::Inserted)
-            .await
+        self.store.insert(event, body).await
     }
-    /// Pending events due at `now_ms`, oldest first. (The forwarder awaits each outcome's
-    /// commit before asking again, so this read sees it.)
     pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
-        self.read(move |c| {
-            query(
-                c,
-                "WHERE state = 0 AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
-                params![now_ms, limit as i64],
-            )
-        })
-        .await
+        self.store.due(now_ms, limit).await
     }
-    /// When the next pending event becomes due (ms), if any.
+    pub async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
+        self.store.due_alerts(now_ms, limit).await
+    }
     pub async fn next_due(&self) -> Result<Option<i64>, SpoolError> {
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT MIN(next_attempt_ms) FROM events WHERE state = 0",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )?)
-        })
-        .await
+        self.store.next_due().await
     }
     pub async fn mark_delivered(&self, seqs: Vec<i64>, now: i64) -> Result<(), SpoolError> {
-        self.ask(Cmd::Delivered(seqs, now), Slot::Unit).await
+        self.store.mark_delivered(seqs, now).await
     }
-    /// Count an attempt and schedule the next one.
     pub async fn mark_retry(
         &self,
         seqs: Vec<i64>,
-        next_ms: i64,
-        error: String,
+        next: i64,
+        err: String,
     ) -> Result<(), SpoolError> {
-        self.ask(Cmd::Retry(seqs, next_ms, error), Slot::Unit).await
+        self.store.mark_retry(seqs, next, err).await
     }
-    pub async fn mark_dead(
-        &self,
-        seqs: Vec<i64>,
-        error: String,
-        now: i64,
-    ) -> Result<(), SpoolError> {
-        self.ask(Cmd::Dead(seqs, error, now), Slot::Unit).await
+    pub async fn mark_dead(&self, seqs: Vec<i64>, err: String, now: i64) -> Result<(), SpoolError> {
+        self.store.mark_dead(seqs, err, now).await
     }
-    /// Run a read on the reader connection, off the async runtime's threads.
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, SpoolError> + Send + 'static,
-    ) -> Result<T, SpoolError> {
-        let reader = self.reader.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let conn = reader
-                .lock()
-                .map_err(|_| SpoolError("reader poisoned".into()))?;
-            f(&conn)
-        })
-        .await
-        .map_err(|e| SpoolError(e.to_string()))?;
-        if let Err(e) = &result {
-            if e.is_corrupt() {
-                self.set_fault(Some(Fault::Broken(e.0.clone())));
-            }
-        }
-        result
-    }
-
-    /// The counts, as the writer keeps them: no query, so `/health` and `/metrics` answer at
-    /// once whatever the backlog, and never wait behind the forwarder.
+    /// The counts, kept current by the backend: `/health` and `/metrics` answer at once
+    /// whatever the backlog.
     pub async fn stats(&self) -> Result<Stats, SpoolError> {
-        self.stats
-            .lock()
-            .map(|s| s.clone())
-            .map_err(|_| SpoolError("stats poisoned".into()))
+        self.store.stats().await
     }
-
-    /// Events in `state` (PENDING or DEAD), oldest first.
     pub async fn list(&self, state: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
-        self.read(move |c| {
-            query(
-                c,
-                "WHERE state = ?1 ORDER BY seq LIMIT ?2",
-                params![state, limit as i64],
-            )
-        })
-        .await
+        self.store.list(state, limit).await
+    }
+    pub async fn list_range(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<Queued>, SpoolError> {
+        self.store.list_range(from, to, limit).await
     }
     /// Put dead letters back in the queue (all of them with `None`); their age restarts now,
     /// so `--max-age` counts from the retry.
     pub async fn requeue(&self, seqs: Option<Vec<i64>>) -> Result<usize, SpoolError> {
-        self.ask(Cmd::Requeue(seqs, now_secs()), Slot::Count).await
+        self.store.requeue(seqs, now_secs()).await
     }
     /// Give up on pending or dead events for good. Their ids stay remembered (state
     /// `dropped`) for the retention window, so a redelivery is not queued again.
     pub async fn remove(&self, seqs: Vec<i64>) -> Result<usize, SpoolError> {
-        self.ask(Cmd::Drop(seqs, now_secs()), Slot::Count).await
+        self.store.remove(seqs, now_secs()).await
     }
     /// Make every pending event due now (at start-up: a restart usually follows a fix).
     pub async fn retry_now(&self) -> Result<usize, SpoolError> {
-        self.ask(Cmd::RetryNow, Slot::Count).await
+        self.store.retry_now().await
     }
     /// Forget delivered and dropped events finished before `before` (Unix seconds), and
     /// drop the raw body of those finished before `bodies_before` (what deduplication and
     /// `vslack queue` need stays). Dead letters are kept until someone retries or drops them.
     pub async fn prune(&self, before: i64, bodies_before: i64) -> Result<usize, SpoolError> {
-        self.ask(Cmd::Prune(before, bodies_before), Slot::Count)
-            .await
+        self.store.prune(before, bodies_before).await
+    }
+    pub async fn oldest_event_pending(&self) -> Result<Option<i64>, SpoolError> {
+        self.store.oldest_event_pending().await
+    }
+    pub async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError> {
+        self.store.pending_by_type().await
     }
 }
 
-/// Open the store read-only style for one-off inspection; `None` when it does not exist yet.
+/// Open the SQLite store for one-off inspection; `None` when it does not exist yet.
 pub fn open_existing(path: &Path) -> Result<Option<Spool>> {
     if !path.exists() {
         return Ok(None);
     }
     Spool::open(path, &SpoolOptions::default()).map(Some)
+}
+
+/// Open the store at `location` for a command (`status`, `queue`, `doctor`): `None` when it is
+/// the SQLite file and that does not exist yet (a database is always there to ask).
+pub async fn open_for_command(location: &Location, path: &Path) -> Result<Option<Spool>> {
+    match location {
+        Location::Sqlite(p) => open_existing(p),
+        Location::Postgres(_) => Spool::open_at(location, path, &SpoolOptions::default())
+            .await
+            .map(Some),
+    }
 }

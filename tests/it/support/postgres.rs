@@ -19,6 +19,10 @@ struct Own {
     data: PathBuf,
     _dir: tempfile::TempDir,
     as_nobody: bool,
+    /// The server's options and log, to start it again after [`Postgres::stop`].
+    opts: String,
+    log: PathBuf,
+    port: u16,
 }
 
 fn bindir() -> Option<PathBuf> {
@@ -109,59 +113,91 @@ impl Postgres {
             std::fs::write(&log, "").unwrap();
             std::os::unix::fs::chown(&log, Some(65534), Some(65534)).unwrap();
         }
-        let started = run(
+        let own = Own {
+            bindir,
+            data,
+            _dir: dir,
             as_nobody,
-            &bindir.join("pg_ctl"),
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        );
+            opts,
+            log,
+            port,
+        };
+        own.start();
+        Some(Postgres {
+            url: format!("postgres://vslack@127.0.0.1:{port}/postgres"),
+            own: Some(own),
+        })
+    }
+
+    /// A new, empty database on the same server; its URL.
+    pub async fn fresh_database(&self) -> String {
+        let name = format!("t{}", rand::random::<u32>());
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test server");
+        let task = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create a test database");
+        drop(client);
+        let _ = task.await;
+        let (base, _) = self.url.rsplit_once('/').expect("a URL with a database");
+        format!("{base}/{name}")
+    }
+
+    /// Stop the server (fast shutdown: connections are cut), to be started again.
+    pub fn stop(&self) {
+        let o = self.own.as_ref().expect("a cluster of our own to stop");
+        o.ctl(&["-m", "fast", "-w", "stop"]);
+    }
+
+    /// Start it again after [`Postgres::stop`], on the same port.
+    pub fn start_again(&self) {
+        self.own.as_ref().expect("a cluster of our own").start();
+    }
+
+    /// Whether the server is ours (and so can be stopped).
+    pub fn is_own(&self) -> bool {
+        self.own.is_some()
+    }
+}
+
+impl Own {
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["-D", self.data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(self.as_nobody, &self.bindir.join("pg_ctl"), &all)
+    }
+
+    fn start(&self) {
+        let started = self.ctl(&[
+            "-o",
+            &self.opts,
+            "-l",
+            self.log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        ]);
         assert!(
             started.status.success(),
             "pg_ctl start failed: {started:?}\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            std::fs::read_to_string(&self.log).unwrap_or_default()
         );
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "PostgreSQL did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Postgres {
-            url: format!("postgres://vslack@127.0.0.1:{port}/postgres"),
-            own: Some(Own {
-                bindir,
-                data,
-                _dir: dir,
-                as_nobody,
-            }),
-        })
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some(o) = &self.own {
-            run(
-                o.as_nobody,
-                &o.bindir.join("pg_ctl"),
-                &[
-                    "-D",
-                    o.data.to_str().unwrap(),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ],
-            );
+            o.ctl(&["-m", "immediate", "-w", "stop"]);
         }
     }
 }

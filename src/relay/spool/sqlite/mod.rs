@@ -1,0 +1,252 @@
+//! The embedded store: a SQLite database (WAL, `synchronous=FULL`) in the data directory.
+//! One writer thread owns the connection and applies requests in batches, so concurrent
+//! deliveries share one transaction and one fsync (group commit). A caller is answered only
+//! after its batch has committed: an acknowledged event is on disk.
+//!
+//! Rows are kept after delivery so that a redelivered `event_id` is recognised for the
+//! retention window (7 days by default); pending rows are never pruned.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use anyhow::Result;
+use rusqlite::{params, Connection};
+use tokio::sync::oneshot;
+
+mod apply;
+mod ballast;
+mod open;
+mod read;
+mod writer;
+
+use super::{Event, Fault, Inserted, Queued, Shared, SpoolError, SpoolOptions, Stats};
+use super::{CORRUPT, FULL};
+use open::{count_all, oldest_pending, open_reader, open_writer};
+use read::{private_store_files, query};
+use writer::{Cmd, Op, Reply, Slot, Writer};
+
+fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+impl From<rusqlite::Error> for SpoolError {
+    fn from(e: rusqlite::Error) -> Self {
+        if is_full(&e) {
+            SpoolError(format!("{FULL}: {e}"))
+        } else if is_corrupt(&e) {
+            SpoolError(format!(
+                "{CORRUPT} ({e}): stop the relay and run `vslack store recover`"
+            ))
+        } else {
+            SpoolError(e.to_string())
+        }
+    }
+}
+
+/// The SQLite backend.
+pub struct Sqlite {
+    tx: mpsc::SyncSender<Op>,
+    /// A second, read-only connection: the forwarder's queries, status, health, metrics and
+    /// `vslack queue` read through it (WAL lets readers run beside the writer), so they never
+    /// delay a commit.
+    reader: Arc<std::sync::Mutex<Connection>>,
+    shared: Shared,
+    path: std::path::PathBuf,
+    stats: Arc<std::sync::Mutex<Stats>>,
+}
+
+impl Sqlite {
+    /// Open (creating if needed) the store at `path` and start its writer thread.
+    pub fn open(path: &Path, opts: &SpoolOptions, shared: Shared) -> Result<Sqlite> {
+        if let Some(dir) = path.parent() {
+            crate::secret::ensure_private_dir(dir)?;
+        }
+        private_store_files(path)?;
+        let (conn, insert_pages) = open_writer(path, opts.max_bytes)?;
+        let stats = Arc::new(std::sync::Mutex::new(count_all(&conn)?));
+        let data_version = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
+        let reader = open_reader(path)?;
+        let reader = Arc::new(std::sync::Mutex::new(reader));
+        let (tx, rx) = mpsc::sync_channel::<Op>(4096);
+        let w = Writer {
+            conn,
+            notify: shared.arrived.clone(),
+            fault: shared.fault.clone(),
+            retention: super::retention(opts),
+            insert_pages,
+            path: path.to_owned(),
+            max_bytes: opts.max_bytes,
+            stats: stats.clone(),
+            data_version,
+            ballast: if opts.reserve {
+                ballast::Ballast::new(path)
+            } else {
+                ballast::Ballast::none()
+            },
+        };
+        std::thread::Builder::new()
+            .name("vslack-spool".into())
+            .spawn(move || w.run(rx))?;
+        Ok(Sqlite {
+            tx,
+            reader,
+            shared,
+            path: path.to_owned(),
+            stats,
+        })
+    }
+
+    async fn ask<T>(&self, cmd: Cmd, slot: impl FnOnce(Reply<T>) -> Slot) -> Result<T, SpoolError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.clone();
+        let op = (cmd, slot(reply));
+        // The channel is bounded: when the writer falls behind, wait without blocking the runtime.
+        match tx.try_send(op) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(op)) => tokio::task::spawn_blocking(move || tx.send(op))
+                .await
+                .map_err(|e| SpoolError(e.to_string()))?
+                .map_err(|_| SpoolError("writer stopped".into()))?,
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                return Err(SpoolError("writer stopped".into()))
+            }
+        }
+        rx.await.map_err(|_| SpoolError("writer stopped".into()))?
+    }
+
+    /// Run a read on the reader connection, off the async runtime's threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolError> {
+        let reader = self.reader.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .map_err(|_| SpoolError("reader poisoned".into()))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| SpoolError(e.to_string()))?;
+        if let Err(e) = &result {
+            if e.is_corrupt() {
+                if let Ok(mut f) = self.shared.fault.lock() {
+                    *f = Some(Fault::Broken(e.0.clone()));
+                }
+            }
+        }
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Store for Sqlite {
+    async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
+        self.ask(Cmd::Insert(Box::new((event, body))), Slot::Inserted)
+            .await
+    }
+    // (The forwarder awaits each outcome's commit before asking again, so reads see it.)
+    async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
+        self.read(move |c| {
+            query(
+                c,
+                "WHERE state = 0 AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2",
+                params![now_ms, limit as i64],
+            )
+        })
+        .await
+    }
+    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
+        self.read(move |c| read::due_alerts(c, now_ms, limit)).await
+    }
+    async fn next_due(&self) -> Result<Option<i64>, SpoolError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT MIN(next_attempt_ms) FROM events WHERE state = 0",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )?)
+        })
+        .await
+    }
+    async fn mark_delivered(&self, seqs: Vec<i64>, now: i64) -> Result<(), SpoolError> {
+        self.ask(Cmd::Delivered(seqs, now), Slot::Unit).await
+    }
+    async fn mark_retry(
+        &self,
+        seqs: Vec<i64>,
+        next_ms: i64,
+        error: String,
+    ) -> Result<(), SpoolError> {
+        self.ask(Cmd::Retry(seqs, next_ms, error), Slot::Unit).await
+    }
+    async fn mark_dead(&self, seqs: Vec<i64>, error: String, now: i64) -> Result<(), SpoolError> {
+        self.ask(Cmd::Dead(seqs, error, now), Slot::Unit).await
+    }
+    /// The counts, as the writer keeps them: no query, so `/health` and `/metrics` answer at
+    /// once whatever the backlog, and never wait behind the forwarder.
+    async fn stats(&self) -> Result<Stats, SpoolError> {
+        self.stats
+            .lock()
+            .map(|s| s.clone())
+            .map_err(|_| SpoolError("stats poisoned".into()))
+    }
+    async fn list(&self, state: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
+        self.read(move |c| {
+            query(
+                c,
+                "WHERE state = ?1 ORDER BY seq LIMIT ?2",
+                params![state, limit as i64],
+            )
+        })
+        .await
+    }
+    async fn list_range(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<Queued>, SpoolError> {
+        self.read(move |c| read::range(c, from, to, limit)).await
+    }
+    async fn requeue(&self, seqs: Option<Vec<i64>>, now: i64) -> Result<usize, SpoolError> {
+        self.ask(Cmd::Requeue(seqs, now), Slot::Count).await
+    }
+    async fn remove(&self, seqs: Vec<i64>, now: i64) -> Result<usize, SpoolError> {
+        self.ask(Cmd::Drop(seqs, now), Slot::Count).await
+    }
+    async fn retry_now(&self) -> Result<usize, SpoolError> {
+        self.ask(Cmd::RetryNow, Slot::Count).await
+    }
+    async fn prune(&self, before: i64, bodies_before: i64) -> Result<usize, SpoolError> {
+        self.ask(Cmd::Prune(before, bodies_before), Slot::Count)
+            .await
+    }
+    async fn oldest_event_pending(&self) -> Result<Option<i64>, SpoolError> {
+        self.read(read::oldest_event_pending).await
+    }
+    async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError> {
+        self.read(read::pending_by_type).await
+    }
+    /// Write what this relay holds to a fresh file at the store's path and switch to it: after
+    /// the file was deleted or replaced under the running relay, nothing acknowledged may
+    /// live only in an unlinked inode. Runs on the writer thread, so no write lands between
+    /// the copy and the switch.
+    async fn restore(&self) -> Result<(), SpoolError> {
+        self.ask(Cmd::Restore, Slot::Unit).await?;
+        let fresh = open_reader(&self.path).map_err(|e| SpoolError(format!("{e:#}")))?;
+        *self
+            .reader
+            .lock()
+            .map_err(|_| SpoolError("reader poisoned".into()))? = fresh;
+        Ok(())
+    }
+}

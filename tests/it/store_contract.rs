@@ -1,0 +1,236 @@
+//! The store's contract, one suite run against both backends (SQLite, and PostgreSQL on a
+//! throwaway cluster): dedup by event id, due order and retry times, outcomes that apply only
+//! to pending rows, dead letters and requeue, drop that keeps deduplicating, retention that
+//! never forgets a pending event, alerts first, and counts that match what is stored.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use vslack::relay::event::Event;
+use vslack::relay::spool::{Inserted, Location, Spool, SpoolOptions, DEAD, PENDING};
+use vslack::secret::Secret;
+
+use crate::relay::{event_body, now};
+use crate::support::postgres::Postgres;
+
+type Check = fn(Spool) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn ev(id: &str, kind: &str) -> Event {
+    Event::parse(&event_body(id, kind), None, now()).unwrap()
+}
+
+async fn put(s: &Spool, id: &str) -> i64 {
+    assert_eq!(
+        s.insert(ev(id, "low_credit"), b"{}".to_vec())
+            .await
+            .unwrap(),
+        Inserted::New
+    );
+    s.list(PENDING, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|q| q.event.event_id == id)
+        .expect("just inserted")
+        .seq
+}
+
+fn dedup(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        put(&s, "a").await;
+        assert_eq!(
+            s.insert(ev("a", "low_credit"), vec![]).await.unwrap(),
+            Inserted::Duplicate
+        );
+        let st = s.stats().await.unwrap();
+        assert_eq!((st.pending, st.dead, st.delivered), (1, 0, 0));
+        assert!(st.oldest_pending_at.is_some());
+    })
+}
+
+fn due_order_and_retry(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let a = put(&s, "a").await;
+        let b = put(&s, "b").await;
+        assert!(a < b, "seq follows arrival");
+        let t = now() * 1000;
+        let due: Vec<i64> = s.due(t, 10).await.unwrap().iter().map(|q| q.seq).collect();
+        assert_eq!(due, vec![a, b]);
+        s.mark_retry(vec![a], t + 60_000, "HTTP 503".into())
+            .await
+            .unwrap();
+        let due: Vec<i64> = s.due(t, 10).await.unwrap().iter().map(|q| q.seq).collect();
+        assert_eq!(due, vec![b], "a waits for its retry time");
+        s.mark_delivered(vec![b], now()).await.unwrap();
+        assert_eq!(s.next_due().await.unwrap(), Some(t + 60_000));
+        let waiting = &s.list(PENDING, 10).await.unwrap()[0];
+        assert_eq!(
+            (waiting.attempts, waiting.last_error.as_deref()),
+            (1, Some("HTTP 503"))
+        );
+        assert_eq!(s.retry_now().await.unwrap(), 1);
+        assert_eq!(s.due(t, 10).await.unwrap().len(), 1, "due again at once");
+        assert_eq!(s.due(t, 1).await.unwrap().len(), 1, "the limit holds");
+    })
+}
+
+fn outcomes_apply_to_pending_only(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let a = put(&s, "a").await;
+        s.mark_delivered(vec![a], now()).await.unwrap();
+        // A late outcome (another relay's, a repeated write) changes nothing.
+        s.mark_dead(vec![a], "late".into(), now()).await.unwrap();
+        s.mark_delivered(vec![a], now()).await.unwrap();
+        let st = s.stats().await.unwrap();
+        assert_eq!((st.pending, st.dead, st.delivered), (0, 0, 1));
+        assert_eq!(
+            st.last_delivered_at.map(|t| (t - now()).abs() < 5),
+            Some(true)
+        );
+        assert!(s.list(DEAD, 10).await.unwrap().is_empty());
+    })
+}
+
+fn dead_letters_and_requeue(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let a = put(&s, "a").await;
+        let b = put(&s, "b").await;
+        s.mark_dead(vec![a, b], "HTTP 404 no_service".into(), now())
+            .await
+            .unwrap();
+        let dead = s.list(DEAD, 10).await.unwrap();
+        assert_eq!(dead.len(), 2);
+        assert_eq!(dead[0].state, "dead");
+        assert_eq!(s.requeue(Some(vec![a])).await.unwrap(), 1);
+        assert_eq!(
+            s.requeue(Some(vec![a])).await.unwrap(),
+            0,
+            "already pending"
+        );
+        let st = s.stats().await.unwrap();
+        assert_eq!((st.pending, st.dead), (1, 1));
+        let back = &s.list(PENDING, 10).await.unwrap()[0];
+        assert_eq!((back.seq, back.attempts), (a, 0));
+        assert_eq!(s.requeue(None).await.unwrap(), 1);
+        assert_eq!(s.stats().await.unwrap().pending, 2);
+    })
+}
+
+fn drop_keeps_deduplicating(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let a = put(&s, "a").await;
+        assert_eq!(s.remove(vec![a]).await.unwrap(), 1);
+        assert_eq!(s.remove(vec![a]).await.unwrap(), 0);
+        assert!(s.due(i64::MAX, 10).await.unwrap().is_empty());
+        assert_eq!(
+            s.insert(ev("a", "low_credit"), vec![]).await.unwrap(),
+            Inserted::Duplicate
+        );
+        assert_eq!(s.list_range(a, a, 10).await.unwrap()[0].state, "dropped");
+    })
+}
+
+fn retention_never_forgets_pending(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let done = put(&s, "done").await;
+        let dead = put(&s, "dead").await;
+        put(&s, "waiting").await;
+        s.mark_delivered(vec![done], now() - 100).await.unwrap();
+        s.mark_dead(vec![dead], "HTTP 410".into(), now() - 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.prune(now() + 3600, now() + 3600).await.unwrap(),
+            1,
+            "only the delivered one"
+        );
+        let st = s.stats().await.unwrap();
+        assert_eq!((st.pending, st.dead, st.delivered), (1, 1, 0));
+        assert_eq!(
+            s.insert(ev("done", "low_credit"), vec![]).await.unwrap(),
+            Inserted::New,
+            "forgotten"
+        );
+        assert_eq!(
+            s.insert(ev("waiting", "low_credit"), vec![]).await.unwrap(),
+            Inserted::Duplicate
+        );
+    })
+}
+
+fn alerts_first_and_backlog_age(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        put(&s, "v1").await;
+        let alert = ev("vslack-alert:backlog:1", "vslack_alert");
+        assert_eq!(s.insert(alert, vec![]).await.unwrap(), Inserted::New);
+        let alerts = s.due_alerts(i64::MAX, 10).await.unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].event.notif_type, "vslack_alert");
+        assert!(s.oldest_event_pending().await.unwrap().is_some());
+        let mut by_type = s.pending_by_type().await.unwrap();
+        by_type.sort();
+        assert_eq!(
+            by_type,
+            vec![("low_credit".into(), 1), ("vslack_alert".into(), 1)]
+        );
+        let seqs: Vec<i64> = s
+            .list(PENDING, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|q| q.seq)
+            .collect();
+        s.mark_delivered(vec![seqs[0]], now()).await.unwrap();
+        assert_eq!(
+            s.oldest_event_pending().await.unwrap(),
+            None,
+            "alerts are not the backlog"
+        );
+    })
+}
+
+const CHECKS: &[(&str, Check)] = &[
+    ("dedup", dedup),
+    ("due_order_and_retry", due_order_and_retry),
+    (
+        "outcomes_apply_to_pending_only",
+        outcomes_apply_to_pending_only,
+    ),
+    ("dead_letters_and_requeue", dead_letters_and_requeue),
+    ("drop_keeps_deduplicating", drop_keeps_deduplicating),
+    (
+        "retention_never_forgets_pending",
+        retention_never_forgets_pending,
+    ),
+    ("alerts_first_and_backlog_age", alerts_first_and_backlog_age),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_store_keeps_the_contract() {
+    for (name, check) in CHECKS {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3"), &SpoolOptions::default()).unwrap();
+        eprintln!("sqlite: {name}");
+        check(spool).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_keeps_the_contract() {
+    let Some(pg) = Postgres::start() else {
+        return; // said loudly by `start`
+    };
+    for (name, check) in CHECKS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Secret::new(pg.fresh_database().await);
+        let spool = Spool::open_at(
+            &Location::Postgres(url),
+            &dir.path().join("s.sqlite3"),
+            &SpoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        eprintln!("postgres: {name}");
+        check(spool).await;
+    }
+}
