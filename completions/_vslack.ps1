@@ -571,6 +571,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Dead-letter an event still undelivered this long after it arrived')
             [CompletionResult]::new('--retention', '--retention', [CompletionResultType]::ParameterName, 'Remember delivered event ids this long, to drop redeliveries')
             [CompletionResult]::new('--keep-bodies', '--keep-bodies', [CompletionResultType]::ParameterName, 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where events are stored: `sqlite` (the file in the data directory) or a PostgreSQL URL that several relays share (`postgres://USER@HOST:PORT/DB`). A URL with a password does not belong on a command line (any user can read it with ps): set VSLACK_STORE_URL, or save it with `vslack store set` [default: VSLACK_STORE_URL, else `[store] url`, else sqlite]')
             [CompletionResult]::new('--max-store-mb', '--max-store-mb', [CompletionResultType]::ParameterName, 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]')
             [CompletionResult]::new('--heartbeat', '--heartbeat', [CompletionResultType]::ParameterName, 'Every DURATION, ask Vast.ai to send each stored webhook''s test event and check that it arrives here, signed (recorded, not posted). When it does not, ONE alert says why (webhook URL stale, API key revoked, webhook deleted, wrong secret, clock off), and ONE message says when it works again. `off` turns it off [default: the config''s `relay.heartbeat`, which `vslack setup` sets (6h); else off]')
             [CompletionResult]::new('--heartbeat-timeout', '--heartbeat-timeout', [CompletionResultType]::ParameterName, 'How long the heartbeat waits for its test event [default: 2m, or the config]')
@@ -656,6 +657,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Dead-letter an event still undelivered this long after it arrived')
             [CompletionResult]::new('--retention', '--retention', [CompletionResultType]::ParameterName, 'Remember delivered event ids this long, to drop redeliveries')
             [CompletionResult]::new('--keep-bodies', '--keep-bodies', [CompletionResultType]::ParameterName, 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where events are stored: `sqlite` (the file in the data directory) or a PostgreSQL URL that several relays share (`postgres://USER@HOST:PORT/DB`). A URL with a password does not belong on a command line (any user can read it with ps): set VSLACK_STORE_URL, or save it with `vslack store set` [default: VSLACK_STORE_URL, else `[store] url`, else sqlite]')
             [CompletionResult]::new('--max-store-mb', '--max-store-mb', [CompletionResultType]::ParameterName, 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]')
             [CompletionResult]::new('--heartbeat', '--heartbeat', [CompletionResultType]::ParameterName, 'Every DURATION, ask Vast.ai to send each stored webhook''s test event and check that it arrives here, signed (recorded, not posted). When it does not, ONE alert says why (webhook URL stale, API key revoked, webhook deleted, wrong secret, clock off), and ONE message says when it works again. `off` turns it off [default: the config''s `relay.heartbeat`, which `vslack setup` sets (6h); else off]')
             [CompletionResult]::new('--heartbeat-timeout', '--heartbeat-timeout', [CompletionResultType]::ParameterName, 'How long the heartbeat waits for its test event [default: 2m, or the config]')
@@ -835,6 +837,9 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)')
             [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Keep events in a PostgreSQL database that several relays share (high availability): reads the URL (postgres://USER:PASSWORD@HOST:PORT/DB) from a hidden prompt or stdin, connects, prepares the schema and saves it as `[store] url`')
+            [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Go back to the SQLite file in the data directory (forgets the saved URL; the database is left as it is)')
+            [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Copy the SQLite store (pending events, dead letters and the dedup history) into the PostgreSQL store, then move the SQLite file aside so it is never forwarded again')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -870,9 +875,60 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'vslack;store;set' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vslack;store;clear' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vslack;store;migrate' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'vslack;store;help' {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)')
             [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Keep events in a PostgreSQL database that several relays share (high availability): reads the URL (postgres://USER:PASSWORD@HOST:PORT/DB) from a hidden prompt or stdin, connects, prepares the schema and saves it as `[store] url`')
+            [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Go back to the SQLite file in the data directory (forgets the saved URL; the database is left as it is)')
+            [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Copy the SQLite store (pending events, dead letters and the dedup history) into the PostgreSQL store, then move the SQLite file aside so it is never forwarded again')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -880,6 +936,15 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;store;help;recover' {
+            break
+        }
+        'vslack;store;help;set' {
+            break
+        }
+        'vslack;store;help;clear' {
+            break
+        }
+        'vslack;store;help;migrate' {
             break
         }
         'vslack;store;help;help' {
@@ -1056,12 +1121,24 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
         'vslack;help;store' {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)')
             [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Keep events in a PostgreSQL database that several relays share (high availability): reads the URL (postgres://USER:PASSWORD@HOST:PORT/DB) from a hidden prompt or stdin, connects, prepares the schema and saves it as `[store] url`')
+            [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Go back to the SQLite file in the data directory (forgets the saved URL; the database is left as it is)')
+            [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Copy the SQLite store (pending events, dead letters and the dedup history) into the PostgreSQL store, then move the SQLite file aside so it is never forwarded again')
             break
         }
         'vslack;help;store;check' {
             break
         }
         'vslack;help;store;recover' {
+            break
+        }
+        'vslack;help;store;set' {
+            break
+        }
+        'vslack;help;store;clear' {
+            break
+        }
+        'vslack;help;store;migrate' {
             break
         }
         'vslack;help;completions' {

@@ -172,8 +172,17 @@ _vslack() {
             vslack__subcmd__help__subcmd__store,check)
                 cmd="vslack__subcmd__help__subcmd__store__subcmd__check"
                 ;;
+            vslack__subcmd__help__subcmd__store,clear)
+                cmd="vslack__subcmd__help__subcmd__store__subcmd__clear"
+                ;;
+            vslack__subcmd__help__subcmd__store,migrate)
+                cmd="vslack__subcmd__help__subcmd__store__subcmd__migrate"
+                ;;
             vslack__subcmd__help__subcmd__store,recover)
                 cmd="vslack__subcmd__help__subcmd__store__subcmd__recover"
+                ;;
+            vslack__subcmd__help__subcmd__store,set)
+                cmd="vslack__subcmd__help__subcmd__store__subcmd__set"
                 ;;
             vslack__subcmd__help__subcmd__webhook,create)
                 cmd="vslack__subcmd__help__subcmd__webhook__subcmd__create"
@@ -265,20 +274,38 @@ _vslack() {
             vslack__subcmd__store,check)
                 cmd="vslack__subcmd__store__subcmd__check"
                 ;;
+            vslack__subcmd__store,clear)
+                cmd="vslack__subcmd__store__subcmd__clear"
+                ;;
             vslack__subcmd__store,help)
                 cmd="vslack__subcmd__store__subcmd__help"
+                ;;
+            vslack__subcmd__store,migrate)
+                cmd="vslack__subcmd__store__subcmd__migrate"
                 ;;
             vslack__subcmd__store,recover)
                 cmd="vslack__subcmd__store__subcmd__recover"
                 ;;
+            vslack__subcmd__store,set)
+                cmd="vslack__subcmd__store__subcmd__set"
+                ;;
             vslack__subcmd__store__subcmd__help,check)
                 cmd="vslack__subcmd__store__subcmd__help__subcmd__check"
+                ;;
+            vslack__subcmd__store__subcmd__help,clear)
+                cmd="vslack__subcmd__store__subcmd__help__subcmd__clear"
                 ;;
             vslack__subcmd__store__subcmd__help,help)
                 cmd="vslack__subcmd__store__subcmd__help__subcmd__help"
                 ;;
+            vslack__subcmd__store__subcmd__help,migrate)
+                cmd="vslack__subcmd__store__subcmd__help__subcmd__migrate"
+                ;;
             vslack__subcmd__store__subcmd__help,recover)
                 cmd="vslack__subcmd__store__subcmd__help__subcmd__recover"
+                ;;
+            vslack__subcmd__store__subcmd__help,set)
+                cmd="vslack__subcmd__store__subcmd__help__subcmd__set"
                 ;;
             vslack__subcmd__webhook,create)
                 cmd="vslack__subcmd__webhook__subcmd__create"
@@ -991,7 +1018,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__help__subcmd__store)
-            opts="check recover"
+            opts="check recover set clear migrate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1018,7 +1045,49 @@ _vslack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vslack__subcmd__help__subcmd__store__subcmd__clear)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__store__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vslack__subcmd__help__subcmd__store__subcmd__recover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__store__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1557,7 +1626,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__serve)
-            opts="-v -q -h --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --tls-cert --tls-key --domain --acme-email --acme-directory --acme-ca-file --acme-challenge --acme-http-listen --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --store --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --tls-cert --tls-key --domain --acme-email --acme-directory --acme-ca-file --acme-challenge --acme-http-listen --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1632,6 +1701,10 @@ _vslack() {
                     return 0
                     ;;
                 --keep-bodies)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2147,7 +2220,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__store)
-            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help check recover help"
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help check recover set clear migrate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2214,8 +2287,42 @@ _vslack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vslack__subcmd__store__subcmd__clear)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vslack__subcmd__store__subcmd__help)
-            opts="check recover help"
+            opts="check recover set clear migrate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2229,6 +2336,20 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__store__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__help__subcmd__clear)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2256,6 +2377,20 @@ _vslack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vslack__subcmd__store__subcmd__help__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vslack__subcmd__store__subcmd__help__subcmd__recover)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2263,6 +2398,54 @@ _vslack() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__store__subcmd__migrate)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2304,8 +2487,42 @@ _vslack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vslack__subcmd__store__subcmd__set)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vslack__subcmd__up)
-            opts="-v -q -h --tunnel --tunnel-cmd --public-url --tunnel-name --cleanup --event --tunnel-timeout --no-test --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --tls-cert --tls-key --domain --acme-email --acme-directory --acme-ca-file --acme-challenge --acme-http-listen --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --tunnel --tunnel-cmd --public-url --tunnel-name --cleanup --event --tunnel-timeout --no-test --listen --path --slack-url-file --format --dry-run --signature-window --secret-grace --max-body --max-connections --idle-timeout --header-timeout --request-timeout --pace --retry-initial --retry-max --list-within --max-age --retention --keep-bodies --store --max-store-mb --heartbeat --heartbeat-timeout --alert-refused --alert-window --alert-failing-for --alert-backlog-age --tls-cert --tls-key --domain --acme-email --acme-directory --acme-ca-file --acme-challenge --acme-http-listen --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2404,6 +2621,10 @@ _vslack() {
                     return 0
                     ;;
                 --keep-bodies)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

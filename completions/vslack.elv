@@ -522,6 +522,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --max-age 'Dead-letter an event still undelivered this long after it arrived'
             cand --retention 'Remember delivered event ids this long, to drop redeliveries'
             cand --keep-bodies 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept'
+            cand --store 'Where events are stored: `sqlite` (the file in the data directory) or a PostgreSQL URL that several relays share (`postgres://USER@HOST:PORT/DB`). A URL with a password does not belong on a command line (any user can read it with ps): set VSLACK_STORE_URL, or save it with `vslack store set` [default: VSLACK_STORE_URL, else `[store] url`, else sqlite]'
             cand --max-store-mb 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]'
             cand --heartbeat 'Every DURATION, ask Vast.ai to send each stored webhook''s test event and check that it arrives here, signed (recorded, not posted). When it does not, ONE alert says why (webhook URL stale, API key revoked, webhook deleted, wrong secret, clock off), and ONE message says when it works again. `off` turns it off [default: the config''s `relay.heartbeat`, which `vslack setup` sets (6h); else off]'
             cand --heartbeat-timeout 'How long the heartbeat waits for its test event [default: 2m, or the config]'
@@ -604,6 +605,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --max-age 'Dead-letter an event still undelivered this long after it arrived'
             cand --retention 'Remember delivered event ids this long, to drop redeliveries'
             cand --keep-bodies 'Keep the raw body of a delivered event this long (for inspection); after that only what deduplication and `vslack queue` need is kept'
+            cand --store 'Where events are stored: `sqlite` (the file in the data directory) or a PostgreSQL URL that several relays share (`postgres://USER@HOST:PORT/DB`). A URL with a password does not belong on a command line (any user can read it with ps): set VSLACK_STORE_URL, or save it with `vslack store set` [default: VSLACK_STORE_URL, else `[store] url`, else sqlite]'
             cand --max-store-mb 'Cap the event store''s size; when full the relay answers 503 so Vast.ai retries later [default: no cap]'
             cand --heartbeat 'Every DURATION, ask Vast.ai to send each stored webhook''s test event and check that it arrives here, signed (recorded, not posted). When it does not, ONE alert says why (webhook URL stale, API key revoked, webhook deleted, wrong secret, clock off), and ONE message says when it works again. `off` turns it off [default: the config''s `relay.heartbeat`, which `vslack setup` sets (6h); else off]'
             cand --heartbeat-timeout 'How long the heartbeat waits for its test event [default: 2m, or the config]'
@@ -771,6 +773,9 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --help 'Print help'
             cand check 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)'
             cand recover 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside'
+            cand set 'Keep events in a PostgreSQL database that several relays share (high availability): reads the URL (postgres://USER:PASSWORD@HOST:PORT/DB) from a hidden prompt or stdin, connects, prepares the schema and saves it as `[store] url`'
+            cand clear 'Go back to the SQLite file in the data directory (forgets the saved URL; the database is left as it is)'
+            cand migrate 'Copy the SQLite store (pending events, dead letters and the dedup history) into the PostgreSQL store, then move the SQLite file aside so it is never forwarded again'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;store;check'= {
@@ -803,14 +808,68 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'vslack;store;set'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;store;clear'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;store;migrate'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'vslack;store;help'= {
             cand check 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)'
             cand recover 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside'
+            cand set 'Keep events in a PostgreSQL database that several relays share (high availability): reads the URL (postgres://USER:PASSWORD@HOST:PORT/DB) from a hidden prompt or stdin, connects, prepares the schema and saves it as `[store] url`'
+            cand clear 'Go back to the SQLite file in the data directory (forgets the saved URL; the database is left as it is)'
+            cand migrate 'Copy the SQLite store (pending events, dead letters and the dedup history) into the PostgreSQL store, then move the SQLite file aside so it is never forwarded again'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;store;help;check'= {
         }
         &'vslack;store;help;recover'= {
+        }
+        &'vslack;store;help;set'= {
+        }
+        &'vslack;store;help;clear'= {
+        }
+        &'vslack;store;help;migrate'= {
         }
         &'vslack;store;help;help'= {
         }
@@ -950,10 +1009,19 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;help;store'= {
             cand check 'Check the store''s integrity and count what it holds (read-only; safe while a relay runs)'
             cand recover 'Salvage every readable event (pending, dead letters and the dedup history) from a damaged store into a new one; the damaged file is kept aside'
+            cand set 'Keep events in a PostgreSQL database that several relays share (high availability): reads the URL (postgres://USER:PASSWORD@HOST:PORT/DB) from a hidden prompt or stdin, connects, prepares the schema and saves it as `[store] url`'
+            cand clear 'Go back to the SQLite file in the data directory (forgets the saved URL; the database is left as it is)'
+            cand migrate 'Copy the SQLite store (pending events, dead letters and the dedup history) into the PostgreSQL store, then move the SQLite file aside so it is never forwarded again'
         }
         &'vslack;help;store;check'= {
         }
         &'vslack;help;store;recover'= {
+        }
+        &'vslack;help;store;set'= {
+        }
+        &'vslack;help;store;clear'= {
+        }
+        &'vslack;help;store;migrate'= {
         }
         &'vslack;help;completions'= {
         }

@@ -207,6 +207,11 @@ pub enum StoreCmd {
     Set,
     /// Go back to the SQLite file in the data directory (forgets the saved URL; the database is
     /// left as it is)
+    #[command(
+        after_help = "Example:\n  vslack store clear && systemctl --user restart vslack\n\n\
+        Events already in the database stay there; this machine's relay stores new ones in \
+        spool.sqlite3 in the data directory after its restart."
+    )]
     Clear,
     /// Copy the SQLite store (pending events, dead letters and the dedup history) into the
     /// PostgreSQL store, then move the SQLite file aside so it is never forwarded again

@@ -12,6 +12,7 @@ mod disk_full;
 mod doctor;
 mod exit_codes;
 mod flood;
+mod ha;
 mod https;
 mod never_silent;
 mod postgres;

@@ -121,7 +121,7 @@ fn the_tunnel_gets_none_of_vslacks_secrets() {
     let slack = FakeSlack::start();
     let mut env = setup_env(&vast, &slack);
     env.set("VAST_WEBHOOK_SECRET", "env-secret-0123456789");
-    env.set("VSLACK_STORE_URL", "postgres://u:pw@127.0.0.1/x");
+    env.set("VSLACK_FUTURE_TOKEN", "postgres://u:pw@127.0.0.1/x");
     env.set("UNRELATED_SETTING", "kept");
     let dump = env.dir.path().join("tunnel.env");
     let inner = tunnel_script(&env, None);
@@ -157,7 +157,7 @@ fn the_tunnel_gets_none_of_vslacks_secrets() {
         "VAST_API_KEY=",
         "VAST_WEBHOOK_SECRET=",
         "SLACK_WEBHOOK_URL=",
-        "VSLACK_STORE_URL=",
+        "VSLACK_FUTURE_TOKEN=",
         "VSLACK_CONFIG_DIR=",
     ] {
         assert!(!seen.contains(name), "the tunnel saw {name}: {seen}");

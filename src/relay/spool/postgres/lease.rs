@@ -27,17 +27,22 @@ pub fn spawn(target: Arc<Target>, relay: String, arrived: Arc<Notify>) -> watch:
     let (held_tx, held_rx) = watch::channel(false);
     tokio::spawn(async move {
         let started = crate::relay::now_secs();
-        let mut complained = false;
+        // Said once per outage, not at every failed reconnection.
+        let mut connected = true;
         loop {
-            match session(&target, &relay, started, &arrived, &held_tx).await {
-                Ok(()) => {}
-                Err(e) => {
-                    if !complained {
-                        tracing::warn!(error = %e, "lost the store connection that holds the right to forward; reconnecting");
-                    }
-                    complained = true;
-                }
+            let mut up = false;
+            let ended = session(&target, &relay, started, &arrived, &held_tx, &mut up).await;
+            if held_tx.is_closed() {
+                return;
             }
+            if up || connected {
+                let why = match ended {
+                    Ok(()) => "the server closed it".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(error = %why, "lost the store connection that holds the right to forward; reconnecting");
+            }
+            connected = up;
             if *held_tx.borrow() {
                 tracing::warn!(
                     "no longer forwarding: another relay sharing the store may take over"
@@ -60,8 +65,10 @@ async fn session(
     started: i64,
     arrived: &Notify,
     held: &watch::Sender<bool>,
+    up: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut conn) = target.config.connect(target.tls.clone()).await?;
+    *up = true;
     let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<()>();
     let wake = Arc::new(Notify::new());
     let wake2 = wake.clone();
