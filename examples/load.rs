@@ -3,6 +3,10 @@
 //! signatures) over keep-alive connections at each concurrency level and reports stored events
 //! per second, p50/p99/max answer latency and the relay's RSS.
 //!
+//! Both stores in one run, interleaved per concurrency level: the SQLite file, and PostgreSQL
+//! (a throwaway cluster started here from the Debian server binaries, as the tests do, or
+//! `VSLACK_TEST_DATABASE_URL`; skipped with a note when neither is there).
+//!
 //! cargo build --release && cargo run --release --example load -- [REQUESTS] [CONCURRENCY,...]
 
 use std::io::{BufRead, BufReader};
@@ -16,6 +20,50 @@ use vslack::secret::Secret;
 use vslack::slack_sink::SlackSink;
 
 const SECRET: &str = "load-test-secret";
+
+#[allow(dead_code)] // stop/start_again are for the tests
+#[path = "../tests/it/support/postgres.rs"]
+mod postgres;
+
+/// A relay under test: the process, its URL and its temporary directories.
+struct Relay {
+    name: &'static str,
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn spawn(bin: &str, name: &'static str, sink: &SlackSink, store: Option<&str>) -> Relay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "error")
+        .env("VSLACK_CONFIG_DIR", dir.path().join("c"))
+        .env("VSLACK_DATA_DIR", dir.path().join("d"))
+        .env("VAST_WEBHOOK_SECRET", SECRET)
+        .env("SLACK_WEBHOOK_URL", sink.url())
+        .stderr(Stdio::piped());
+    if let Some(url) = store {
+        cmd.env("VSLACK_STORE_URL", url);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
+        panic!("cannot start {bin} (build it with `cargo build --release`): {e}")
+    });
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let l = lines.next().expect("serve exited").unwrap();
+        if let Some(u) = l.strip_prefix("listening on ") {
+            break u.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Relay {
+        name,
+        child,
+        url,
+        _dir: dir,
+    }
+}
 
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -87,97 +135,104 @@ async fn main() {
         .map(|a| a.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or(vec![1, 16]);
     let bin = std::env::var("VSLACK_BIN").unwrap_or_else(|_| "target/release/vslack".into());
-    let dir = tempfile::tempdir().unwrap();
     let sink = SlackSink::start().await.unwrap();
-    let mut child = Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "error")
-        .env("VSLACK_CONFIG_DIR", dir.path().join("c"))
-        .env("VSLACK_DATA_DIR", dir.path().join("d"))
-        .env("VAST_WEBHOOK_SECRET", SECRET)
-        .env("SLACK_WEBHOOK_URL", sink.url())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {bin} (build it with `cargo build --release`): {e}")
-        });
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let l = lines.next().expect("serve exited").unwrap();
-        if let Some(u) = l.strip_prefix("listening on ") {
-            break u.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let pid = child.id();
-    println!(
-        "relay {url} (pid {pid}), idle RSS {:.1} MB",
-        rss_kb(pid) as f64 / 1024.0
-    );
-    println!(
-        "{:>11} {:>9} {:>12} {:>9} {:>9} {:>9} {:>11}",
-        "concurrency", "requests", "stored/s", "p50", "p99", "max", "unexpected"
-    );
-    for (li, &c) in levels.iter().enumerate() {
-        let reqs = Arc::new(requests(n, &format!("c{c}-{li}")));
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..c {
-            let reqs = reqs.clone();
-            let url = url.clone();
-            tasks.push(tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .build()
-                    .unwrap();
-                let mut lat = Vec::new();
-                let (mut stored, mut unexpected) = (0usize, 0usize);
-                for r in reqs.iter().skip(w).step_by(c) {
-                    let t = Instant::now();
-                    let resp = client
-                        .post(&url)
-                        .header("Content-Type", "application/json")
-                        .header(server::TIMESTAMP_HEADER, &r.ts)
-                        .header(server::SIGNATURE_HEADER, &r.sig)
-                        .body(r.body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    let status = resp.status().as_u16();
-                    let _ = resp.bytes().await;
-                    lat.push(t.elapsed());
-                    if status != r.expect {
-                        unexpected += 1;
-                    } else if status == 204 {
-                        stored += 1;
-                    }
-                }
-                (lat, stored, unexpected)
-            }));
-        }
-        let mut lat = Vec::new();
-        let (mut stored, mut unexpected) = (0, 0);
-        for t in tasks {
-            let (l, s, u) = t.await.unwrap();
-            lat.extend(l);
-            stored += s;
-            unexpected += u;
-        }
-        let elapsed = started.elapsed();
-        lat.sort();
+    let pg = postgres::Postgres::start();
+    let mut relays = vec![spawn(&bin, "sqlite", &sink, None)];
+    if let Some(pg) = &pg {
+        let url = pg.fresh_database().await;
+        relays.push(spawn(&bin, "postgres", &sink, Some(&url)));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for r in &relays {
         println!(
-            "{:>11} {:>9} {:>12.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11}",
-            c,
-            n,
-            stored as f64 / elapsed.as_secs_f64(),
-            pct(&lat, 0.5),
-            pct(&lat, 0.99),
-            lat[lat.len() - 1],
-            unexpected
+            "{:<8} relay {} (pid {}), idle RSS {:.1} MB",
+            r.name,
+            r.url,
+            r.child.id(),
+            rss_kb(r.child.id()) as f64 / 1024.0
         );
     }
-    println!("RSS after load {:.1} MB", rss_kb(pid) as f64 / 1024.0);
-    let _ = child.kill();
-    let _ = child.wait();
+    println!(
+        "{:<8} {:>11} {:>9} {:>12} {:>9} {:>9} {:>9} {:>11}",
+        "store", "concurrency", "requests", "stored/s", "p50", "p99", "max", "unexpected"
+    );
+    for (li, &c) in levels.iter().enumerate() {
+        for relay in &relays {
+            let reqs = Arc::new(requests(n, &format!("{}-c{c}-{li}", relay.name)));
+            let (rate, p50, p99, max, unexpected) = run(&relay.url, reqs, c).await;
+            println!(
+                "{:<8} {:>11} {:>9} {:>12.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11}",
+                relay.name, c, n, rate, p50, p99, max, unexpected
+            );
+        }
+    }
+    for mut r in relays {
+        println!(
+            "{:<8} RSS after load {:.1} MB",
+            r.name,
+            rss_kb(r.child.id()) as f64 / 1024.0
+        );
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+    }
+}
+
+/// Send `reqs` over `c` keep-alive connections; stored/s, p50, p99, max, unexpected answers.
+async fn run(
+    url: &str,
+    reqs: Arc<Vec<Req>>,
+    c: usize,
+) -> (f64, Duration, Duration, Duration, usize) {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..c {
+        let reqs = reqs.clone();
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let mut lat = Vec::new();
+            let (mut stored, mut unexpected) = (0usize, 0usize);
+            for r in reqs.iter().skip(w).step_by(c) {
+                let t = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .header(server::TIMESTAMP_HEADER, &r.ts)
+                    .header(server::SIGNATURE_HEADER, &r.sig)
+                    .body(r.body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let _ = resp.bytes().await;
+                lat.push(t.elapsed());
+                if status != r.expect {
+                    unexpected += 1;
+                } else if status == 204 {
+                    stored += 1;
+                }
+            }
+            (lat, stored, unexpected)
+        }));
+    }
+    let mut lat = Vec::new();
+    let (mut stored, mut unexpected) = (0, 0);
+    for t in tasks {
+        let (l, s, u) = t.await.unwrap();
+        lat.extend(l);
+        stored += s;
+        unexpected += u;
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    (
+        stored as f64 / elapsed.as_secs_f64(),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat[lat.len() - 1],
+        unexpected,
+    )
 }

@@ -82,6 +82,12 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         ),
         None => println!("queue         no event store yet (the relay has not run)"),
     }
+    if location.is_shared() {
+        println!(
+            "store         {} (PostgreSQL, shared; `vslack store check` lists the relays)",
+            location.shown()
+        );
+    }
     let default = config.default_webhook.map(|d| format!("{d} (default)"));
     let none = if config.relay.tunnel.is_some() {
         "none yet: `vslack up` creates it once the tunnel's URL is known"

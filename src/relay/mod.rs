@@ -280,6 +280,7 @@ impl Relay {
         let incidents = incidents::Incidents::new(&opts.spool_path, spool.clone(), clock.clone());
         let health = watchdog::Health::default();
         let (activity, _) = broadcast::channel(1024);
+        let forwarding = spool.forwarding(&relay_id());
         let (stop, stop_rx) = watch::channel(false);
         let app = Arc::new(App {
             path: opts.path,
@@ -295,6 +296,7 @@ impl Relay {
             incidents: incidents.clone(),
             gate: Default::default(),
             tls,
+            forwarding: forwarding.clone(),
         });
         tokio::spawn(
             watchdog::Watchdog {
@@ -310,7 +312,7 @@ impl Relay {
         if !location.is_shared() {
             tokio::spawn(guard::watch(spool.clone(), lock.clone(), stop_rx.clone()));
         }
-        let forwarding = spool.forwarding(&relay_id());
+
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(server::serve(listener, app.clone(), async move {
             let _ = server_stop.wait_for(|s| *s).await;

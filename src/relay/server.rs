@@ -83,6 +83,8 @@ pub struct App {
     pub gate: super::gate::Gate,
     /// HTTPS (see `tls`); plain HTTP when `None`.
     pub tls: Option<Arc<super::tls::Tls>>,
+    /// Whether this relay forwards now (always with SQLite; see `spool::postgres::lease`).
+    pub forwarding: tokio::sync::watch::Receiver<bool>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -134,6 +136,10 @@ async fn route(app: &App, req: Request<Incoming>) -> Resp {
             let stats = app.spool.stats().await.ok();
             let mut text = app.metrics.render(stats.as_ref());
             text.push_str(&app.incidents.metrics());
+            text.push_str(&format!(
+                "# HELP vslack_forwarding Whether this relay forwards from the store now (one relay at a time on a shared store).\n# TYPE vslack_forwarding gauge\nvslack_forwarding {}\n",
+                u8::from(*app.forwarding.borrow())
+            ));
             let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut().insert(
                 CONTENT_TYPE,
@@ -180,6 +186,8 @@ async fn health(app: &App) -> Resp {
                     "delivered": s.delivered,
                     "last_delivery_at": s.last_delivered_at,
                     "oldest_pending_age_secs": oldest_age,
+                    "store": if app.spool.location().is_shared() { "postgres" } else { "sqlite" },
+                    "forwarding": *app.forwarding.borrow(),
                     "config": app.config_version.read().expect("config version lock").clone(),
                     "version": env!("CARGO_PKG_VERSION"),
                 }),
