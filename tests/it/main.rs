@@ -23,6 +23,7 @@ mod reload;
 mod self_alerts;
 mod service_unit;
 mod stable_tunnel;
+mod store_cli;
 mod store_contract;
 mod trial_fixes;
 mod up_safety;
