@@ -234,3 +234,45 @@ async fn the_postgres_store_keeps_the_contract() {
         check(spool).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_schema_newer_than_the_binary_is_refused_with_a_message() {
+    let Some(pg) = Postgres::start() else {
+        return; // said loudly by `start`
+    };
+    let url = pg.fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let at = Location::Postgres(Secret::new(url.clone()));
+    let path = dir.path().join("s.sqlite3");
+    // Two relays starting at once both migrate safely (the migration runs under a lock).
+    let opts = SpoolOptions::default();
+    let (a, b) = tokio::join!(
+        Spool::open_at(&at, &path, &opts),
+        Spool::open_at(&at, &path, &opts)
+    );
+    a.unwrap();
+    b.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let v: i64 = client
+        .query_one("SELECT version FROM vslack_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, vslack::relay::spool::postgres::schema::CURRENT);
+    client
+        .execute("UPDATE vslack_schema SET version = 99", &[])
+        .await
+        .unwrap();
+    let err = match Spool::open_at(&at, &path, &opts).await {
+        Ok(_) => panic!("a newer schema was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("schema is version 99, newer than this vslack"),
+        "{err}"
+    );
+    assert!(err.contains("upgrade vslack"), "{err}");
+}
