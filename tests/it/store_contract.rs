@@ -276,3 +276,36 @@ async fn a_postgres_schema_newer_than_the_binary_is_refused_with_a_message() {
     );
     assert!(err.contains("upgrade vslack"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgres_is_verified_when_the_url_asks_for_it() {
+    let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let Some(pg) = Postgres::start_tls(&ca.cert.pem(), &ca.key_pair.serialize_pem()) else {
+        return; // said loudly by `start_tls`
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ca.pem");
+    std::fs::write(&root, ca.cert.pem()).unwrap();
+    let base = pg.fresh_database().await;
+    let open = |query: String| {
+        let at = Location::Postgres(Secret::new(format!("{base}?{query}")));
+        let path = dir.path().join("s.sqlite3");
+        async move { Spool::open_at(&at, &path, &SpoolOptions::default()).await }
+    };
+    // Verified against the certificate named by sslrootcert: stores and reads back.
+    let spool = open(format!("sslmode=require&sslrootcert={}", root.display()))
+        .await
+        .expect("TLS with the server's CA");
+    let ev = Event::parse(&event_body("tls-1", "low_credit"), None, now()).unwrap();
+    assert_eq!(spool.insert(ev, vec![]).await.unwrap(), Inserted::New);
+    // Against the public roots alone, the self-signed server is refused, not used in clear.
+    let err = match open("sslmode=require".into()).await {
+        Ok(_) => panic!("an unverified server certificate was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.contains("postgres://127.0.0.1:"),
+        "the server is named: {err}"
+    );
+}

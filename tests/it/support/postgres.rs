@@ -64,6 +64,16 @@ impl Postgres {
         if let Ok(url) = std::env::var("VSLACK_TEST_DATABASE_URL") {
             return Some(Postgres { url, own: None });
         }
+        Postgres::launch(None)
+    }
+
+    /// A cluster of our own that speaks TLS with this certificate and key (PEM); `None`
+    /// (said) when there is no PostgreSQL to start.
+    pub fn start_tls(cert: &str, key: &str) -> Option<Postgres> {
+        Postgres::launch(Some((cert, key)))
+    }
+
+    fn launch(tls: Option<(&str, &str)>) -> Option<Postgres> {
         let Some(bindir) = bindir() else {
             eprintln!("\n*** PostgreSQL is not installed (no initdb): apt-get install -y postgresql, or set VSLACK_TEST_DATABASE_URL; .ci/run installs it ***\n");
             return None;
@@ -104,10 +114,24 @@ impl Postgres {
             .local_addr()
             .unwrap()
             .port();
-        let opts = format!(
+        let mut opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
             sock.display()
         );
+        if let Some((cert, key)) = tls {
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let p = dir.path().join(name);
+                std::fs::write(&p, pem).unwrap();
+                mode(&p, 0o600);
+                if as_nobody {
+                    std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+                }
+            }
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                dir.path().display()
+            ));
+        }
         let log = dir.path().join("log");
         if as_nobody {
             std::fs::write(&log, "").unwrap();
