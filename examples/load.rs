@@ -5,7 +5,8 @@
 //!
 //! Both stores in one run, interleaved per concurrency level: the SQLite file, and PostgreSQL
 //! (a throwaway cluster started here from the Debian server binaries, as the tests do, or
-//! `VSLACK_TEST_DATABASE_URL`; skipped with a note when neither is there).
+//! `VSLACK_TEST_DATABASE_URL`; skipped with a note when neither is there). `LOAD_STORES=sqlite`
+//! measures only the SQLite store (an older binary: `VSLACK_BIN=…`).
 //!
 //! cargo build --release && cargo run --release --example load -- [REQUESTS] [CONCURRENCY,...]
 
@@ -136,7 +137,12 @@ async fn main() {
         .unwrap_or(vec![1, 16]);
     let bin = std::env::var("VSLACK_BIN").unwrap_or_else(|_| "target/release/vslack".into());
     let sink = SlackSink::start().await.unwrap();
-    let pg = postgres::Postgres::start();
+    // LOAD_STORES=sqlite measures one store (e.g. an older binary that has only SQLite).
+    let stores = std::env::var("LOAD_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
+    let pg = stores
+        .contains("postgres")
+        .then(postgres::Postgres::start)
+        .flatten();
     let mut relays = vec![spawn(&bin, "sqlite", &sink, None)];
     if let Some(pg) = &pg {
         let url = pg.fresh_database().await;
