@@ -57,6 +57,13 @@ pub async fn run(ctx: &Ctx, settings: Option<(Duration, Duration)>, relay: &Rela
     let mut said_nothing = false;
     loop {
         tokio::time::sleep_until(next.into()).await;
+        if !control.forwarding() {
+            // A standby on a shared store: the forwarding relay runs the heartbeat (and
+            // recognises its test event whichever relay receives it). Checked again soon, so
+            // a relay that takes over beats within seconds.
+            next = Instant::now() + every.min(Duration::from_secs(5));
+            continue;
+        }
         let result = beat(ctx, &control, timeout).await;
         if !matches!(result, Err(Failure::NothingToTest)) {
             incidents.heartbeat(false, Some(every)).await;
@@ -152,7 +159,7 @@ async fn test_one(
 ) -> Result<(), Failure> {
     let before = control.counts();
     let until = crate::relay::now_secs() * 1000 + 2 * timeout.as_millis() as i64 + 10_000;
-    let mut arrivals = control.expect_heartbeat(until);
+    let mut arrivals = control.expect_heartbeat(until, &format!("webhook {id}"));
     let answer = client.test_webhook(id).await;
     let refused = match answer {
         Ok(_) => None,

@@ -80,6 +80,17 @@ pub struct Forwarder {
     /// Whether this relay may forward now: always with SQLite; with a shared store, while it
     /// holds the store's forwarding lock (one relay at a time, so pacing holds).
     pub forwarding: watch::Receiver<bool>,
+    /// The heartbeat's window (see `gate`): with a shared store its test event may have
+    /// reached another relay, and is recognised here.
+    pub gate: Arc<super::gate::Gate>,
+}
+
+/// The next change of `rx`; never, once its sender is gone (the right to forward then stays
+/// as it is, and a closed channel must not wake the loop over and over).
+async fn changed(rx: &mut watch::Receiver<bool>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl Forwarder {
@@ -105,7 +116,7 @@ impl Forwarder {
             if !*forwarding.borrow_and_update() {
                 was_forwarding = false;
                 tokio::select! {
-                    _ = forwarding.changed() => {}
+                    _ = changed(&mut forwarding) => {}
                     _ = stop.changed() => {}
                 }
                 continue;
@@ -183,7 +194,7 @@ impl Forwarder {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
                 _ = dests_rx.changed() => {}
-                _ = forwarding.changed() => {}
+                _ = changed(&mut forwarding) => {}
             }
         }
     }
@@ -218,11 +229,17 @@ impl Forwarder {
             return Ok(Some(wait.max(Duration::from_millis(5))));
         }
         let health = self.health.lock().expect("health lock").clone();
+        let expecting = self.gate.expecting(self.opts.clock.wall_ms());
         let Groups {
             groups,
             urgent,
             heartbeats,
-        } = Groups::of(dests, due, alerts, &health);
+            heartbeats_elsewhere,
+        } = Groups::of(dests, due, alerts, &health, expecting);
+        // Another relay on the shared store received the heartbeat's test event: it arrived.
+        for _ in 0..heartbeats_elsewhere {
+            self.gate.arrived_elsewhere();
+        }
         if !heartbeats.is_empty() {
             // Recorded (their ids remembered, state `dropped`), never posted, and not counted
             // as deliveries.

@@ -14,6 +14,8 @@ pub struct Gate {
     arrivals: watch::Sender<u64>,
     /// The key (webhook) that verified the last one.
     last_key: Mutex<String>,
+    /// The webhook being tested now (`webhook 42`): one at a time.
+    expected: Mutex<String>,
 }
 
 impl Default for Gate {
@@ -22,6 +24,7 @@ impl Default for Gate {
             until_ms: AtomicI64::new(0),
             arrivals: watch::channel(0).0,
             last_key: Mutex::default(),
+            expected: Mutex::default(),
         }
     }
 }
@@ -29,7 +32,8 @@ impl Default for Gate {
 impl Gate {
     /// Open the window until `until_ms` (wall clock); returns a receiver of arrivals, marked
     /// seen, so only those after this call count.
-    pub fn open(&self, until_ms: i64) -> watch::Receiver<u64> {
+    pub fn open(&self, until_ms: i64, expected: &str) -> watch::Receiver<u64> {
+        *self.expected.lock().expect("gate lock") = expected.to_owned();
         self.until_ms.store(until_ms, Relaxed);
         let mut rx = self.arrivals.subscribe();
         rx.mark_unchanged();
@@ -48,6 +52,13 @@ impl Gate {
     pub fn arrived(&self, key: &str) {
         *self.last_key.lock().expect("gate lock") = key.to_owned();
         self.arrivals.send_modify(|n| *n += 1);
+    }
+
+    /// A verified test event another relay sharing the store received during the window: it
+    /// is the one being waited for (webhooks are tested one at a time), verified over there.
+    pub fn arrived_elsewhere(&self) {
+        let expected = self.expected.lock().expect("gate lock").clone();
+        self.arrived(&expected);
     }
 
     pub fn last_key(&self) -> String {

@@ -16,21 +16,26 @@ pub struct Groups {
     /// The destination's group is alerts only.
     pub urgent: Vec<bool>,
     pub heartbeats: Vec<i64>,
+    /// Of those, how many another relay sharing the store received (not flagged at arrival).
+    pub heartbeats_elsewhere: usize,
 }
 
 impl Groups {
     /// `due` in arrival order; `alerts` are the due alerts (also possibly in `due`); `health`
-    /// is how each destination (by digest) is doing.
+    /// is how each destination (by digest) is doing; `expecting`: the heartbeat's window is
+    /// open here, so a `webhook_test` another relay stored is the heartbeat's too.
     pub fn of(
         dests: &[Destination],
         due: Vec<Queued>,
         alerts: Vec<Queued>,
         health: &HashMap<String, DestHealth>,
+        expecting: bool,
     ) -> Groups {
         let mut g = Groups {
             groups: vec![Vec::new(); dests.len()],
             urgent: vec![false; dests.len()],
             heartbeats: Vec::new(),
+            heartbeats_elsewhere: 0,
         };
         let failing: Vec<String> = health
             .iter()
@@ -78,6 +83,11 @@ impl Groups {
             }
             if q.event.heartbeat {
                 g.heartbeats.push(q.seq);
+                continue;
+            }
+            if expecting && q.event.notif_type == "webhook_test" {
+                g.heartbeats.push(q.seq);
+                g.heartbeats_elsewhere += 1;
                 continue;
             }
             match route(&q) {

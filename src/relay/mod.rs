@@ -182,12 +182,18 @@ impl Control {
 
     /// Open the heartbeat's window until `until_ms` (wall clock): a verified `webhook_test`
     /// arriving before then is recorded, not posted, and counted on the returned receiver.
-    pub fn expect_heartbeat(&self, until_ms: i64) -> watch::Receiver<u64> {
-        self.app.gate.open(until_ms)
+    pub fn expect_heartbeat(&self, until_ms: i64, key: &str) -> watch::Receiver<u64> {
+        self.app.gate.open(until_ms, key)
     }
 
     pub fn close_heartbeat(&self) {
         self.app.gate.close();
+    }
+
+    /// Whether this relay forwards now (on a shared store, one relay does; it runs the
+    /// heartbeat, whose test event may reach any relay).
+    pub fn forwarding(&self) -> bool {
+        *self.app.forwarding.borrow()
     }
 
     /// The key (`webhook 42`) that verified the last heartbeat event.
@@ -281,6 +287,7 @@ impl Relay {
         let health = watchdog::Health::default();
         let (activity, _) = broadcast::channel(1024);
         let forwarding = spool.forwarding(&relay_id());
+        let gate = Arc::new(gate::Gate::default());
         let (stop, stop_rx) = watch::channel(false);
         let app = Arc::new(App {
             path: opts.path,
@@ -294,7 +301,7 @@ impl Relay {
             config_version: Default::default(),
             reread_secrets: Default::default(),
             incidents: incidents.clone(),
-            gate: Default::default(),
+            gate: gate.clone(),
             tls,
             forwarding: forwarding.clone(),
         });
@@ -306,6 +313,7 @@ impl Relay {
                 incidents,
                 health: health.clone(),
                 clock,
+                forwarding: forwarding.clone(),
             }
             .run(stop_rx.clone()),
         );
@@ -327,6 +335,7 @@ impl Relay {
                 activity: activity.clone(),
                 health,
                 forwarding,
+                gate,
             }
             .run(stop_rx),
         );

@@ -80,7 +80,7 @@ pub struct App {
     pub reread_secrets: std::sync::RwLock<Option<Arc<dyn Fn() -> bool + Send + Sync>>>,
     pub incidents: Arc<super::incidents::Incidents>,
     /// Tells the heartbeat's test events from a person's (see `gate`).
-    pub gate: super::gate::Gate,
+    pub gate: Arc<super::gate::Gate>,
     /// HTTPS (see `tls`); plain HTTP when `None`.
     pub tls: Option<Arc<super::tls::Tls>>,
     /// Whether this relay forwards now (always with SQLite; see `spool::postgres::lease`).

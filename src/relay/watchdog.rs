@@ -73,6 +73,9 @@ pub struct Watchdog {
     pub incidents: Arc<Incidents>,
     pub health: Health,
     pub clock: Arc<Clock>,
+    /// The shared queue's backlog is watched by the relay that forwards it only, so several
+    /// relays on one store alert about it once.
+    pub forwarding: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Refusals seen within the window, from a counter's increments.
@@ -248,7 +251,7 @@ impl Watchdog {
     }
 
     async fn backlog(&self, avoid: Vec<String>) {
-        if self.opts.backlog_age.is_zero() {
+        if self.opts.backlog_age.is_zero() || !*self.forwarding.borrow() {
             return;
         }
         let limit = self.opts.backlog_age.as_secs();

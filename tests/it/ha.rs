@@ -279,3 +279,85 @@ async fn a_database_restart_under_load_refuses_with_503_and_recovers_by_itself()
         status.stdout
     );
 }
+
+/// Two relays, the heartbeat on in both, and Vast.ai's test event always reaching the one
+/// that does not forward (as behind round-robin DNS): the forwarding relay runs the heartbeat,
+/// recognises its test event in the shared store, never posts it, and raises no alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_is_recognised_when_its_test_event_reaches_another_relay() {
+    use crate::common::API_KEY;
+    use crate::never_silent::messages;
+    use crate::support::fake_vast::FakeVast;
+    let Some(pg) = Postgres::start() else {
+        return; // said loudly by `start`
+    };
+    let store = pg.fresh_database().await;
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let port_b = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url_b = format!("http://127.0.0.1:{port_b}/");
+    let (id, secret) = vast.insert_webhook("vslack", &url_b, &["client:low_credit"]);
+    let env = |url: &str| {
+        let mut env = Env::with_vast(&vast.url());
+        env.set("VSLACK_STORE_URL", &store);
+        env.secret(&secret);
+        let text = format!(
+            "[slack]\nurl = \"{}\"\n\n[relay]\npublic_url = \"{url}\"\n\n[webhooks.{id}]\nsecret = \"{secret}\"\nevents = [\"client:low_credit\"]\n",
+            slack.url()
+        );
+        std::fs::create_dir_all(env.config_dir()).unwrap();
+        std::fs::write(env.config_file(), text).unwrap();
+        std::fs::set_permissions(
+            env.config_file(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        env
+    };
+    let beat = ["--heartbeat", "1s", "--heartbeat-timeout", "3s"];
+    let (env_a, env_b) = (env(&url_b), env(&url_b));
+    let a = serve(&env_a, &beat);
+    assert_eq!(
+        forwarder(&store).await,
+        a.child.id(),
+        "the first relay forwards"
+    );
+    let b = crate::relay_process::serve_on(&env_b, &format!("127.0.0.1:{port_b}"), &beat);
+    // Several beats, every test event delivered to B, recognised by A.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("heartbeat: the test event arrived"))
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the heartbeat did not succeed: {:#?}",
+            a.logs.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        b.logged("stored"),
+        "the test events reached the standby relay"
+    );
+    assert!(
+        !b.logged("heartbeat: the test event arrived"),
+        "only the forwarding relay beats"
+    );
+    assert!(a.logged("heartbeat test event recorded (not posted)"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        messages(&slack, "webhook_test").is_empty() && messages(&slack, "vslack-alert:").is_empty(),
+        "a test event or an alarm was posted: {:#?}",
+        slack.delivered()
+    );
+}

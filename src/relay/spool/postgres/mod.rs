@@ -302,7 +302,9 @@ impl super::Store for Postgres {
             Some(seqs) => self.exec("UPDATE vslack_events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = $2 WHERE seq = ANY($1) AND state = 2", &[&seqs, &now]).await?,
         };
         if n > 0 {
-            self.announce.notify_one();
+            // Said now, not by the announcer: `vslack queue retry` exits right after.
+            self.exec(&format!("NOTIFY {}", lease::CHANNEL), &[])
+                .await?;
         }
         Ok(n)
     }
