@@ -116,16 +116,7 @@ fn recover(ctx: &Ctx, path: &std::path::Path) -> Result<u8> {
         let new = Connection::open(&fresh)?;
         copy_rows(&old, &new)?
     };
-    let aside = path.with_extension(format!("sqlite3.damaged-{}", crate::relay::now_secs()));
-    std::fs::rename(path, &aside)
-        .with_context(|| format!("cannot move {} aside", path.display()))?;
-    for suffix in ["-wal", "-shm"] {
-        let mut from = path.as_os_str().to_owned();
-        from.push(suffix);
-        let mut to = aside.as_os_str().to_owned();
-        to.push(suffix);
-        let _ = std::fs::rename(from, to);
-    }
+    let aside = move_aside(path, "damaged")?;
     std::fs::rename(&fresh, path)?;
     drop(lock);
     let [pending, delivered, dead, dropped] = salvaged.by_state;
@@ -199,4 +190,20 @@ fn copy_rows(old: &Connection, new: &Connection) -> Result<Salvaged> {
     }
     new.execute_batch("COMMIT")?;
     Ok(out)
+}
+
+/// Rename the SQLite store at `path` (with its -wal and -shm files) to
+/// `spool.sqlite3.<why>-<time>` beside it; returns the new path. Nothing is deleted.
+pub(super) fn move_aside(path: &std::path::Path, why: &str) -> Result<std::path::PathBuf> {
+    let aside = path.with_extension(format!("sqlite3.{why}-{}", crate::relay::now_secs()));
+    std::fs::rename(path, &aside)
+        .with_context(|| format!("cannot move {} aside", path.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = aside.as_os_str().to_owned();
+        to.push(suffix);
+        let _ = std::fs::rename(from, to);
+    }
+    Ok(aside)
 }

@@ -125,16 +125,8 @@ pub async fn migrate(ctx: &Ctx) -> Result<u8> {
     let lock = crate::relay::lock_store(&path)
         .context("stop the relay that uses the SQLite store first")?;
     let done = postgres::import::import(&path, &url).await?;
-    let aside = path.with_extension(format!("sqlite3.migrated-{}", crate::relay::now_secs()));
-    std::fs::rename(&path, &aside)
-        .with_context(|| format!("copied, but cannot move {} aside", path.display()))?;
-    for suffix in ["-wal", "-shm"] {
-        let mut from = path.as_os_str().to_owned();
-        from.push(suffix);
-        let mut to = aside.as_os_str().to_owned();
-        to.push(suffix);
-        let _ = std::fs::rename(from, to);
-    }
+    let aside = super::store::move_aside(&path, "migrated")
+        .context("copied into the database, but the SQLite file is still in place")?;
     drop(lock);
     let into = shown(url.expose());
     if ctx.global.json {
