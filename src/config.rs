@@ -40,6 +40,10 @@ pub struct SlackConfig {
     /// Incoming-webhook or workflow-trigger URL (a secret: anyone holding it can post).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
+    /// The kind of service `url` is (`discord`, `pagerduty`, …; see `vslack serve --format`),
+    /// when the URL alone does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::relay::message::Format>,
     /// Send event types matching a glob (on the slug, e.g. `instance_*`) elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
@@ -47,6 +51,8 @@ pub struct SlackConfig {
     /// secret, like `url`; set by `vslack slack set --fallback`). It takes no events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_url: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_kind: Option<crate::relay::message::Format>,
 }
 
 /// Where events are stored: the SQLite file in the data directory unless `url` names a
@@ -70,6 +76,9 @@ impl StoreConfig {
 pub struct Route {
     pub events: String,
     pub url: Secret,
+    /// The kind of service `url` is, when the URL alone does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::relay::message::Format>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -108,11 +108,18 @@ pub struct UpdateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SlackCmd {
-    /// Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin
+    /// Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt,
+    /// or one line on stdin
     #[command(
-        after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt\n  vslack slack set --fallback < ops-channel-url.txt"
+        after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt\n  vslack slack set --fallback < ops-channel-url.txt\n  vslack slack set < discord-webhook-url.txt\n  vslack slack set --format ntfy < https://ntfy.example.com/gpu-alerts\n\n\
+        The kind is taken from the URL when it names one (hooks.slack.com, chat.googleapis.com,\n\
+        discord.com/api/webhooks, *.logic.azure.com, api.telegram.org or telegram://TOKEN@CHAT,\n\
+        ntfy.sh, events.pagerduty.com or pagerduty://ROUTING_KEY); any other URL needs --format."
     )]
     Set {
+        /// The kind of service the URL is [default: from the URL]
+        #[arg(long, value_enum, value_name = "KIND")]
+        format: Option<crate::relay::message::Format>,
         /// Save it as the fallback destination instead: it takes no events, only the relay's
         /// alerts about a destination that is failing (an archived channel cannot say so itself)
         #[arg(long)]

@@ -13,14 +13,17 @@ pub struct ServeArgs {
     /// URL path that receives deliveries [default: /]
     #[arg(long, value_name = "PATH")]
     pub path: Option<String>,
-    /// Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)
+    /// Read the destination URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)
     #[arg(long, value_name = "PATH")]
     pub slack_url_file: Option<PathBuf>,
-    /// Message shape for every destination, routes included; by default chosen from each Slack
-    /// URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)
-    #[arg(long, value_enum)]
+    /// The kind of that URL's service, which decides the message shape [default: `kind` in
+    /// the config, else from the URL: hooks.slack.com/services/ blocks, …/triggers/ workflow,
+    /// chat.googleapis.com google-chat, discord.com/api/webhooks/ discord, *.logic.azure.com
+    /// teams, api.telegram.org or telegram:// telegram, ntfy.sh ntfy, events.pagerduty.com or
+    /// pagerduty:// pagerduty; any other URL needs it]
+    #[arg(long, value_enum, value_name = "KIND")]
     pub format: Option<crate::relay::message::Format>,
-    /// Print each Slack payload on stdout instead of posting it
+    /// Print each message on stdout instead of posting it
     #[arg(long)]
     pub dry_run: bool,
     /// Accept signatures whose timestamp is at most this many seconds from now (either way)
@@ -47,9 +50,11 @@ pub struct ServeArgs {
     /// Answer 408 to a request (body included) not complete within this time
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub request_timeout: std::time::Duration,
-    /// Minimum gap between two Slack messages to one URL (Slack allows about one per second)
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub pace: std::time::Duration,
+    /// Minimum gap between two messages to one destination [default: what its service
+    /// allows: 1s Slack, Google Chat and Teams, 2s Discord, 3s Telegram, 5s ntfy, 500ms
+    /// PagerDuty]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub pace: Option<std::time::Duration>,
     /// First retry delay after a Slack failure (doubles each time)
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_initial: std::time::Duration,

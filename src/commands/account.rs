@@ -59,7 +59,7 @@ pub fn logout(ctx: &Ctx) -> Result<()> {
 pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
     let config = ctx.config()?;
     match cmd {
-        SlackCmd::Set { fallback } => {
+        SlackCmd::Set { fallback, format } => {
             let url = read_secret(
                 ctx,
                 if fallback {
@@ -69,7 +69,8 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                 },
                 "pipe the URL on stdin: vslack slack set < url.txt",
             )?;
-            if let Some(warning) = crate::relay::slack::check_url(url.expose())? {
+            let (kind, warning) = crate::relay::message::detect::check(url.expose(), format)?;
+            if let Some(warning) = warning {
                 ctx.note(format!("warning: {warning}"));
             }
             let other = match fallback {
@@ -79,9 +80,16 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
             if other.is_some_and(|o| o.expose() == url.expose()) {
                 ctx.note("warning: the Slack URL and the fallback URL are the same: alerts about that destination failing have nowhere else to go");
             }
+            let host = crate::relay::deliver::host_of(url.expose());
             let (config, ()) = Config::update(&ctx.paths, |c| match fallback {
-                true => c.slack.fallback_url = Some(url),
-                false => c.slack.url = Some(url),
+                true => {
+                    c.slack.fallback_url = Some(url);
+                    c.slack.fallback_kind = format;
+                }
+                false => {
+                    c.slack.url = Some(url);
+                    c.slack.kind = format;
+                }
             })?;
             let what = if fallback {
                 "the new fallback URL"
@@ -89,12 +97,13 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                 "the new Slack URL"
             };
             ctx.note(format!(
-                "{} saved in {}",
+                "{} ({}, {host}) saved in {}",
                 if fallback {
                     "Fallback URL (for alerts about a failing destination)"
                 } else {
-                    "Slack URL"
+                    "Destination URL"
                 },
+                kind.name(),
                 ctx.paths.config_file().display()
             ));
             let pickup = super::reload::pickup(ctx, &config, !fallback).await;
@@ -102,13 +111,18 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
             if ctx.global.json {
                 output::json(&json!({
                     "saved": true,
+                    "kind": kind.name(),
+                    "host": host,
                     "relay_running": pickup.running(),
                     "relay_picked_up": pickup.picked_up(),
                 }))?;
             }
         }
         SlackCmd::Clear { fallback: true } => {
-            let (_, had) = Config::update(&ctx.paths, |c| c.slack.fallback_url.take().is_some())?;
+            let (_, had) = Config::update(&ctx.paths, |c| {
+                c.slack.fallback_kind = None;
+                c.slack.fallback_url.take().is_some()
+            })?;
             if ctx.global.json {
                 output::json(&json!({"forgotten": had}))?;
             }
@@ -119,7 +133,10 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
             });
         }
         SlackCmd::Clear { fallback: false } => {
-            let (config, had) = Config::update(&ctx.paths, |c| c.slack.url.take().is_some())?;
+            let (config, had) = Config::update(&ctx.paths, |c| {
+                c.slack.kind = None;
+                c.slack.url.take().is_some()
+            })?;
             if ctx.global.json {
                 output::json(&json!({"forgotten": had}))?;
             }
@@ -143,13 +160,25 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                     false => "no Slack URL saved; run `vslack slack set` first".into(),
                 })
             })?;
-            crate::relay::slack::post_hello(&url).await?;
+            let kind = super::serve::kind_of(
+                &url,
+                match fallback {
+                    true => config.slack.fallback_kind,
+                    false => config.slack.kind,
+                },
+            )?;
+            crate::relay::deliver::post_hello(kind, &url).await?;
             if ctx.global.json {
-                output::json(
-                    &json!({"delivered": true, "host": crate::relay::slack::host_of(url.expose())}),
-                )?;
+                output::json(&json!({
+                    "delivered": true,
+                    "kind": kind.name(),
+                    "host": crate::relay::deliver::host_of(url.expose()),
+                }))?;
             }
-            ctx.note("Slack accepted the message: check the channel");
+            ctx.note(format!(
+                "{} accepted the message: check the channel",
+                kind.service()
+            ));
         }
     }
     Ok(())

@@ -236,10 +236,14 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
         Ok(Some(url)) => {
             r.ok(
                 "slack url",
-                format!("set ({})", crate::relay::slack::host_of(url.expose())),
+                format!("set ({})", crate::relay::deliver::host_of(url.expose())),
             );
             if send {
-                match crate::relay::slack::post_hello(&url).await {
+                let hello = async {
+                    let kind = super::serve::kind_of(&url, config.slack.kind)?;
+                    crate::relay::deliver::post_hello(kind, &url).await
+                };
+                match hello.await {
                     Ok(()) => r.ok("slack", "accepted a test message"),
                     Err(e) => r.fail(
                         "slack",

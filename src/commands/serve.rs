@@ -110,6 +110,12 @@ pub fn slack_url(flag_file: Option<&Path>, config: &Config) -> Result<Option<Sec
     Ok(config.slack.url.clone())
 }
 
+/// The kind of a destination at `url`: `kind` when given, else what the URL names (an error
+/// lists the kinds when it names none).
+pub fn kind_of(url: &Secret, kind: Option<Format>) -> Result<Format> {
+    Ok(crate::relay::message::detect::check(url.expose(), kind)?.0)
+}
+
 pub fn grace(args: &ServeArgs, config: &Config) -> Duration {
     args.secret_grace.unwrap_or_else(|| config.secret_grace())
 }
@@ -125,23 +131,29 @@ pub fn verifier(args: &ServeArgs, config: &Config) -> Verifier {
     Verifier::new(keys(config, grace(args, config)), args.signature_window)
 }
 
-/// Where events go: each route of the config (its pattern and URL), then the default (the
-/// Slack URL, or none in a dry run), with the message shape for each.
+/// Where events go: each route of the config (its pattern, URL and kind), the fallback,
+/// then the default (the URL given the usual way, of kind `--format`, else `kind` in the
+/// config, else the one its URL names; none in a dry run).
 pub fn destinations(
     args: &ServeArgs,
     config: &Config,
     url: Option<Secret>,
 ) -> Result<Vec<Destination>> {
-    if let Some(u) = &url {
-        if let Some(w) = crate::relay::slack::check_url(u.expose())? {
-            tracing::warn!("{w}");
+    let dest = |name: &str,
+                pattern: Option<glob::Pattern>,
+                url: &Secret,
+                kind: Option<Format>|
+     -> Result<Destination> {
+        let (format, warning) =
+            crate::relay::message::detect::check(url.expose(), kind).map_err(|e| match name {
+                "default" => e,
+                _ => crate::exit::usage(format!("{name}: {e}")),
+            })?;
+        if let Some(w) = warning {
+            tracing::warn!("{name}: {w}");
         }
-    }
-    let format_for = |u: &Option<Secret>| {
-        args.format.unwrap_or_else(|| {
-            u.as_ref()
-                .map_or(Format::Blocks, |u| Format::for_url(u.expose()))
-        })
+        let url = (!args.dry_run).then(|| url.clone());
+        Ok(Destination::new(name, pattern, url, format).paced(args.pace))
     };
     let mut destinations = Vec::new();
     for r in &config.slack.routes {
@@ -151,38 +163,21 @@ pub fn destinations(
                 r.events
             ))
         })?;
-        if let Some(w) = crate::relay::slack::check_url(r.url.expose())? {
-            tracing::warn!("route {}: {w}", r.events);
-        }
-        let url = (!args.dry_run).then(|| r.url.clone());
-        destinations.push(Destination {
-            fallback: false,
-            name: r.events.clone(),
-            pattern: Some(pattern),
-            format: format_for(&url),
-            url,
-        });
+        destinations.push(dest(&r.events, Some(pattern), &r.url, r.kind)?);
     }
     if let Some(f) = &config.slack.fallback_url {
-        if let Some(w) = crate::relay::slack::check_url(f.expose())? {
-            tracing::warn!("fallback: {w}");
-        }
-        let url = (!args.dry_run).then(|| f.clone());
-        destinations.push(Destination {
-            fallback: true,
-            name: "fallback".into(),
-            pattern: None,
-            format: format_for(&url),
-            url,
-        });
+        let mut d = dest("fallback", None, f, config.slack.fallback_kind)?;
+        d.fallback = true;
+        destinations.push(d);
     }
-    destinations.push(Destination {
-        fallback: false,
-        name: "default".into(),
-        pattern: None,
-        format: format_for(&url),
-        url,
-    });
+    let kind = args.format.or(config.slack.kind);
+    match &url {
+        Some(u) => destinations.push(dest("default", None, u, kind)?),
+        None => destinations.push(
+            Destination::new("default", None, None, kind.unwrap_or(Format::Blocks))
+                .paced(args.pace),
+        ),
+    }
     Ok(destinations)
 }
 
@@ -256,7 +251,7 @@ fn build_options(
         verifier,
         destinations,
         forward: ForwardOptions {
-            pace: args.pace,
+            pace: args.pace.unwrap_or(Duration::from_secs(1)),
             retry_initial: args.retry_initial,
             retry_max: args.retry_max,
             max_age: args.max_age,

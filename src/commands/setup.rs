@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     let slack_from_file = match &args.slack_url_file {
         Some(path) => {
             let url = crate::secret::read_secret_file(path, "--slack-url-file")?;
-            crate::relay::slack::check_url(url.expose())?;
+            crate::relay::message::detect::check(url.expose(), config.slack.kind)?;
             Some(url)
         }
         None => None,
@@ -108,7 +108,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             Some(u) => crate::prompt::confirm(
                 &format!(
                     "Keep the saved Slack URL ({})?",
-                    crate::relay::slack::host_of(u.expose())
+                    crate::relay::deliver::host_of(u.expose())
                 ),
                 true,
             )?,
@@ -123,7 +123,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
                         "Slack incoming webhook URL (https://hooks.slack.com/services/...)",
                     )
                 },
-                |u| crate::relay::slack::check_url(u).map(|_| u.to_owned()),
+                |u| crate::relay::message::detect::check(u, None).map(|_| u.to_owned()),
             )?;
             Some(Secret::new(u))
         }
@@ -135,7 +135,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
         None
     };
     if let Some(url) = slack {
-        if let Some(w) = crate::relay::slack::check_url(url.expose())? {
+        if let Some(w) = crate::relay::message::detect::check(url.expose(), config.slack.kind)?.1 {
             ctx.note(format!("warning: {w}"));
         }
         config = Config::update(&ctx.paths, |c| c.slack.url = Some(url))?.0;
@@ -149,7 +149,8 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
             )?);
     if hello {
         if let Some(u) = super::serve::slack_url(None, &config)? {
-            crate::relay::slack::post_hello(&u).await?;
+            let kind = super::serve::kind_of(&u, config.slack.kind)?;
+            crate::relay::deliver::post_hello(kind, &u).await?;
             ctx.note("Slack: accepted the message, check the channel");
         }
     }

@@ -22,12 +22,12 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         .map(|k| k.label)
         .collect();
     let slack =
-        super::serve::slack_url(None, &config)?.map(|u| crate::relay::slack::host_of(u.expose()));
+        super::serve::slack_url(None, &config)?.map(|u| crate::relay::deliver::host_of(u.expose()));
     let fallback = config
         .slack
         .fallback_url
         .as_ref()
-        .map(|u| crate::relay::slack::host_of(u.expose()));
+        .map(|u| crate::relay::deliver::host_of(u.expose()));
     let listen = super::serve::local_addr(&config)?;
     let health = crate::listen::relay_health(listen).await;
     // A relay started with another --listen still holds the store open.

@@ -1,8 +1,8 @@
 //! A destination: where a set of event types goes (the default, or a route's glob), its URL
 //! (a secret: only its host is ever shown) and message shape.
 
+use super::deliver::host_of;
 use super::message::Format;
-use super::slack::host_of;
 use crate::secret::Secret;
 
 /// Where a set of event types goes.
@@ -14,12 +14,38 @@ pub struct Destination {
     /// `None` in dry-run mode: payloads are printed instead.
     pub url: Option<Secret>,
     pub format: Format,
+    /// The gap between two messages to it; `None`: the forwarder's (`ForwardOptions::pace`).
+    /// `serve` sets `--pace`, else the rate its kind documents.
+    pub pace: Option<std::time::Duration>,
     /// The fallback destination (`[slack] fallback_url`): it takes no events, only the
     /// relay's alerts about the others.
     pub fallback: bool,
 }
 
 impl Destination {
+    /// A destination of `format` at `url` (`None`: a dry run), paced like the forwarder.
+    pub fn new(
+        name: impl Into<String>,
+        pattern: Option<glob::Pattern>,
+        url: Option<Secret>,
+        format: Format,
+    ) -> Destination {
+        Destination {
+            name: name.into(),
+            pattern,
+            url,
+            format,
+            pace: None,
+            fallback: false,
+        }
+    }
+
+    /// Paced at `pace`, else at the rate its kind documents.
+    pub fn paced(mut self, pace: Option<std::time::Duration>) -> Destination {
+        self.pace = Some(pace.unwrap_or_else(|| super::message::kind(self.format).pace()));
+        self
+    }
+
     pub fn label(&self) -> String {
         match &self.url {
             Some(u) => format!("{} ({})", self.name, host_of(u.expose())),

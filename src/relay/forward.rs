@@ -1,9 +1,10 @@
-//! The forwarder: takes stored events in arrival order and posts them to Slack. Pacing keeps
-//! each destination under about one message per second; a backlog for one destination is
-//! combined into digests. 429 waits `Retry-After`; 5xx, timeouts and connection errors back
-//! off exponentially with jitter up to a cap, until an event is older than the maximum age;
-//! other 4xx are dead-lettered at once. Events are marked only after Slack answers, so a crash
-//! can repeat a message but never lose one.
+//! The forwarder: takes stored events in arrival order and posts them to their destinations
+//! (Slack, Discord, PagerDuty, … : see `message`). Pacing keeps each destination within its
+//! service's documented rate; a backlog for one destination is combined into digests. 429
+//! waits as the service says; 5xx, timeouts and connection errors back off exponentially with
+//! jitter up to a cap, until an event is older than the maximum age; other 4xx are
+//! dead-lettered at once. Events are marked only after the service answers, so a crash can
+//! repeat a message but never lose one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
 use super::backlog;
+use super::deliver::Client;
 use super::ledger::Ledger;
 use super::message::{render_batch, render_summary};
+use super::message::{Outcome, Verdict};
 use super::metrics::Metrics;
-use super::slack::{Outcome, SlackClient};
 use super::spool::{Queued, Spool};
 use super::Activity;
 
@@ -96,10 +98,10 @@ async fn changed(rx: &mut watch::Receiver<bool>) {
 impl Forwarder {
     /// Run until `stop` turns true. A post in progress is finished first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let client = match SlackClient::new(self.opts.slack_timeout) {
+        let client = match Client::new(self.opts.slack_timeout) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, "cannot build the Slack client; nothing will be forwarded");
+                tracing::error!(error = %e, "cannot build the HTTP client; nothing will be forwarded");
                 return;
             }
         };
@@ -204,7 +206,7 @@ impl Forwarder {
     /// waiting events may send again (at most a second; new events wake the loop sooner).
     async fn step(
         &self,
-        client: &SlackClient,
+        client: &Client,
         dests: &[Destination],
         keys: &[String],
         states: &mut HashMap<String, DestState>,
@@ -280,7 +282,7 @@ impl Forwarder {
 
     async fn send(
         &self,
-        client: &SlackClient,
+        client: &Client,
         dest: &Destination,
         group: Vec<Queued>,
         summary: Option<usize>,
@@ -292,14 +294,16 @@ impl Forwarder {
         if ledger.solo.contains(&group[0].seq) {
             group.truncate(1);
         }
-        let (payload, batch) = match summary {
-            Some(k) => {
-                let batch = &group[..k];
-                let events: Vec<_> = batch.iter().map(|q| q.event.clone()).collect();
-                let seqs = (batch[0].seq, batch[k - 1].seq);
-                let v = render_summary(&events, seqs, dest.format, &self.opts.console);
-                (v, batch)
-            }
+        let summarised = summary.and_then(|k| {
+            let batch = &group[..k];
+            let events: Vec<_> = batch.iter().map(|q| q.event.clone()).collect();
+            let seqs = (batch[0].seq, batch[k - 1].seq);
+            render_summary(&events, seqs, dest.format, &self.opts.console).map(|v| (v, batch))
+        });
+        // A kind that never summarises (a pager) lists instead.
+        let summary = summary.filter(|_| summarised.is_some());
+        let (payload, batch) = match summarised {
+            Some(s) => s,
             None => {
                 // One message carries at most MAX_BLOCKS events: copy no more than that.
                 let events: Vec<_> = group
@@ -325,14 +329,16 @@ impl Forwarder {
             ),
             None => crate::output::printable(&ids.join(",")).into_owned(),
         };
-        let (outcome, latency) = match &dest.url {
-            Some(url) => client.post(url, &payload).await,
+        let (verdict, latency) = match &dest.url {
+            Some(url) => client.post(dest.format, url, &payload).await,
             None => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&payload).unwrap_or_default()
-                );
-                (Outcome::Delivered, Duration::ZERO)
+                match &payload.body {
+                    super::message::Body::Json(v) => {
+                        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
+                    }
+                    super::message::Body::Text(_) => println!("{}", payload.shown()),
+                }
+                (Verdict::from(Outcome::Delivered), Duration::ZERO)
             }
         };
         if dest.url.is_some() {
@@ -349,6 +355,10 @@ impl Forwarder {
             attempt,
             latency,
         };
-        self.outcome(sent, outcome, state, ledger);
+        self.outcome(sent, verdict.outcome, state, ledger);
+        if let Some(hold) = verdict.hold {
+            // The service said when it takes the next message.
+            state.next_allowed = state.next_allowed.max(Instant::now() + hold);
+        }
     }
 }

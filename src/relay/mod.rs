@@ -1,5 +1,5 @@
 //! The relay: listener ([`server`]), signature check ([`verify`]), durable queue ([`spool`]),
-//! Slack delivery ([`forward`], [`slack`]), message shapes ([`message`]) and counters
+//! delivery ([`forward`], [`deliver`]), message shapes per destination kind ([`message`]) and counters
 //! ([`metrics`]). [`Relay::start`] wires them together; `serve`, `up` and `demo` all use it.
 
 mod accept;
@@ -8,6 +8,7 @@ mod acme_http;
 pub mod backlog;
 pub mod clock;
 mod conns;
+pub mod deliver;
 mod destination;
 pub mod event;
 pub mod forward;
@@ -21,7 +22,6 @@ pub mod metrics;
 mod outcome;
 mod parked;
 pub mod server;
-pub mod slack;
 pub mod spool;
 pub mod tls;
 pub mod verify;

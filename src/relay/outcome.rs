@@ -9,7 +9,7 @@ use rand::Rng;
 
 use super::forward::{DestState, Destination, Forwarder};
 use super::ledger::{Ledger, Mark};
-use super::slack::Outcome;
+use super::message::Outcome;
 use super::spool::Queued;
 use super::watchdog::DestHealth;
 use super::Activity;
@@ -95,12 +95,12 @@ impl Forwarder {
                     }
                 });
                 state.failures = 0;
-                state.next_allowed = now + self.opts.pace;
+                state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
                 ledger.marks.push(Mark::Delivered(seqs));
                 count(&self.metrics.delivered_events, n);
                 count(&self.metrics.slack_messages, 1);
                 if dest.url.is_some() {
-                    tracing::info!(event_ids = %logged, attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to Slack");
+                    tracing::info!(event_ids = %logged, attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to {}", dest.format.service());
                 } else {
                     tracing::info!(event_ids = %logged, dest = %dest.label(), "printed the Slack payload (dry run, nothing posted)");
                 }
@@ -164,7 +164,7 @@ impl Forwarder {
                         err.clone(),
                     ));
                     count(&self.metrics.retried, r.len());
-                    tracing::warn!(event_ids = %some(&r), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack failed; will retry");
+                    tracing::warn!(event_ids = %some(&r), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "{} failed; will retry", dest.format.service());
                     let _ = self.activity.send(Activity::Retrying {
                         event_ids: r,
                         error: err,
@@ -174,21 +174,21 @@ impl Forwarder {
             }
             Outcome::Rejected(err) if summary => {
                 // Slack refused a summary (it should fit every limit): list instead.
-                state.next_allowed = now + self.opts.pace;
+                state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
                 ledger.no_summaries = true;
                 ledger
                     .marks
                     .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
-                tracing::error!(events = n, dest = %dest.label(), error = %err, "Slack refused a summary; listing the backlog instead");
+                tracing::error!(events = n, dest = %dest.label(), error = %err, "{} refused a summary; listing the backlog instead", dest.format.service());
             }
             Outcome::Rejected(err) if n > 1 => {
                 // The digest itself may be what Slack refused: send its events one by one.
-                state.next_allowed = now + self.opts.pace;
+                state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
                 ledger.solo.extend(seqs.iter().copied());
                 ledger
                     .marks
                     .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
-                tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "Slack refused a digest; sending its events one at a time");
+                tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "{} refused a digest; sending its events one at a time", dest.format.service());
             }
             Outcome::Rejected(err) | Outcome::Permanent(err)
                 if batch.iter().all(|q| q.event.alert.is_some()) =>
@@ -209,17 +209,17 @@ impl Forwarder {
                     self.opts.clock.steady_ms() + wait.as_millis() as i64,
                     err.clone(),
                 ));
-                tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "Slack refused an alert; it goes elsewhere or is retried");
+                tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "{} refused an alert; it goes elsewhere or is retried", dest.format.service());
             }
             Outcome::Rejected(err) | Outcome::Permanent(err) => {
                 self.note_health(dest, |h| {
                     h.dead += n as u64;
                     h.error = Some(err.clone());
                 });
-                state.next_allowed = now + self.opts.pace;
+                state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
                 ledger.marks.push(Mark::Dead(seqs, err.clone()));
                 count(&self.metrics.dead_lettered, n);
-                tracing::error!(event_ids = %logged, attempt, dest = %dest.label(), error = %err, "Slack refused the message; dead-lettered (see `vslack queue`)");
+                tracing::error!(event_ids = %logged, attempt, dest = %dest.label(), error = %err, "{} refused the message; dead-lettered (see `vslack queue`)", dest.format.service());
                 let _ = self.activity.send(Activity::DeadLettered {
                     event_ids: ids,
                     error: err,

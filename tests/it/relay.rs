@@ -147,13 +147,12 @@ pub async fn start(slack_url: &str, tweak: impl FnOnce(&mut RelayOptions)) -> Ha
         path: "/".into(),
         limits: Limits::default(),
         verifier: Verifier::new(vec![Key::new("test", &Secret::new(SECRET), None)], 300),
-        destinations: vec![Destination {
-            fallback: false,
-            name: "default".into(),
-            pattern: None,
-            url: Some(Secret::new(slack_url)),
-            format: Format::for_url(slack_url),
-        }],
+        destinations: vec![Destination::new(
+            "default",
+            None,
+            Some(Secret::new(slack_url)),
+            Format::for_url(slack_url).unwrap_or(Format::Blocks),
+        )],
         forward: ForwardOptions {
             pace: Duration::from_millis(10),
             retry_initial: Duration::from_millis(50),
@@ -612,13 +611,12 @@ async fn workflow_triggers_get_flat_string_variables_and_routes_apply() {
     let h = start(&slack.url(), |o| {
         o.destinations.insert(
             0,
-            Destination {
-                fallback: false,
-                name: "instance_*".into(),
-                pattern: Some(glob::Pattern::new("instance_*").unwrap()),
-                url: Some(Secret::new(&trigger)),
-                format: Format::for_url(&trigger),
-            },
+            Destination::new(
+                "instance_*",
+                Some(glob::Pattern::new("instance_*").unwrap()),
+                Some(Secret::new(&trigger)),
+                Format::for_url(&trigger).unwrap(),
+            ),
         );
     })
     .await;
@@ -1001,13 +999,12 @@ async fn routes_sharing_a_slack_url_share_its_pace() {
         o.forward.pace = Duration::from_millis(400);
         o.destinations.insert(
             0,
-            Destination {
-                fallback: false,
-                name: "instance_*".into(),
-                pattern: Some(glob::Pattern::new("instance_*").unwrap()),
-                url: Some(Secret::new(&url)),
-                format: Format::Text,
-            },
+            Destination::new(
+                "instance_*",
+                Some(glob::Pattern::new("instance_*").unwrap()),
+                Some(Secret::new(&url)),
+                Format::Text,
+            ),
         );
     })
     .await;
