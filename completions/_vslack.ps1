@@ -328,13 +328,14 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin')
             [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to the configured Slack URL')
             [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Forget the saved Slack URL')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'vslack;slack;set' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'The kind of service the URL is [default: from the URL]')
             [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
             [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
@@ -347,8 +348,8 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'vslack;slack;test' {
@@ -386,7 +387,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;slack;help' {
-            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin')
             [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to the configured Slack URL')
             [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Forget the saved Slack URL')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -555,8 +556,8 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--tunnel-timeout', '--tunnel-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the tunnel''s URL')
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]')
             [CompletionResult]::new('--path', '--path', [CompletionResultType]::ParameterName, 'URL path that receives deliveries [default: /]')
-            [CompletionResult]::new('--slack-url-file', '--slack-url-file', [CompletionResultType]::ParameterName, 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)')
-            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)')
+            [CompletionResult]::new('--slack-url-file', '--slack-url-file', [CompletionResultType]::ParameterName, 'Read the destination URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'The kind of that URL''s service, which decides the message shape [default: `kind` in the config, else from the URL: hooks.slack.com/services/ blocks, …/triggers/ workflow, chat.googleapis.com google-chat, discord.com/api/webhooks/ discord, *.logic.azure.com teams, api.telegram.org or telegram:// telegram, ntfy.sh ntfy, events.pagerduty.com or pagerduty:// pagerduty; any other URL needs it]')
             [CompletionResult]::new('--signature-window', '--signature-window', [CompletionResultType]::ParameterName, 'Accept signatures whose timestamp is at most this many seconds from now (either way)')
             [CompletionResult]::new('--secret-grace', '--secret-grace', [CompletionResultType]::ParameterName, 'How long a rotated-out signing secret stays valid [default: 24h, or the config]')
             [CompletionResult]::new('--max-body', '--max-body', [CompletionResultType]::ParameterName, 'Largest delivery body accepted, in bytes')
@@ -564,7 +565,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)')
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Close a connection whose request headers take longer than this to arrive')
             [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Answer 408 to a request (body included) not complete within this time')
-            [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)')
+            [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Minimum gap between two messages to one destination [default: what its service allows: 1s Slack, Google Chat and Teams, 2s Discord, 3s Telegram, 5s ntfy, 500ms PagerDuty]')
             [CompletionResult]::new('--retry-initial', '--retry-initial', [CompletionResultType]::ParameterName, 'First retry delay after a Slack failure (doubles each time)')
             [CompletionResult]::new('--retry-max', '--retry-max', [CompletionResultType]::ParameterName, 'Longest delay between retries')
             [CompletionResult]::new('--list-within', '--list-within', [CompletionResultType]::ParameterName, 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed')
@@ -594,7 +595,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
             [CompletionResult]::new('--cleanup', '--cleanup', [CompletionResultType]::ParameterName, 'On exit, delete the webhook if `up` created it, or restore the previous URL')
             [CompletionResult]::new('--no-test', '--no-test', [CompletionResultType]::ParameterName, 'Do not fire Vast.ai''s test event')
-            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print each Slack payload on stdout instead of posting it')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print each message on stdout instead of posting it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
@@ -641,8 +642,8 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
         'vslack;serve' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]')
             [CompletionResult]::new('--path', '--path', [CompletionResultType]::ParameterName, 'URL path that receives deliveries [default: /]')
-            [CompletionResult]::new('--slack-url-file', '--slack-url-file', [CompletionResultType]::ParameterName, 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)')
-            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)')
+            [CompletionResult]::new('--slack-url-file', '--slack-url-file', [CompletionResultType]::ParameterName, 'Read the destination URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'The kind of that URL''s service, which decides the message shape [default: `kind` in the config, else from the URL: hooks.slack.com/services/ blocks, …/triggers/ workflow, chat.googleapis.com google-chat, discord.com/api/webhooks/ discord, *.logic.azure.com teams, api.telegram.org or telegram:// telegram, ntfy.sh ntfy, events.pagerduty.com or pagerduty:// pagerduty; any other URL needs it]')
             [CompletionResult]::new('--signature-window', '--signature-window', [CompletionResultType]::ParameterName, 'Accept signatures whose timestamp is at most this many seconds from now (either way)')
             [CompletionResult]::new('--secret-grace', '--secret-grace', [CompletionResultType]::ParameterName, 'How long a rotated-out signing secret stays valid [default: 24h, or the config]')
             [CompletionResult]::new('--max-body', '--max-body', [CompletionResultType]::ParameterName, 'Largest delivery body accepted, in bytes')
@@ -650,7 +651,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)')
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Close a connection whose request headers take longer than this to arrive')
             [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Answer 408 to a request (body included) not complete within this time')
-            [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)')
+            [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Minimum gap between two messages to one destination [default: what its service allows: 1s Slack, Google Chat and Teams, 2s Discord, 3s Telegram, 5s ntfy, 500ms PagerDuty]')
             [CompletionResult]::new('--retry-initial', '--retry-initial', [CompletionResultType]::ParameterName, 'First retry delay after a Slack failure (doubles each time)')
             [CompletionResult]::new('--retry-max', '--retry-max', [CompletionResultType]::ParameterName, 'Longest delay between retries')
             [CompletionResult]::new('--list-within', '--list-within', [CompletionResultType]::ParameterName, 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed')
@@ -678,7 +679,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
             [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
-            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print each Slack payload on stdout instead of posting it')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print each message on stdout instead of posting it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
@@ -1050,7 +1051,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;help;slack' {
-            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin')
             [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to the configured Slack URL')
             [CompletionResult]::new('clear', 'clear', [CompletionResultType]::ParameterValue, 'Forget the saved Slack URL')
             break

@@ -1645,7 +1645,7 @@ _vslack() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "blocks text workflow" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "blocks text workflow google-chat discord teams telegram ntfy pagerduty" -- "${cur}"))
                     return 0
                     ;;
                 --signature-window)
@@ -2118,12 +2118,16 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__slack__subcmd__set)
-            opts="-v -q -h --fallback --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            opts="-v -q -h --format --fallback --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "blocks text workflow google-chat discord teams telegram ntfy pagerduty" -- "${cur}"))
+                    return 0
+                    ;;
                 --config-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2565,7 +2569,7 @@ _vslack() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "blocks text workflow" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "blocks text workflow google-chat discord teams telegram ntfy pagerduty" -- "${cur}"))
                     return 0
                     ;;
                 --signature-window)

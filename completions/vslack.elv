@@ -301,12 +301,13 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --quiet 'Only errors on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
-            cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+            cand set 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin'
             cand test 'Post a "vslack is connected" message to the configured Slack URL'
             cand clear 'Forget the saved Slack URL'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'vslack;slack;set'= {
+            cand --format 'The kind of service the URL is [default: from the URL]'
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
             cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
             cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
@@ -319,8 +320,8 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
             cand -q 'Only errors on stderr'
             cand --quiet 'Only errors on stderr'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'vslack;slack;test'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
@@ -355,7 +356,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --help 'Print help'
         }
         &'vslack;slack;help'= {
-            cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+            cand set 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin'
             cand test 'Post a "vslack is connected" message to the configured Slack URL'
             cand clear 'Forget the saved Slack URL'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -506,8 +507,8 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --tunnel-timeout 'How long to wait for the tunnel''s URL'
             cand --listen 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]'
             cand --path 'URL path that receives deliveries [default: /]'
-            cand --slack-url-file 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)'
-            cand --format 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)'
+            cand --slack-url-file 'Read the destination URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)'
+            cand --format 'The kind of that URL''s service, which decides the message shape [default: `kind` in the config, else from the URL: hooks.slack.com/services/ blocks, …/triggers/ workflow, chat.googleapis.com google-chat, discord.com/api/webhooks/ discord, *.logic.azure.com teams, api.telegram.org or telegram:// telegram, ntfy.sh ntfy, events.pagerduty.com or pagerduty:// pagerduty; any other URL needs it]'
             cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now (either way)'
             cand --secret-grace 'How long a rotated-out signing secret stays valid [default: 24h, or the config]'
             cand --max-body 'Largest delivery body accepted, in bytes'
@@ -515,7 +516,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --idle-timeout 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)'
             cand --header-timeout 'Close a connection whose request headers take longer than this to arrive'
             cand --request-timeout 'Answer 408 to a request (body included) not complete within this time'
-            cand --pace 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)'
+            cand --pace 'Minimum gap between two messages to one destination [default: what its service allows: 1s Slack, Google Chat and Teams, 2s Discord, 3s Telegram, 5s ntfy, 500ms PagerDuty]'
             cand --retry-initial 'First retry delay after a Slack failure (doubles each time)'
             cand --retry-max 'Longest delay between retries'
             cand --list-within 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed'
@@ -545,7 +546,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --log-format 'Log line format on stderr'
             cand --cleanup 'On exit, delete the webhook if `up` created it, or restore the previous URL'
             cand --no-test 'Do not fire Vast.ai''s test event'
-            cand --dry-run 'Print each Slack payload on stdout instead of posting it'
+            cand --dry-run 'Print each message on stdout instead of posting it'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
             cand --no-input 'Never prompt; a missing value is an error naming its flag'
             cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
@@ -589,8 +590,8 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;serve'= {
             cand --listen 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]'
             cand --path 'URL path that receives deliveries [default: /]'
-            cand --slack-url-file 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)'
-            cand --format 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)'
+            cand --slack-url-file 'Read the destination URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)'
+            cand --format 'The kind of that URL''s service, which decides the message shape [default: `kind` in the config, else from the URL: hooks.slack.com/services/ blocks, …/triggers/ workflow, chat.googleapis.com google-chat, discord.com/api/webhooks/ discord, *.logic.azure.com teams, api.telegram.org or telegram:// telegram, ntfy.sh ntfy, events.pagerduty.com or pagerduty:// pagerduty; any other URL needs it]'
             cand --signature-window 'Accept signatures whose timestamp is at most this many seconds from now (either way)'
             cand --secret-grace 'How long a rotated-out signing secret stays valid [default: 24h, or the config]'
             cand --max-body 'Largest delivery body accepted, in bytes'
@@ -598,7 +599,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --idle-timeout 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)'
             cand --header-timeout 'Close a connection whose request headers take longer than this to arrive'
             cand --request-timeout 'Answer 408 to a request (body included) not complete within this time'
-            cand --pace 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)'
+            cand --pace 'Minimum gap between two messages to one destination [default: what its service allows: 1s Slack, Google Chat and Teams, 2s Discord, 3s Telegram, 5s ntfy, 500ms PagerDuty]'
             cand --retry-initial 'First retry delay after a Slack failure (doubles each time)'
             cand --retry-max 'Longest delay between retries'
             cand --list-within 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed'
@@ -626,7 +627,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
             cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
             cand --log-format 'Log line format on stderr'
-            cand --dry-run 'Print each Slack payload on stdout instead of posting it'
+            cand --dry-run 'Print each message on stdout instead of posting it'
             cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
             cand --no-input 'Never prompt; a missing value is an error naming its flag'
             cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
@@ -958,7 +959,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;help;webhook;default'= {
         }
         &'vslack;help;slack'= {
-            cand set 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+            cand set 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin'
             cand test 'Post a "vslack is connected" message to the configured Slack URL'
             cand clear 'Forget the saved Slack URL'
         }

@@ -229,10 +229,19 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -s q -l quiet -d 'Only errors on stderr'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -s h -l help -d 'Print help'
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "set" -d 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "set" -d 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "test" -d 'Post a "vslack is connected" message to the configured Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "clear" -d 'Forget the saved Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and not __fish_seen_subcommand_from set test clear help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l format -d 'The kind of service the URL is [default: from the URL]' -r -f -a "blocks\t'Slack incoming webhook: Block Kit with a plain-text fallback'
+text\t'Slack incoming webhook: plain `text` only, as Vast.ai\'s own adapter sends'
+workflow\t'Slack Workflow Builder trigger: flat string variables'
+google-chat\t'Google Chat incoming webhook: text and a card with a console button'
+discord\t'Discord webhook: an embed per event, no mentions'
+teams\t'Microsoft Teams Workflows webhook: an Adaptive Card'
+telegram\t'Telegram bot: sendMessage to one chat'
+ntfy\t'ntfy topic (ntfy.sh or self-hosted)'
+pagerduty\t'PagerDuty Events API v2: one alert per event, resolved by its recovery event'"
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
@@ -244,7 +253,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Only errors on stderr'
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l config-dir -d 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l data-dir -d 'Directory for the relay\'s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from test" -l vast-url -d 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]' -r
@@ -269,7 +278,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_sub
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -s q -l quiet -d 'Only errors on stderr'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from clear" -s h -l help -d 'Print help'
-complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "set" -d 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "set" -d 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "test" -d 'Post a "vslack is connected" message to the configured Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "clear" -d 'Forget the saved Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand slack; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -372,10 +381,16 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l event -d 'Events fo
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l tunnel-timeout -d 'How long to wait for the tunnel\'s URL' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l listen -d 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l path -d 'URL path that receives deliveries [default: /]' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l slack-url-file -d 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l format -d 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)' -r -f -a "blocks\t'Block Kit message with a plain-text fallback (incoming webhooks)'
-text\t'Plain `text` only (incoming webhooks)'
-workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l slack-url-file -d 'Read the destination URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)' -r -F
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l format -d 'The kind of that URL\'s service, which decides the message shape [default: `kind` in the config, else from the URL: hooks.slack.com/services/ blocks, …/triggers/ workflow, chat.googleapis.com google-chat, discord.com/api/webhooks/ discord, *.logic.azure.com teams, api.telegram.org or telegram:// telegram, ntfy.sh ntfy, events.pagerduty.com or pagerduty:// pagerduty; any other URL needs it]' -r -f -a "blocks\t'Slack incoming webhook: Block Kit with a plain-text fallback'
+text\t'Slack incoming webhook: plain `text` only, as Vast.ai\'s own adapter sends'
+workflow\t'Slack Workflow Builder trigger: flat string variables'
+google-chat\t'Google Chat incoming webhook: text and a card with a console button'
+discord\t'Discord webhook: an embed per event, no mentions'
+teams\t'Microsoft Teams Workflows webhook: an Adaptive Card'
+telegram\t'Telegram bot: sendMessage to one chat'
+ntfy\t'ntfy topic (ntfy.sh or self-hosted)'
+pagerduty\t'PagerDuty Events API v2: one alert per event, resolved by its recovery event'"
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-body -d 'Largest delivery body accepted, in bytes' -r
@@ -383,7 +398,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l request-timeout -d 'Answer 408 to a request (body included) not complete within this time' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l pace -d 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l pace -d 'Minimum gap between two messages to one destination [default: what its service allows: 1s Slack, Google Chat and Teams, 2s Discord, 3s Telegram, 5s ntfy, 500ms PagerDuty]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-initial -d 'First retry delay after a Slack failure (doubles each time)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l retry-max -d 'Longest delay between retries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l list-within -d 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed' -r
@@ -415,7 +430,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand up" -l log-format -d 'Log 
 json\t''"
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l cleanup -d 'On exit, delete the webhook if `up` created it, or restore the previous URL'
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l no-test -d 'Do not fire Vast.ai\'s test event'
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l dry-run -d 'Print each Slack payload on stdout instead of posting it'
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l dry-run -d 'Print each message on stdout instead of posting it'
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
 complete -c vslack -n "__fish_vslack_using_subcommand up" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
@@ -446,10 +461,16 @@ complete -c vslack -n "__fish_vslack_using_subcommand status" -s q -l quiet -d '
 complete -c vslack -n "__fish_vslack_using_subcommand status" -s h -l help -d 'Print help'
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l listen -d 'Address to listen on [env: PORT sets 127.0.0.1:PORT] [default: 127.0.0.1:8787]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l path -d 'URL path that receives deliveries [default: /]' -r
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l slack-url-file -d 'Read the Slack URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)' -r -F
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l format -d 'Message shape for every destination, routes included; by default chosen from each Slack URL (…/services/… gets Block Kit, …/triggers/… gets workflow variables)' -r -f -a "blocks\t'Block Kit message with a plain-text fallback (incoming webhooks)'
-text\t'Plain `text` only (incoming webhooks)'
-workflow\t'Flat string variables for a Workflow Builder webhook trigger'"
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l slack-url-file -d 'Read the destination URL from this file (else SLACK_WEBHOOK_URL, else `vslack slack set`)' -r -F
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l format -d 'The kind of that URL\'s service, which decides the message shape [default: `kind` in the config, else from the URL: hooks.slack.com/services/ blocks, …/triggers/ workflow, chat.googleapis.com google-chat, discord.com/api/webhooks/ discord, *.logic.azure.com teams, api.telegram.org or telegram:// telegram, ntfy.sh ntfy, events.pagerduty.com or pagerduty:// pagerduty; any other URL needs it]' -r -f -a "blocks\t'Slack incoming webhook: Block Kit with a plain-text fallback'
+text\t'Slack incoming webhook: plain `text` only, as Vast.ai\'s own adapter sends'
+workflow\t'Slack Workflow Builder trigger: flat string variables'
+google-chat\t'Google Chat incoming webhook: text and a card with a console button'
+discord\t'Discord webhook: an embed per event, no mentions'
+teams\t'Microsoft Teams Workflows webhook: an Adaptive Card'
+telegram\t'Telegram bot: sendMessage to one chat'
+ntfy\t'ntfy topic (ntfy.sh or self-hosted)'
+pagerduty\t'PagerDuty Events API v2: one alert per event, resolved by its recovery event'"
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-body -d 'Largest delivery body accepted, in bytes' -r
@@ -457,7 +478,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections 
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l request-timeout -d 'Answer 408 to a request (body included) not complete within this time' -r
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l pace -d 'Minimum gap between two Slack messages to one URL (Slack allows about one per second)' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l pace -d 'Minimum gap between two messages to one destination [default: what its service allows: 1s Slack, Google Chat and Teams, 2s Discord, 3s Telegram, 5s ntfy, 500ms PagerDuty]' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-initial -d 'First retry delay after a Slack failure (doubles each time)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l retry-max -d 'Longest delay between retries' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l list-within -d 'A backlog that would take longer than this to list event by event at --pace (about 49 events per message) is summarised instead: oldest first, one message per up to 10,000 events with counts per type and the most recent of each, until the rest can be listed' -r
@@ -487,7 +508,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand serve" -l vast-url -d 'Bas
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l api-key-file -d 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)' -r -F
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l dry-run -d 'Print each Slack payload on stdout instead of posting it'
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l dry-run -d 'Print each message on stdout instead of posting it'
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l json -d 'Print machine-readable JSON on stdout (never contains secrets)'
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l no-input -d 'Never prompt; a missing value is an error naming its flag'
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
@@ -707,7 +728,7 @@ complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subc
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from webhook" -f -a "delete" -d 'Delete a webhook at Vast.ai and forget its secret here'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from webhook" -f -a "rotate-secret" -d 'Get a new signing secret; the old one stays valid in the relay for a grace period'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from webhook" -f -a "default" -d 'Make ID the webhook that commands use when no ID is given'
-complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from slack" -f -a "set" -d 'Save the Slack incoming-webhook (or workflow trigger) URL: hidden prompt, or one line on stdin'
+complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from slack" -f -a "set" -d 'Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt, or one line on stdin'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from slack" -f -a "test" -d 'Post a "vslack is connected" message to the configured Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from slack" -f -a "clear" -d 'Forget the saved Slack URL'
 complete -c vslack -n "__fish_vslack_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the configuration with every secret shown as (redacted)'

@@ -1,5 +1,7 @@
-//! A loopback stand-in for a Slack incoming webhook, used by `vslack demo`: it answers like
-//! Slack (200 `ok`), keeps every payload, and can show roughly how Slack would display one.
+//! A loopback stand-in for a Slack incoming webhook and a PagerDuty Events API endpoint, used
+//! by `vslack demo`: it answers like each (Slack 200 `ok`; PagerDuty 202 for a `trigger` or
+//! `resolve` carrying the routing key), keeps every payload, and can show roughly how Slack
+//! would display one.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -42,11 +44,25 @@ impl SlackSink {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let store = store.clone();
                         async move {
+                            let pager = req.uri().path() == "/v2/enqueue";
                             let body = Limited::new(req.into_body(), 1 << 20).collect().await;
                             let parsed = body
                                 .ok()
                                 .and_then(|b| serde_json::from_slice::<Value>(&b.to_bytes()).ok());
                             let (status, text) = match parsed {
+                                Some(v) if pager => {
+                                    let ok = v["routing_key"] == "demo"
+                                        && matches!(
+                                            v["event_action"].as_str(),
+                                            Some("trigger" | "resolve")
+                                        );
+                                    if ok {
+                                        store.lock().expect("sink lock").push(v);
+                                        (StatusCode::ACCEPTED, r#"{"status":"success"}"#)
+                                    } else {
+                                        (StatusCode::BAD_REQUEST, r#"{"status":"invalid event"}"#)
+                                    }
+                                }
                                 Some(v)
                                     if v.get("text").is_some_and(|t| {
                                         t.as_str().is_some_and(|s| !s.is_empty())
@@ -84,8 +100,27 @@ impl SlackSink {
         format!("http://{}/services/TDEMO/BDEMO/demo", self.addr)
     }
 
+    /// A PagerDuty Events API URL on this sink (routing key `demo`).
+    pub fn pagerduty_url(&self) -> String {
+        format!("http://{}/v2/enqueue?routing_key=demo", self.addr)
+    }
+
+    /// What Slack received.
     pub fn received(&self) -> Vec<Value> {
-        self.received.lock().expect("sink lock").clone()
+        let all = self.received.lock().expect("sink lock");
+        all.iter()
+            .filter(|v| v.get("event_action").is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// What PagerDuty received.
+    pub fn pages(&self) -> Vec<Value> {
+        let all = self.received.lock().expect("sink lock");
+        all.iter()
+            .filter(|v| v.get("event_action").is_some())
+            .cloned()
+            .collect()
     }
 }
 

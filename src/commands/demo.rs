@@ -40,12 +40,21 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             path: "/".into(),
             limits: Limits::default(),
             verifier: Verifier::new(vec![Key::new("demo secret", &secret, None)], 300),
-            destinations: vec![Destination::new(
-                "default",
-                None,
-                Some(Secret::new(sink.url())),
-                Format::Blocks,
-            )],
+            // Host machines page someone (PagerDuty); everything else goes to Slack.
+            destinations: vec![
+                Destination::new(
+                    "machine_*",
+                    Some(glob::Pattern::new("machine_*").expect("a valid glob")),
+                    Some(Secret::new(sink.pagerduty_url())),
+                    Format::Pagerduty,
+                ),
+                Destination::new(
+                    "default",
+                    None,
+                    Some(Secret::new(sink.url())),
+                    Format::Blocks,
+                ),
+            ],
             forward: ForwardOptions::default(),
             spool_path: dir.path().join("spool.sqlite3"),
             store_url: None,
@@ -69,6 +78,10 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             dir.path().display()
         );
         println!("  Slack stand-in  http://{}/services/...", sink.addr);
+        println!(
+            "  PagerDuty stand-in http://{}/v2/enqueue (machine_* events page someone)",
+            sink.addr
+        );
         println!("\nSending {} signed sample events, then a redelivery, a forged signature and a stale timestamp:", SAMPLES.len());
     }
     let http = reqwest::Client::new();
@@ -135,6 +148,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let messages = sink.received();
+    let pages = sink.pages();
     let duplicates = relay.metrics.received_count(Received::Duplicate);
     relay.shutdown().await;
 
@@ -143,7 +157,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         .iter()
         .map(|id| (id.as_str(), Vec::new()))
         .collect();
-    for (i, m) in messages.iter().enumerate() {
+    for (i, m) in messages.iter().chain(&pages).enumerate() {
         let text = m.to_string();
         for (id, v) in carried.iter_mut() {
             if text.contains(id) {
@@ -183,11 +197,24 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
                 println!("  | {line}");
             }
         }
+        println!(
+            "\nWhat PagerDuty received ({} event(s), one alert each):",
+            pages.len()
+        );
+        for p in &pages {
+            println!(
+                "  | {} {} {} (dedup_key {})",
+                p["event_action"].as_str().unwrap_or(""),
+                p["payload"]["severity"].as_str().unwrap_or(""),
+                p["payload"]["summary"].as_str().unwrap_or(""),
+                p["dedup_key"].as_str().unwrap_or("")
+            );
+        }
         println!();
         for (id, v) in &carried {
             if v.len() != 1 {
                 println!(
-                    "  event {id} reached Slack {} times (expected once)",
+                    "  event {id} was delivered {} times (expected once)",
                     v.len()
                 );
             }
@@ -196,9 +223,10 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             println!(
                 "{}",
                 output::bold(&format!(
-                    "All good: {} events delivered exactly once in {} message(s); the redelivery was deduplicated; the forgery and the stale delivery were refused.",
+                    "All good: {} events delivered exactly once in {} Slack message(s) and {} PagerDuty event(s); the redelivery was deduplicated; the forgery and the stale delivery were refused.",
                     valid_ids.len(),
-                    messages.len()
+                    messages.len(),
+                    pages.len()
                 ))
             );
             println!("Next: `vslack setup`, then `vslack up --tunnel tmole` with a real account.");
@@ -213,6 +241,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             "ok": ok,
             "cases": report,
             "slack_messages": messages.len(),
+            "pagerduty_events": pages.len(),
             "events_delivered_once": once,
             "duplicates_dropped": duplicates,
         }))?;

@@ -173,10 +173,18 @@ fn demo_runs_the_pipeline_and_reports_every_outcome() {
         "{v}"
     );
     assert!(cases.iter().any(|c| c["reason"] == "stale_timestamp"));
+    // Slack and a second kind: the two machine_* samples page someone.
+    assert_eq!(v["pagerduty_events"], 2, "{v}");
     let human = env.run(&["demo"]);
     assert_eq!(human.code, 0);
     assert!(human.stdout.contains("All good"), "{human:?}");
     assert!(human.stdout.contains("Low credit balance"));
+    assert!(
+        human.stdout.contains(
+            "trigger critical Machine offline (machine_offline) (dedup_key vast:machine:4321)"
+        ),
+        "{human:?}"
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod exit_codes;
 mod flood;
 mod ha;
 mod https;
+mod kinds;
 mod never_silent;
 mod postgres;
 mod prompts;

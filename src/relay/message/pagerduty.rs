@@ -7,7 +7,8 @@
 //! rest info), `timestamp`, `class` (the type), `custom_details` (message, type, event id,
 //! console page) and a link to the console page. `dedup_key` is the event id, except that
 //! an offline event naming its machine or instance ("Machine 12345 …") uses
-//! `vast:machine:12345`, so that the matching `*_online` event `resolve`s that alert. An
+//! `vast:machine:12345`, so that the matching `*_online` event `resolve`s that alert (with the
+//! same payload, as Alertmanager sends it, so the resolve names its event too). An
 //! online event whose pairing is unknown is sent as an `info` trigger.
 //! Rate: 120 events a minute per integration key, so the pace is 0.5 s. Answers: 202
 //! `{"status":"success","dedup_key":…}`; 400 invalid event (permanent); 429 back off (no
@@ -34,14 +35,14 @@ pub fn pairing(p: &Parts) -> Option<String> {
         .strip_suffix("_offline")
         .or_else(|| s.strip_suffix("_online"))?;
     let text = format!("{} {}", p.subject, p.message).to_ascii_lowercase();
-    let at = text.find(family)? + family.len();
-    let rest = &text[at..];
-    let digits: String = rest
-        .trim_start_matches([' ', '#', ':', '_', '-'])
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    (!digits.is_empty()).then(|| format!("vast:{family}:{digits}"))
+    text.match_indices(family).find_map(|(at, _)| {
+        let digits: String = text[at + family.len()..]
+            .trim_start_matches([' ', '#', ':', '_', '-'])
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        (!digits.is_empty()).then(|| format!("vast:{family}:{digits}"))
+    })
 }
 
 fn severity(s: Severity) -> &'static str {
@@ -57,19 +58,19 @@ impl Kind for PagerDuty {
     fn render(&self, parts: &[Parts]) -> (Rendered, usize) {
         let p = &parts[0];
         let pair = pairing(p);
-        if let (Severity::Resolved, Some(key)) = (p.severity, &pair) {
-            return (
-                Rendered::json(json!({ "event_action": "resolve", "dedup_key": key })),
-                1,
-            );
-        }
+        // A recovery resolves its alert; like Alertmanager, the payload goes along, so the
+        // resolve names its event too.
+        let action = match (p.severity, &pair) {
+            (Severity::Resolved, Some(_)) => "resolve",
+            _ => "trigger",
+        };
         let summary = format!("{} ({})", one_line(p.subject), p.type_key());
         let source = match p.event.user_id {
             Some(u) => format!("vast.ai user {u}"),
             None => "vast.ai".into(),
         };
         let v = json!({
-            "event_action": "trigger",
+            "event_action": action,
             "dedup_key": pair.unwrap_or_else(|| p.event.event_id.clone()),
             "payload": {
                 "summary": fit_as(&summary, raw, SUMMARY_LIMIT),

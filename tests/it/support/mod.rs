@@ -3,6 +3,7 @@
 //! (and from async tests), and shuts down when dropped.
 #![allow(dead_code)]
 
+pub mod fake_chat;
 pub mod fake_slack;
 pub mod fake_vast;
 pub mod postgres;
