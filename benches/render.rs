@@ -26,6 +26,7 @@ fn event(i: usize) -> Event {
         context: None,
         alert: None,
         heartbeat: false,
+        legs: Default::default(),
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Config {
     pub default_webhook: Option<i64>,
     #[serde(default)]
     pub slack: SlackConfig,
+    /// More destinations (`vslack dest add`): each also takes the events its globs match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<DestConfig>,
     #[serde(default)]
     pub relay: RelayConfig,
     #[serde(default, skip_serializing_if = "StoreConfig::is_default")]
@@ -79,6 +82,19 @@ pub struct Route {
     /// The kind of service `url` is, when the URL alone does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<crate::relay::message::Format>,
+}
+
+/// An additional destination: besides where its route sends an event, every event whose type
+/// matches one of `events` (every event when empty) is delivered here too, on its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestConfig {
+    pub name: String,
+    pub url: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::relay::message::Format>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

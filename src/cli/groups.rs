@@ -276,3 +276,35 @@ fn parse_range(s: &str) -> Result<(i64, i64), String> {
     }
     Ok((a, b))
 }
+
+#[derive(Debug, Subcommand)]
+pub enum DestCmd {
+    /// Add a destination that also takes the events matching --events (every event without
+    /// it), besides where they go already; its URL from a hidden prompt or one line on stdin
+    #[command(
+        after_help = "Examples:\n  vslack dest add pager --events machine_offline --events billing_failed < pagerduty-url.txt\n  vslack dest add team-discord < discord-webhook-url.txt\n  vslack dest add phone --format ntfy --events 'machine_*' < ntfy-topic-url.txt\n\n\
+        Each destination is delivered, retried and dead-lettered on its own: one that fails\n\
+        never delays the others, and an event one has delivered is never sent there again.\n\
+        URL shapes per kind are in the README (\"Destinations\")."
+    )]
+    Add {
+        /// A short name for logs, `/metrics` and `vslack queue` (letters, digits, - and _)
+        name: String,
+        /// Event types it takes: a glob on the slug, repeatable [default: every event]
+        #[arg(long = "events", value_name = "GLOB")]
+        events: Vec<String>,
+        /// The kind of service the URL is [default: from the URL]
+        #[arg(long, value_enum, value_name = "KIND")]
+        format: Option<crate::relay::message::Format>,
+    },
+    /// List every destination: the default, routes, the fallback and those added here
+    #[command(after_help = "Examples:\n  vslack dest list\n  vslack dest list --json")]
+    List,
+    /// Remove a destination added with `vslack dest add`
+    #[command(after_help = "Example:\n  vslack dest remove pager")]
+    Remove { name: String },
+    /// Post a "vslack is connected" message to one destination (`default`, `fallback`, a
+    /// route's events glob, or a name from `vslack dest list`)
+    #[command(after_help = "Examples:\n  vslack dest test pager\n  vslack dest test default")]
+    Test { name: String },
+}

@@ -105,6 +105,14 @@ pub enum Command {
         after_help = "Examples:\n  vslack slack set\n  vslack slack test"
     )]
     Slack(SlackCmd),
+    /// Add, list, remove or test destinations: Slack, Discord, PagerDuty, … each taking the
+    /// event types you choose, delivered on its own
+    #[command(subcommand)]
+    #[command(
+        display_order = 13,
+        after_help = "Examples:\n  vslack dest add pager --events machine_offline --events billing_failed < pagerduty-url.txt\n  vslack dest list\n  vslack dest test pager\n  vslack dest remove pager"
+    )]
+    Dest(DestCmd),
     /// Show the configuration (secrets redacted) or where files live
     #[command(subcommand)]
     #[command(

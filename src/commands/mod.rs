@@ -2,6 +2,8 @@
 
 mod account;
 mod demo;
+mod dest;
+mod destinations;
 mod doctor;
 mod doctor_report;
 mod doctor_tls;
@@ -128,6 +130,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Command::Logout => account::logout(&ctx),
             Command::Webhook(cmd) => webhook::run(&ctx, cmd).await,
             Command::Slack(cmd) => account::slack(&ctx, cmd).await,
+            Command::Dest(cmd) => dest::run(&ctx, cmd).await,
             Command::Config(cmd) => account::config(&ctx, cmd),
             Command::Doctor { send } => return doctor::doctor(&ctx, send).await,
             Command::Status => status::status(&ctx).await,

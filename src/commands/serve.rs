@@ -10,8 +10,7 @@ use anyhow::Result;
 use super::{now_secs, Ctx};
 use crate::cli::ServeArgs;
 use crate::config::Config;
-use crate::relay::forward::{Destination, ForwardOptions};
-use crate::relay::message::Format;
+use crate::relay::forward::ForwardOptions;
 use crate::relay::server::Limits;
 use crate::relay::spool::SpoolOptions;
 use crate::relay::verify::{Key, Verifier};
@@ -110,11 +109,7 @@ pub fn slack_url(flag_file: Option<&Path>, config: &Config) -> Result<Option<Sec
     Ok(config.slack.url.clone())
 }
 
-/// The kind of a destination at `url`: `kind` when given, else what the URL names (an error
-/// lists the kinds when it names none).
-pub fn kind_of(url: &Secret, kind: Option<Format>) -> Result<Format> {
-    Ok(crate::relay::message::detect::check(url.expose(), kind)?.0)
-}
+pub use super::destinations::{destinations, kind_of};
 
 pub fn grace(args: &ServeArgs, config: &Config) -> Duration {
     args.secret_grace.unwrap_or_else(|| config.secret_grace())
@@ -129,56 +124,6 @@ pub fn fingerprint(keys: &[Key]) -> Vec<String> {
 /// The signature check for these settings: every held secret, within the configured window.
 pub fn verifier(args: &ServeArgs, config: &Config) -> Verifier {
     Verifier::new(keys(config, grace(args, config)), args.signature_window)
-}
-
-/// Where events go: each route of the config (its pattern, URL and kind), the fallback,
-/// then the default (the URL given the usual way, of kind `--format`, else `kind` in the
-/// config, else the one its URL names; none in a dry run).
-pub fn destinations(
-    args: &ServeArgs,
-    config: &Config,
-    url: Option<Secret>,
-) -> Result<Vec<Destination>> {
-    let dest = |name: &str,
-                pattern: Option<glob::Pattern>,
-                url: &Secret,
-                kind: Option<Format>|
-     -> Result<Destination> {
-        let (format, warning) =
-            crate::relay::message::detect::check(url.expose(), kind).map_err(|e| match name {
-                "default" => e,
-                _ => crate::exit::usage(format!("{name}: {e}")),
-            })?;
-        if let Some(w) = warning {
-            tracing::warn!("{name}: {w}");
-        }
-        let url = (!args.dry_run).then(|| url.clone());
-        Ok(Destination::new(name, pattern, url, format).paced(args.pace))
-    };
-    let mut destinations = Vec::new();
-    for r in &config.slack.routes {
-        let pattern = glob::Pattern::new(&r.events).map_err(|e| {
-            crate::exit::usage(format!(
-                "route pattern {:?} in the config is invalid: {e}",
-                r.events
-            ))
-        })?;
-        destinations.push(dest(&r.events, Some(pattern), &r.url, r.kind)?);
-    }
-    if let Some(f) = &config.slack.fallback_url {
-        let mut d = dest("fallback", None, f, config.slack.fallback_kind)?;
-        d.fallback = true;
-        destinations.push(d);
-    }
-    let kind = args.format.or(config.slack.kind);
-    match &url {
-        Some(u) => destinations.push(dest("default", None, u, kind)?),
-        None => destinations.push(
-            Destination::new("default", None, None, kind.unwrap_or(Format::Blocks))
-                .paced(args.pace),
-        ),
-    }
-    Ok(destinations)
 }
 
 /// Build everything the relay needs, or say exactly what is missing.

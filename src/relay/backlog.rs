@@ -43,7 +43,7 @@ pub async fn plan(
     dests: &[Destination],
     pending: i64,
     capacity: usize,
-    route: impl Fn(&str) -> usize,
+    targets: impl Fn(&str) -> Vec<usize>,
 ) -> Result<Plan, SpoolError> {
     let pending = pending.max(0) as usize;
     if pending <= capacity {
@@ -57,7 +57,9 @@ pub async fn plan(
     } else {
         let mut per = vec![0; dests.len()];
         for (notif_type, n) in spool.pending_by_type().await? {
-            per[route(&notif_type)] += n;
+            for i in targets(&notif_type) {
+                per[i] += n;
+            }
         }
         per
     };

@@ -121,6 +121,7 @@ pub async fn post_hello(format: Format, url: &Secret) -> Result<()> {
         context: None,
         alert: None,
         heartbeat: false,
+        legs: Default::default(),
     };
     let (message, _) = super::message::render_batch(&[event], format, "https://cloud.vast.ai");
     let client = Client::new(Duration::from_secs(10))?;

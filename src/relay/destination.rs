@@ -1,5 +1,7 @@
-//! A destination: where a set of event types goes (the default, or a route's glob), its URL
-//! (a secret: only its host is ever shown) and message shape.
+//! A destination: where a set of event types goes (the default, a route's glob, or an
+//! additional destination's globs), its URL (a secret: only its host is ever shown), kind and
+//! pace. An event goes to its route (the first matching route, else the default) and to
+//! every additional destination whose globs match it ([`targets`]).
 
 use super::deliver::host_of;
 use super::message::Format;
@@ -20,6 +22,9 @@ pub struct Destination {
     /// The fallback destination (`[slack] fallback_url`): it takes no events, only the
     /// relay's alerts about the others.
     pub fallback: bool,
+    /// An additional destination (`vslack dest add`): besides its route, every event whose
+    /// type matches one of these (every event when empty) goes here too.
+    pub also: Option<Vec<glob::Pattern>>,
 }
 
 impl Destination {
@@ -37,7 +42,14 @@ impl Destination {
             format,
             pace: None,
             fallback: false,
+            also: None,
         }
+    }
+
+    /// An additional destination for the events matching `events` (all when empty).
+    pub fn additionally(mut self, events: Vec<glob::Pattern>) -> Destination {
+        self.also = Some(events);
+        self
     }
 
     /// Paced at `pace`, else at the rate its kind documents.
@@ -59,11 +71,14 @@ impl Destination {
     /// without keeping the URL in the clear.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{:?}|{}|{}",
+            "{}|{:?}|{}|{}|{:?}",
             self.name,
             self.format,
             self.digest(),
-            self.fallback
+            self.fallback,
+            self.also
+                .as_ref()
+                .map(|p| p.iter().map(glob::Pattern::as_str).collect::<Vec<_>>())
         )
     }
 
@@ -113,6 +128,22 @@ pub(super) fn carrier(dests: &[Destination], avoid: &[String]) -> Option<usize> 
 pub(super) fn route(dests: &[Destination], notif_type: &str) -> usize {
     dests
         .iter()
-        .position(|d| d.pattern.as_ref().is_some_and(|p| p.matches(notif_type)))
+        .position(|d| d.also.is_none() && d.pattern.as_ref().is_some_and(|p| p.matches(notif_type)))
         .unwrap_or(dests.len() - 1)
+}
+
+/// Every destination a type goes to: its route, then each additional destination that takes
+/// it; one per URL (`digests[i]` is `dests[i].digest()`), so no URL gets an event twice.
+pub(super) fn targets(dests: &[Destination], digests: &[String], notif_type: &str) -> Vec<usize> {
+    let mut t = vec![route(dests, notif_type)];
+    for (i, d) in dests.iter().enumerate() {
+        let takes = d
+            .also
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.iter().any(|p| p.matches(notif_type)));
+        if takes && !t.iter().any(|&j| digests[j] == digests[i]) {
+            t.push(i);
+        }
+    }
+    t
 }

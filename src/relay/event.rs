@@ -29,6 +29,32 @@ pub struct Event {
     /// A `webhook_test` the heartbeat asked Vast.ai for: recorded, never posted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub heartbeat: bool,
+    /// Where it has been delivered, when it goes to several destinations (see `fanout`).
+    #[serde(default, skip_serializing_if = "Legs::is_empty")]
+    pub legs: Legs,
+}
+
+/// The destinations (URL digests, `Destination::digest`) an event going to several has
+/// reached, and those that refused it for good. Kept with the event, so a restart, another
+/// relay on a shared store, or a retry of another destination never sends it twice to one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Legs {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<String>,
+    /// Digest -> why. `vslack queue retry` clears them, so those destinations are tried again.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dead: std::collections::BTreeMap<String, String>,
+}
+
+impl Legs {
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty() && self.dead.is_empty()
+    }
+
+    /// Whether the destination with this digest is done with the event.
+    pub fn done(&self, digest: &str) -> bool {
+        self.sent.iter().any(|s| s == digest) || self.dead.contains_key(digest)
+    }
 }
 
 /// Where one of the relay's own alerts may go.
@@ -84,6 +110,7 @@ impl Event {
             context: None,
             alert: None,
             heartbeat: false,
+            legs: Default::default(),
         })
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::backlog;
 use super::deliver::Client;
-use super::ledger::Ledger;
+use super::ledger::{Ledger, Mark};
 use super::message::{render_batch, render_summary};
 use super::message::{Outcome, Verdict};
 use super::metrics::Metrics;
@@ -22,7 +22,7 @@ use super::spool::{Queued, Spool};
 use super::Activity;
 
 pub use super::destination::Destination;
-use super::destination::{route, slot_key};
+use super::destination::{slot_key, targets};
 use super::groups::Groups;
 use super::outcome::Sent;
 use super::watchdog::Health;
@@ -216,8 +216,11 @@ impl Forwarder {
         let mut wait = Duration::from_secs(1);
         let capacity = backlog::capacity(self.opts.list_within, self.opts.pace);
         let pending = self.spool.stats().await?.pending;
-        let plan =
-            backlog::plan(&self.spool, dests, pending, capacity, |t| route(dests, t)).await?;
+        let digests: Vec<String> = dests.iter().map(Destination::digest).collect();
+        let plan = backlog::plan(&self.spool, dests, pending, capacity, |t| {
+            targets(dests, &digests, t)
+        })
+        .await?;
         let now_ms = self.opts.clock.steady_ms();
         let due = self.spool.due(now_ms, plan.read).await?;
         // The relay's own alerts go first, alone, whatever is queued before them.
@@ -237,7 +240,20 @@ impl Forwarder {
             urgent,
             heartbeats,
             heartbeats_elsewhere,
+            several,
+            finished,
         } = Groups::of(dests, due, alerts, &health, expecting);
+        ledger.round = Default::default();
+        for (seq, event, to) in several {
+            ledger.round.track(seq, &event, to);
+        }
+        for q in finished {
+            // Every destination it goes to is done with it (another was removed).
+            match q.event.legs.dead.values().next() {
+                Some(why) => ledger.marks.push(Mark::Dead(vec![q.seq], why.clone())),
+                None => ledger.marks.push(Mark::Delivered(vec![q.seq])),
+            }
+        }
         // Another relay on the shared store received the heartbeat's test event: it arrived.
         for _ in 0..heartbeats_elsewhere {
             self.gate.arrived_elsewhere();

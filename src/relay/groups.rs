@@ -1,12 +1,14 @@
-//! One forwarder round's events, sorted: per destination what to send, which destinations
-//! carry an alert this round (sent alone, ahead of their backlog), the heartbeat's test events
+//! One forwarder round's events, sorted: per destination what to send (an event going to
+//! several destinations is in each group that has not had it yet), which destinations carry
+//! an alert this round (sent alone, ahead of their backlog), the heartbeat's test events
 //! (recorded, never posted). An alert goes to a destination that works when there is one.
 
 use std::collections::HashSet;
 
 use std::collections::HashMap;
 
-use super::destination::{route_event, Destination};
+use super::destination::{route_event, targets, Destination};
+use super::event::Event;
 use super::spool::Queued;
 use super::watchdog::DestHealth;
 
@@ -18,6 +20,10 @@ pub struct Groups {
     pub heartbeats: Vec<i64>,
     /// Of those, how many another relay sharing the store received (not flagged at arrival).
     pub heartbeats_elsewhere: usize,
+    /// Events going to several destinations: queue number, event, every destination's digest.
+    pub several: Vec<(i64, Event, Vec<String>)>,
+    /// Events every destination of which is done with (one was removed by a reload).
+    pub finished: Vec<Queued>,
 }
 
 impl Groups {
@@ -36,7 +42,10 @@ impl Groups {
             urgent: vec![false; dests.len()],
             heartbeats: Vec::new(),
             heartbeats_elsewhere: 0,
+            several: Vec::new(),
+            finished: Vec::new(),
         };
+        let digests: Vec<String> = dests.iter().map(Destination::digest).collect();
         let failing: Vec<String> = health
             .iter()
             .filter(|(_, h)| h.failing_since.is_some() || h.dead > 0)
@@ -90,9 +99,31 @@ impl Groups {
                 g.heartbeats_elsewhere += 1;
                 continue;
             }
-            match route(&q) {
-                Some(i) if !g.urgent[i] => g.groups[i].push(q),
-                _ => {}
+            if q.event.alert.is_some() {
+                match route(&q) {
+                    Some(i) if !g.urgent[i] => g.groups[i].push(q),
+                    _ => {}
+                }
+                continue;
+            }
+            let to = targets(dests, &digests, &q.event.notif_type);
+            let todo: Vec<usize> = to
+                .iter()
+                .copied()
+                .filter(|&i| !q.event.legs.done(&digests[i]))
+                .collect();
+            if to.len() > 1 || !q.event.legs.is_empty() {
+                let all = to.iter().map(|&i| digests[i].clone()).collect();
+                g.several.push((q.seq, q.event.clone(), all));
+            }
+            if todo.is_empty() {
+                g.finished.push(q);
+                continue;
+            }
+            for i in todo {
+                if !g.urgent[i] {
+                    g.groups[i].push(q.clone());
+                }
             }
         }
         g

@@ -346,6 +346,7 @@ fn alert_event(i: &Incident, clock: &Clock) -> Event {
             avoid: i.avoid.clone(),
         }),
         heartbeat: false,
+        legs: Default::default(),
     }
 }
 
@@ -368,5 +369,6 @@ fn recovery_event(i: &Incident, note: &str, at: i64, clock: &Clock) -> Event {
             avoid: i.avoid.clone(),
         }),
         heartbeat: false,
+        legs: Default::default(),
     }
 }

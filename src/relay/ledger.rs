@@ -13,6 +13,8 @@ pub enum Mark {
     Delivered(Vec<i64>),
     Retry(Vec<i64>, i64, String),
     Dead(Vec<i64>, String),
+    /// Events going to several destinations, as they now stand (see `fanout`).
+    Progress(Vec<super::spool::Progress>),
 }
 
 #[derive(Default)]
@@ -23,6 +25,8 @@ pub struct Ledger {
     pub solo: HashSet<i64>,
     /// Slack refused a summary: list the backlog instead from then on.
     pub no_summaries: bool,
+    /// This round's events that go to several destinations.
+    pub round: super::fanout::Round,
 }
 
 impl Ledger {
@@ -37,6 +41,7 @@ impl Ledger {
                     self.forget_solo(&seqs);
                 }
                 Mark::Retry(seqs, next, err) => spool.mark_retry(seqs, next, err).await?,
+                Mark::Progress(updates) => spool.mark_progress(updates).await?,
                 Mark::Dead(seqs, err) => {
                     spool
                         .mark_dead(seqs.clone(), err, clock.steady_secs())

@@ -11,6 +11,7 @@ mod conns;
 pub mod deliver;
 mod destination;
 pub mod event;
+mod fanout;
 pub mod forward;
 mod gate;
 mod groups;

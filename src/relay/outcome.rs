@@ -79,6 +79,8 @@ impl Forwarder {
             latency,
         } = sent;
         let n = batch.len();
+        let dest_key = &dest.digest();
+        let now_ms = self.opts.clock.steady_ms();
         let now = Instant::now();
         let count = |c: &std::sync::atomic::AtomicU64, k: usize| c.fetch_add(k as u64, Relaxed);
         let some = |ids: &[String]| match summary {
@@ -96,7 +98,7 @@ impl Forwarder {
                 });
                 state.failures = 0;
                 state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
-                ledger.marks.push(Mark::Delivered(seqs));
+                ledger.settle(dest_key, now_ms, Mark::Delivered(seqs));
                 count(&self.metrics.delivered_events, n);
                 count(&self.metrics.slack_messages, 1);
                 if dest.url.is_some() {
@@ -145,10 +147,14 @@ impl Forwarder {
                     .partition(|q| q.event.received_at < oldest_allowed);
                 if !expired.is_empty() {
                     let e: Vec<String> = expired.iter().map(|q| q.event.event_id.clone()).collect();
-                    ledger.marks.push(Mark::Dead(
-                        expired.iter().map(|q| q.seq).collect(),
-                        format!("gave up after max age: {err}"),
-                    ));
+                    ledger.settle(
+                        dest_key,
+                        now_ms,
+                        Mark::Dead(
+                            expired.iter().map(|q| q.seq).collect(),
+                            format!("gave up after max age: {err}"),
+                        ),
+                    );
                     count(&self.metrics.dead_lettered, e.len());
                     tracing::error!(event_ids = %some(&e), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
                     let _ = self.activity.send(Activity::DeadLettered {
@@ -158,11 +164,15 @@ impl Forwarder {
                 }
                 if !retry.is_empty() {
                     let r: Vec<String> = retry.iter().map(|q| q.event.event_id.clone()).collect();
-                    ledger.marks.push(Mark::Retry(
-                        retry.iter().map(|q| q.seq).collect(),
-                        self.opts.clock.steady_ms() + wait.as_millis() as i64,
-                        err.clone(),
-                    ));
+                    ledger.settle(
+                        dest_key,
+                        now_ms,
+                        Mark::Retry(
+                            retry.iter().map(|q| q.seq).collect(),
+                            self.opts.clock.steady_ms() + wait.as_millis() as i64,
+                            err.clone(),
+                        ),
+                    );
                     count(&self.metrics.retried, r.len());
                     tracing::warn!(event_ids = %some(&r), attempt, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "{} failed; will retry", dest.format.service());
                     let _ = self.activity.send(Activity::Retrying {
@@ -176,18 +186,22 @@ impl Forwarder {
                 // Slack refused a summary (it should fit every limit): list instead.
                 state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
                 ledger.no_summaries = true;
-                ledger
-                    .marks
-                    .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
+                ledger.settle(
+                    dest_key,
+                    now_ms,
+                    Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()),
+                );
                 tracing::error!(events = n, dest = %dest.label(), error = %err, "{} refused a summary; listing the backlog instead", dest.format.service());
             }
             Outcome::Rejected(err) if n > 1 => {
                 // The digest itself may be what Slack refused: send its events one by one.
                 state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
                 ledger.solo.extend(seqs.iter().copied());
-                ledger
-                    .marks
-                    .push(Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()));
+                ledger.settle(
+                    dest_key,
+                    now_ms,
+                    Mark::Retry(seqs, self.opts.clock.steady_ms(), err.clone()),
+                );
                 tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, "{} refused a digest; sending its events one at a time", dest.format.service());
             }
             Outcome::Rejected(err) | Outcome::Permanent(err)
@@ -204,11 +218,15 @@ impl Forwarder {
                     h.failing_since.get_or_insert(since);
                     h.error = Some(err.clone());
                 });
-                ledger.marks.push(Mark::Retry(
-                    seqs,
-                    self.opts.clock.steady_ms() + wait.as_millis() as i64,
-                    err.clone(),
-                ));
+                ledger.settle(
+                    dest_key,
+                    now_ms,
+                    Mark::Retry(
+                        seqs,
+                        self.opts.clock.steady_ms() + wait.as_millis() as i64,
+                        err.clone(),
+                    ),
+                );
                 tracing::warn!(event_ids = %logged, dest = %dest.label(), error = %err, retry_in_ms = wait.as_millis() as u64, "{} refused an alert; it goes elsewhere or is retried", dest.format.service());
             }
             Outcome::Rejected(err) | Outcome::Permanent(err) => {
@@ -217,7 +235,7 @@ impl Forwarder {
                     h.error = Some(err.clone());
                 });
                 state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
-                ledger.marks.push(Mark::Dead(seqs, err.clone()));
+                ledger.settle(dest_key, now_ms, Mark::Dead(seqs, err.clone()));
                 count(&self.metrics.dead_lettered, n);
                 tracing::error!(event_ids = %logged, attempt, dest = %dest.label(), error = %err, "{} refused the message; dead-lettered (see `vslack queue`)", dest.format.service());
                 let _ = self.activity.send(Activity::DeadLettered {

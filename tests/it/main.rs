@@ -11,6 +11,7 @@ mod cli_basics;
 mod disk_full;
 mod doctor;
 mod exit_codes;
+mod fanout;
 mod flood;
 mod ha;
 mod https;

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use vslack::relay::event::Event;
-use vslack::relay::spool::{Inserted, Location, Spool, SpoolOptions, DEAD, PENDING};
+use vslack::relay::spool::{Inserted, Location, Progress, Spool, SpoolOptions, DEAD, PENDING};
 use vslack::secret::Secret;
 
 use crate::relay::{event_body, now};
@@ -189,7 +189,53 @@ fn alerts_first_and_backlog_age(s: Spool) -> Pin<Box<dyn Future<Output = ()> + S
     })
 }
 
+/// Events going to several destinations: their legs are written with the event, to pending
+/// events only; a requeued dead letter forgets the destinations that refused it (so they are
+/// tried again) and keeps those that have it; and it ages from the requeue.
+fn legs_progress_and_requeue(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let a = put(&s, "a").await;
+        let mut e = s.list(PENDING, 10).await.unwrap()[0].event.clone();
+        e.legs.sent.push("slack-digest".into());
+        e.legs
+            .dead
+            .insert("pager-digest".into(), "HTTP 400 invalid".into());
+        let update = |e: &Event, next_ms| Progress {
+            seq: a,
+            event: serde_json::to_string(e).unwrap(),
+            next_ms,
+            error: Some("HTTP 400 invalid".into()),
+        };
+        s.mark_progress(vec![update(&e, 12_345)]).await.unwrap();
+        let q = &s.list(PENDING, 10).await.unwrap()[0];
+        assert_eq!((q.attempts, q.next_attempt_ms), (1, 12_345));
+        assert_eq!(q.event.legs, e.legs);
+        assert_eq!(q.last_error.as_deref(), Some("HTTP 400 invalid"));
+        s.mark_dead(vec![a], "HTTP 400 invalid".into(), now())
+            .await
+            .unwrap();
+        // A dead letter takes no progress.
+        let mut later = e.clone();
+        later.legs.sent.push("other".into());
+        s.mark_progress(vec![update(&later, 1)]).await.unwrap();
+        let dead = &s.list(DEAD, 10).await.unwrap()[0];
+        assert_eq!(dead.event.legs, e.legs);
+        let old = dead.event.received_at;
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(s.requeue(Some(vec![a])).await.unwrap(), 1);
+        let back = &s.list(PENDING, 10).await.unwrap()[0];
+        assert_eq!(back.event.legs.sent, vec!["slack-digest".to_owned()]);
+        assert!(back.event.legs.dead.is_empty(), "{:?}", back.event.legs);
+        assert!(
+            back.event.received_at > old,
+            "a requeued event ages from the requeue"
+        );
+        assert_eq!(back.event.event_id, "a");
+    })
+}
+
 const CHECKS: &[(&str, Check)] = &[
+    ("legs_progress_and_requeue", legs_progress_and_requeue),
     ("dedup", dedup),
     ("due_order_and_retry", due_order_and_retry),
     (

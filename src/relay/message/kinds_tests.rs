@@ -32,6 +32,7 @@ fn event(i: usize, notif_type: &str, subject: &str, message: &str) -> Event {
         context: Some("host".into()),
         alert: None,
         heartbeat: false,
+        legs: Default::default(),
     }
 }
 

@@ -67,6 +67,7 @@ mod tests {
             context: Some("client".into()),
             alert: None,
             heartbeat: false,
+            legs: Default::default(),
         }
     }
 

@@ -29,6 +29,7 @@ fn event(id: &str, notif_type: &str, subject: &str, message: &str) -> Event {
         context: None,
         alert: None,
         heartbeat: false,
+        legs: Default::default(),
     }
 }
 
@@ -387,6 +388,7 @@ fn digest_never_exceeds_block_limit_with_short_events() {
             context: None,
             alert: None,
             heartbeat: false,
+            legs: Default::default(),
         })
         .collect();
     let (v, n) = render_batch(&events, Format::Blocks, CONSOLE);

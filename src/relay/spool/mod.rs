@@ -74,6 +74,16 @@ pub enum Inserted {
     Duplicate,
 }
 
+/// An event that goes to several destinations, as it now stands (see `Store::mark_progress`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub seq: i64,
+    /// The event as JSON, its `legs` updated.
+    pub event: String,
+    pub next_ms: i64,
+    pub error: Option<String>,
+}
+
 /// A queued event as the forwarder and `vslack queue` see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Queued {
@@ -198,12 +208,16 @@ pub trait Store: Send + Sync {
         error: String,
     ) -> Result<(), SpoolError>;
     async fn mark_dead(&self, seqs: Vec<i64>, error: String, now: i64) -> Result<(), SpoolError>;
+    /// Record where events going to several destinations have got (their `legs`), count an
+    /// attempt, and schedule the next: each update applies to a pending event only.
+    async fn mark_progress(&self, updates: Vec<Progress>) -> Result<(), SpoolError>;
     /// Events in `state`, oldest first.
     async fn list(&self, state: i64, limit: usize) -> Result<Vec<Queued>, SpoolError>;
     /// Events numbered `from..=to`, whatever their state.
     async fn list_range(&self, from: i64, to: i64, limit: usize)
         -> Result<Vec<Queued>, SpoolError>;
-    /// Dead letters back to pending (all with `None`), received again at `now`.
+    /// Dead letters back to pending (all with `None`), received again at `now`; the
+    /// destinations that refused one (`legs.dead`) are tried again.
     async fn requeue(&self, seqs: Option<Vec<i64>>, now: i64) -> Result<usize, SpoolError>;
     /// Pending or dead events given up on (state `dropped`, remembered for dedup).
     async fn remove(&self, seqs: Vec<i64>, now: i64) -> Result<usize, SpoolError>;
@@ -331,6 +345,9 @@ impl Spool {
     }
     pub async fn mark_dead(&self, seqs: Vec<i64>, err: String, now: i64) -> Result<(), SpoolError> {
         self.store.mark_dead(seqs, err, now).await
+    }
+    pub async fn mark_progress(&self, updates: Vec<Progress>) -> Result<(), SpoolError> {
+        self.store.mark_progress(updates).await
     }
     /// The counts, kept current by the backend: `/health` and `/metrics` answer at once
     /// whatever the backlog.

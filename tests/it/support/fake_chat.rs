@@ -37,6 +37,8 @@ pub enum Script {
     RateLimited(u64),
     /// The service's "this webhook/chat/key is gone" answer.
     Gone,
+    /// 500, as a service having a bad moment.
+    ServerError,
 }
 
 pub const TELEGRAM_CHAT: &str = "-100777";
@@ -143,6 +145,13 @@ fn handle(service: Service, st: &Mutex<State>, req: Recorded) -> Resp {
             let (b, ct) = rate_limited(service, s);
             (429, b, ct, String::new(), Some(s))
         }
+        Some(Script::ServerError) => (
+            500,
+            r#"{"error":"internal"}"#.to_owned(),
+            "application/json",
+            String::new(),
+            None,
+        ),
         Some(Script::Gone) => {
             let (st, b) = gone(service);
             (st, b, "application/json", String::new(), None)

@@ -42,7 +42,7 @@ pub struct Postgres {
     announce: Arc<Notify>,
 }
 
-const COLUMNS: &str = "seq, event, attempts, next_attempt_ms, last_error, state";
+const COLUMNS: &str = "seq, event, attempts, next_attempt_ms, last_error, state, received_at";
 
 impl Postgres {
     /// Connect, apply migrations, start the pool. A server that cannot be reached, or a
@@ -183,8 +183,10 @@ impl Postgres {
 fn queued(r: &Row) -> Result<Queued, SpoolError> {
     let seq: i64 = r.get(0);
     let json: String = r.get(1);
-    let event: Event = serde_json::from_str(&json)
+    let mut event: Event = serde_json::from_str(&json)
         .map_err(|e| SpoolError(format!("event {seq} is unreadable: {e}")))?;
+    // The column, which `requeue` resets: a dead letter put back ages from then.
+    event.received_at = r.get(6);
     Ok(Queued {
         seq,
         event,
@@ -273,6 +275,20 @@ impl super::Store for Postgres {
             .await
             .map(drop)
     }
+    async fn mark_progress(&self, updates: Vec<super::Progress>) -> Result<(), SpoolError> {
+        let seqs: Vec<i64> = updates.iter().map(|u| u.seq).collect();
+        let events: Vec<&str> = updates.iter().map(|u| u.event.as_str()).collect();
+        let next: Vec<i64> = updates.iter().map(|u| u.next_ms).collect();
+        let errors: Vec<Option<&str>> = updates.iter().map(|u| u.error.as_deref()).collect();
+        self.exec(
+            "UPDATE vslack_events e SET event = u.event, attempts = e.attempts + 1, next_attempt_ms = u.next, last_error = u.error
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[]) AS u(seq, event, next, error)
+             WHERE e.seq = u.seq AND e.state = 0",
+            &[&seqs, &events, &next, &errors],
+        )
+        .await
+        .map(drop)
+    }
     async fn mark_dead(&self, seqs: Vec<i64>, error: String, now: i64) -> Result<(), SpoolError> {
         self.exec("UPDATE vslack_events SET state = 2, attempts = attempts + 1, last_error = $2, done_at = $3 WHERE seq = ANY($1) AND state = 0", &[&seqs, &error, &now])
             .await
@@ -298,8 +314,8 @@ impl super::Store for Postgres {
     }
     async fn requeue(&self, seqs: Option<Vec<i64>>, now: i64) -> Result<usize, SpoolError> {
         let n = match seqs {
-            None => self.exec("UPDATE vslack_events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = $1 WHERE state = 2", &[&now]).await?,
-            Some(seqs) => self.exec("UPDATE vslack_events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = $2 WHERE seq = ANY($1) AND state = 2", &[&seqs, &now]).await?,
+            None => self.exec("UPDATE vslack_events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = $1, event = (event::jsonb #- '{legs,dead}')::text WHERE state = 2", &[&now]).await?,
+            Some(seqs) => self.exec("UPDATE vslack_events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = $2, event = (event::jsonb #- '{legs,dead}')::text WHERE seq = ANY($1) AND state = 2", &[&seqs, &now]).await?,
         };
         if n > 0 {
             // Said now, not by the announcer: `vslack queue retry` exits right after.

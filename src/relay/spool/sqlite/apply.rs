@@ -81,15 +81,24 @@ pub(super) fn apply(tx: &Connection, cmd: &Cmd, d: &mut Delta) -> Result<Answer,
             d.pending_left = true;
             Answer::Unit(())
         }
+        Cmd::Progress(updates) => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET event = ?2, attempts = attempts + 1, next_attempt_ms = ?3, last_error = ?4 WHERE seq = ?1 AND state = 0",
+            )?;
+            for u in updates {
+                stmt.execute(params![u.seq, u.event, u.next_ms, u.error])?;
+            }
+            Answer::Unit(())
+        }
         Cmd::Requeue(seqs, now) => {
             let n = match seqs {
                 None => tx.execute(
-                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1 WHERE state = 2",
+                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1, event = json_remove(event, '$.legs.dead') WHERE state = 2",
                     [*now],
                 )?,
                 Some(seqs) => each(
                     tx,
-                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2 WHERE seq = ?1 AND state = 2",
+                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2, event = json_remove(event, '$.legs.dead') WHERE seq = ?1 AND state = 2",
                     seqs,
                     *now,
                 )?,

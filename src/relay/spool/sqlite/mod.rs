@@ -191,6 +191,9 @@ impl super::Store for Sqlite {
     async fn mark_dead(&self, seqs: Vec<i64>, error: String, now: i64) -> Result<(), SpoolError> {
         self.ask(Cmd::Dead(seqs, error, now), Slot::Unit).await
     }
+    async fn mark_progress(&self, updates: Vec<super::Progress>) -> Result<(), SpoolError> {
+        self.ask(Cmd::Progress(updates), Slot::Unit).await
+    }
     /// The counts, as the writer keeps them: no query, so `/health` and `/metrics` answer at
     /// once whatever the backlog, and never wait behind the forwarder.
     async fn stats(&self) -> Result<Stats, SpoolError> {

@@ -41,19 +41,29 @@ pub(super) fn query(
     args: impl rusqlite::Params,
 ) -> Result<Vec<Queued>, SpoolError> {
     let sql = format!(
-        "SELECT seq, event, attempts, next_attempt_ms, last_error, state FROM events {clause}"
+        "SELECT seq, event, attempts, next_attempt_ms, last_error, state, received_at FROM events {clause}"
     );
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(args, |r| {
         let json: String = r.get(1)?;
         let state: i64 = r.get(5)?;
-        Ok((r.get(0)?, json, r.get(2)?, r.get(3)?, r.get(4)?, state))
+        let received_at: i64 = r.get(6)?;
+        Ok((
+            r.get(0)?,
+            (json, received_at),
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            state,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, json, attempts, next_attempt_ms, last_error, state) = row?;
-        let event: Event = serde_json::from_str(&json)
+        let (seq, (json, received_at), attempts, next_attempt_ms, last_error, state) = row?;
+        let mut event: Event = serde_json::from_str(&json)
             .map_err(|e| SpoolError(format!("event {seq} is unreadable: {e}")))?;
+        // The column, which `requeue` resets: a dead letter put back ages from then.
+        event.received_at = received_at;
         out.push(Queued {
             seq,
             event,

@@ -23,6 +23,7 @@ pub(super) enum Cmd {
     Delivered(Vec<i64>, i64),
     Retry(Vec<i64>, i64, String),
     Dead(Vec<i64>, String, i64),
+    Progress(Vec<crate::relay::spool::Progress>),
     Requeue(Option<Vec<i64>>, i64),
     Drop(Vec<i64>, i64),
     Prune(i64, i64),
@@ -165,7 +166,10 @@ impl Writer {
                 }
                 // What was posted must be recorded, or a restart posts it again: on a full
                 // disk, spend the reserve on it.
-                let outcome = matches!(cmd, Cmd::Delivered(..) | Cmd::Dead(..) | Cmd::Retry(..));
+                let outcome = matches!(
+                    cmd,
+                    Cmd::Delivered(..) | Cmd::Dead(..) | Cmd::Retry(..) | Cmd::Progress(..)
+                );
                 if outcome && r.as_ref().is_err_and(|e| e.is_full()) && self.ballast.release() {
                     r = self.one(cmd);
                 }
