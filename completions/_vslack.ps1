@@ -40,6 +40,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Forget the API key saved by `vslack login`')
             [CompletionResult]::new('webhook', 'webhook', [CompletionResultType]::ParameterValue, 'Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)')
             [CompletionResult]::new('slack', 'slack', [CompletionResultType]::ParameterValue, 'Save, check or forget the Slack webhook URL the relay posts to')
+            [CompletionResult]::new('dest', 'dest', [CompletionResultType]::ParameterValue, 'Add, list, remove or test destinations: Slack, Discord, PagerDuty, … each taking the event types you choose, delivered on its own')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show the configuration (secrets redacted) or where files live')
             [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Guided first run: API key, Slack URL, events, and how Vast.ai reaches the relay')
             [CompletionResult]::new('service', 'service', [CompletionResultType]::ParameterValue, 'Write a hardened systemd user unit for `vslack serve`')
@@ -403,6 +404,116 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;slack;help;help' {
+            break
+        }
+        'vslack;dest' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a destination that also takes the events matching --events (every event without it), besides where they go already; its URL from a hidden prompt or one line on stdin')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List every destination: the default, routes, the fallback and those added here')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a destination added with `vslack dest add`')
+            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to one destination (`default`, `fallback`, a route''s events glob, or a name from `vslack dest list`)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'vslack;dest;add' {
+            [CompletionResult]::new('--events', '--events', [CompletionResultType]::ParameterName, 'Event types it takes: a glob on the slug, repeatable [default: every event]')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'The kind of service the URL is [default: from the URL]')
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'vslack;dest;list' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vslack;dest;remove' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vslack;dest;test' {
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]')
+            [CompletionResult]::new('--vast-url', '--vast-url', [CompletionResultType]::ParameterName, 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout (never contains secrets)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; a missing value is an error naming its flag')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vslack;dest;help' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a destination that also takes the events matching --events (every event without it), besides where they go already; its URL from a hidden prompt or one line on stdin')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List every destination: the default, routes, the fallback and those added here')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a destination added with `vslack dest add`')
+            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to one destination (`default`, `fallback`, a route''s events glob, or a name from `vslack dest list`)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'vslack;dest;help;add' {
+            break
+        }
+        'vslack;dest;help;list' {
+            break
+        }
+        'vslack;dest;help;remove' {
+            break
+        }
+        'vslack;dest;help;test' {
+            break
+        }
+        'vslack;dest;help;help' {
             break
         }
         'vslack;config' {
@@ -989,6 +1100,7 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Forget the API key saved by `vslack login`')
             [CompletionResult]::new('webhook', 'webhook', [CompletionResultType]::ParameterValue, 'Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)')
             [CompletionResult]::new('slack', 'slack', [CompletionResultType]::ParameterValue, 'Save, check or forget the Slack webhook URL the relay posts to')
+            [CompletionResult]::new('dest', 'dest', [CompletionResultType]::ParameterValue, 'Add, list, remove or test destinations: Slack, Discord, PagerDuty, … each taking the event types you choose, delivered on its own')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show the configuration (secrets redacted) or where files live')
             [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Guided first run: API key, Slack URL, events, and how Vast.ai reaches the relay')
             [CompletionResult]::new('service', 'service', [CompletionResultType]::ParameterValue, 'Write a hardened systemd user unit for `vslack serve`')
@@ -1063,6 +1175,25 @@ Register-ArgumentCompleter -Native -CommandName 'vslack' -ScriptBlock {
             break
         }
         'vslack;help;slack;clear' {
+            break
+        }
+        'vslack;help;dest' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a destination that also takes the events matching --events (every event without it), besides where they go already; its URL from a hidden prompt or one line on stdin')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List every destination: the default, routes, the fallback and those added here')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a destination added with `vslack dest add`')
+            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Post a "vslack is connected" message to one destination (`default`, `fallback`, a route''s events glob, or a name from `vslack dest list`)')
+            break
+        }
+        'vslack;help;dest;add' {
+            break
+        }
+        'vslack;help;dest;list' {
+            break
+        }
+        'vslack;help;dest;remove' {
+            break
+        }
+        'vslack;help;dest;test' {
             break
         }
         'vslack;help;config' {

@@ -25,6 +25,9 @@ _vslack() {
             vslack,demo)
                 cmd="vslack__subcmd__demo"
                 ;;
+            vslack,dest)
+                cmd="vslack__subcmd__dest"
+                ;;
             vslack,doctor)
                 cmd="vslack__subcmd__doctor"
                 ;;
@@ -88,6 +91,36 @@ _vslack() {
             vslack__subcmd__config__subcmd__help,show)
                 cmd="vslack__subcmd__config__subcmd__help__subcmd__show"
                 ;;
+            vslack__subcmd__dest,add)
+                cmd="vslack__subcmd__dest__subcmd__add"
+                ;;
+            vslack__subcmd__dest,help)
+                cmd="vslack__subcmd__dest__subcmd__help"
+                ;;
+            vslack__subcmd__dest,list)
+                cmd="vslack__subcmd__dest__subcmd__list"
+                ;;
+            vslack__subcmd__dest,remove)
+                cmd="vslack__subcmd__dest__subcmd__remove"
+                ;;
+            vslack__subcmd__dest,test)
+                cmd="vslack__subcmd__dest__subcmd__test"
+                ;;
+            vslack__subcmd__dest__subcmd__help,add)
+                cmd="vslack__subcmd__dest__subcmd__help__subcmd__add"
+                ;;
+            vslack__subcmd__dest__subcmd__help,help)
+                cmd="vslack__subcmd__dest__subcmd__help__subcmd__help"
+                ;;
+            vslack__subcmd__dest__subcmd__help,list)
+                cmd="vslack__subcmd__dest__subcmd__help__subcmd__list"
+                ;;
+            vslack__subcmd__dest__subcmd__help,remove)
+                cmd="vslack__subcmd__dest__subcmd__help__subcmd__remove"
+                ;;
+            vslack__subcmd__dest__subcmd__help,test)
+                cmd="vslack__subcmd__dest__subcmd__help__subcmd__test"
+                ;;
             vslack__subcmd__help,completions)
                 cmd="vslack__subcmd__help__subcmd__completions"
                 ;;
@@ -96,6 +129,9 @@ _vslack() {
                 ;;
             vslack__subcmd__help,demo)
                 cmd="vslack__subcmd__help__subcmd__demo"
+                ;;
+            vslack__subcmd__help,dest)
+                cmd="vslack__subcmd__help__subcmd__dest"
                 ;;
             vslack__subcmd__help,doctor)
                 cmd="vslack__subcmd__help__subcmd__doctor"
@@ -147,6 +183,18 @@ _vslack() {
                 ;;
             vslack__subcmd__help__subcmd__config,show)
                 cmd="vslack__subcmd__help__subcmd__config__subcmd__show"
+                ;;
+            vslack__subcmd__help__subcmd__dest,add)
+                cmd="vslack__subcmd__help__subcmd__dest__subcmd__add"
+                ;;
+            vslack__subcmd__help__subcmd__dest,list)
+                cmd="vslack__subcmd__help__subcmd__dest__subcmd__list"
+                ;;
+            vslack__subcmd__help__subcmd__dest,remove)
+                cmd="vslack__subcmd__help__subcmd__dest__subcmd__remove"
+                ;;
+            vslack__subcmd__help__subcmd__dest,test)
+                cmd="vslack__subcmd__help__subcmd__dest__subcmd__test"
                 ;;
             vslack__subcmd__help__subcmd__queue,drop)
                 cmd="vslack__subcmd__help__subcmd__queue__subcmd__drop"
@@ -374,7 +422,7 @@ _vslack() {
 
     case "${cmd}" in
         vslack)
-            opts="-v -q -h -V --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help --version login logout webhook slack config setup service up doctor status serve demo send queue store completions man help"
+            opts="-v -q -h -V --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help --version login logout webhook slack dest config setup service up doctor status serve demo send queue store completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -633,6 +681,268 @@ _vslack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vslack__subcmd__dest)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help add list remove test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__add)
+            opts="-v -q -h --events --format --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --events)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "blocks text workflow google-chat discord teams telegram ntfy pagerduty" -- "${cur}"))
+                    return 0
+                    ;;
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__help)
+            opts="add list remove test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__help__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__list)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__remove)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__dest__subcmd__test)
+            opts="-v -q -h --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vast-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vslack__subcmd__doctor)
             opts="-v -q -h --send --config-dir --data-dir --vast-url --api-key-file --json --no-input --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -668,7 +978,7 @@ _vslack() {
             return 0
             ;;
         vslack__subcmd__help)
-            opts="login logout webhook slack config setup service up doctor status serve demo send queue store completions man help"
+            opts="login logout webhook slack dest config setup service up doctor status serve demo send queue store completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -740,6 +1050,76 @@ _vslack() {
         vslack__subcmd__help__subcmd__demo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__dest)
+            opts="add list remove test"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__dest__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__dest__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__dest__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vslack__subcmd__help__subcmd__dest__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

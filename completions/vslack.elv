@@ -37,6 +37,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand logout 'Forget the API key saved by `vslack login`'
             cand webhook 'Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)'
             cand slack 'Save, check or forget the Slack webhook URL the relay posts to'
+            cand dest 'Add, list, remove or test destinations: Slack, Discord, PagerDuty, … each taking the event types you choose, delivered on its own'
             cand config 'Show the configuration (secrets redacted) or where files live'
             cand setup 'Guided first run: API key, Slack URL, events, and how Vast.ai reaches the relay'
             cand service 'Write a hardened systemd user unit for `vslack serve`'
@@ -368,6 +369,105 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;slack;help;clear'= {
         }
         &'vslack;slack;help;help'= {
+        }
+        &'vslack;dest'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand add 'Add a destination that also takes the events matching --events (every event without it), besides where they go already; its URL from a hidden prompt or one line on stdin'
+            cand list 'List every destination: the default, routes, the fallback and those added here'
+            cand remove 'Remove a destination added with `vslack dest add`'
+            cand test 'Post a "vslack is connected" message to one destination (`default`, `fallback`, a route''s events glob, or a name from `vslack dest list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;dest;add'= {
+            cand --events 'Event types it takes: a glob on the slug, repeatable [default: every event]'
+            cand --format 'The kind of service the URL is [default: from the URL]'
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'vslack;dest;list'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;dest;remove'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;dest;test'= {
+            cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
+            cand --data-dir 'Directory for the relay''s event store [env: VSLACK_DATA_DIR] [default: ~/.local/share/vslack]'
+            cand --vast-url 'Base URL of the Vast.ai API, for a test stand-in [env: VAST_URL] [default: https://console.vast.ai]'
+            cand --api-key-file 'Read the Vast.ai API key from this file (the key itself is never taken as an argument)'
+            cand --log-format 'Log line format on stderr'
+            cand --json 'Print machine-readable JSON on stdout (never contains secrets)'
+            cand --no-input 'Never prompt; a missing value is an error naming its flag'
+            cand -v 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand --verbose 'More log output (-v debug, -vv trace and payloads); RUST_LOG overrides'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'vslack;dest;help'= {
+            cand add 'Add a destination that also takes the events matching --events (every event without it), besides where they go already; its URL from a hidden prompt or one line on stdin'
+            cand list 'List every destination: the default, routes, the fallback and those added here'
+            cand remove 'Remove a destination added with `vslack dest add`'
+            cand test 'Post a "vslack is connected" message to one destination (`default`, `fallback`, a route''s events glob, or a name from `vslack dest list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'vslack;dest;help;add'= {
+        }
+        &'vslack;dest;help;list'= {
+        }
+        &'vslack;dest;help;remove'= {
+        }
+        &'vslack;dest;help;test'= {
+        }
+        &'vslack;dest;help;help'= {
         }
         &'vslack;config'= {
             cand --config-dir 'Directory for settings and secrets [env: VSLACK_CONFIG_DIR] [default: ~/.config/vslack]'
@@ -910,6 +1010,7 @@ set edit:completion:arg-completer[vslack] = {|@words|
             cand logout 'Forget the API key saved by `vslack login`'
             cand webhook 'Manage Vast.ai webhooks (create, list, show, update, test, delete, rotate-secret, types)'
             cand slack 'Save, check or forget the Slack webhook URL the relay posts to'
+            cand dest 'Add, list, remove or test destinations: Slack, Discord, PagerDuty, … each taking the event types you choose, delivered on its own'
             cand config 'Show the configuration (secrets redacted) or where files live'
             cand setup 'Guided first run: API key, Slack URL, events, and how Vast.ai reaches the relay'
             cand service 'Write a hardened systemd user unit for `vslack serve`'
@@ -968,6 +1069,20 @@ set edit:completion:arg-completer[vslack] = {|@words|
         &'vslack;help;slack;test'= {
         }
         &'vslack;help;slack;clear'= {
+        }
+        &'vslack;help;dest'= {
+            cand add 'Add a destination that also takes the events matching --events (every event without it), besides where they go already; its URL from a hidden prompt or one line on stdin'
+            cand list 'List every destination: the default, routes, the fallback and those added here'
+            cand remove 'Remove a destination added with `vslack dest add`'
+            cand test 'Post a "vslack is connected" message to one destination (`default`, `fallback`, a route''s events glob, or a name from `vslack dest list`)'
+        }
+        &'vslack;help;dest;add'= {
+        }
+        &'vslack;help;dest;list'= {
+        }
+        &'vslack;help;dest;remove'= {
+        }
+        &'vslack;help;dest;test'= {
         }
         &'vslack;help;config'= {
             cand show 'Print the configuration with every secret shown as (redacted)'

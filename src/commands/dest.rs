@@ -130,9 +130,10 @@ async fn add(
     Ok(())
 }
 
-fn list(ctx: &Ctx, config: &Config) -> Result<()> {
+/// Every destination with a URL: name, role, kind, host (never more of the URL), events.
+pub fn rows(config: &Config) -> Result<Vec<serde_json::Value>> {
     let dests = super::destinations::configured(config)?;
-    let rows: Vec<serde_json::Value> = dests
+    Ok(dests
         .iter()
         .filter(|d| d.url.is_some())
         .map(|d| {
@@ -151,7 +152,11 @@ fn list(ctx: &Ctx, config: &Config) -> Result<()> {
                 "host": host_of(d.url.as_ref().expect("filtered").expose()), "events": events,
             })
         })
-        .collect();
+        .collect())
+}
+
+fn list(ctx: &Ctx, config: &Config) -> Result<()> {
+    let rows = rows(config)?;
     if ctx.global.json {
         return output::json(&json!({ "destinations": rows }));
     }

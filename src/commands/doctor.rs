@@ -264,6 +264,7 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
             "`vslack slack set` with the URL Slack gave you",
         ),
     }
+    super::doctor_report::destinations(&mut r, &config, send).await;
     let location = super::store_pg::location(ctx, &config, None);
     if let Ok(spool::Location::Postgres(url)) = &location {
         super::doctor_report::shared_store(&mut r, url).await;

@@ -177,3 +177,43 @@ pub async fn shared_store(r: &mut Report, url: &crate::secret::Secret) {
         ),
     }
 }
+
+/// Every destination besides the default (routes, the fallback, those `vslack dest add`
+/// saved): its URL names a kind, and with `send` it takes a test message. A failure names
+/// the destination.
+pub async fn destinations(r: &mut Report, config: &crate::config::Config, send: bool) {
+    let dests = match super::destinations::configured(config) {
+        Ok(d) => d,
+        Err(e) => {
+            return r.fail(
+                "destinations",
+                format!("{e:#}"),
+                "fix the destination the error names (`vslack dest list`; `vslack dest remove NAME` and add it again)",
+            )
+        }
+    };
+    for d in dests.iter().filter(|d| d.name != "default") {
+        let Some(url) = &d.url else { continue };
+        let what = format!(
+            "{} ({}, {})",
+            crate::output::printable(&d.name),
+            d.format.name(),
+            crate::relay::deliver::host_of(url.expose())
+        );
+        if !send {
+            r.ok("destination", what);
+            continue;
+        }
+        match crate::relay::deliver::post_hello(d.format, url).await {
+            Ok(()) => r.ok("destination", format!("{what}: accepted a test message")),
+            Err(e) => r.fail(
+                "destination",
+                format!("{what}: {e:#}"),
+                format!(
+                    "give {} a working URL (`vslack dest remove NAME`, then `vslack dest add NAME`; for a route or the fallback, the config or `vslack slack set --fallback`)",
+                    crate::output::printable(&d.name)
+                ),
+            ),
+        }
+    }
+}

@@ -8,6 +8,7 @@ use super::Ctx;
 use crate::cli::QueueCmd;
 use crate::exit::{usage, NotFoundError};
 use crate::output;
+use crate::relay::forward::{legs_of, Destination};
 use crate::relay::spool::{self, Queued};
 
 pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
@@ -95,8 +96,22 @@ pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
             let limit = limit.unwrap_or(50);
             let pending = spool.list(spool::PENDING, limit).await?;
             let dead = spool.list(spool::DEAD, limit).await?;
+            // Where each goes, as the config says now (a config that does not load: unknown).
+            let dests = super::destinations::configured(&ctx.config()?).unwrap_or_default();
             if ctx.global.json {
-                return output::json(&json!({"pending": pending, "dead": dead}));
+                let with = |rows: &[Queued]| -> Vec<serde_json::Value> {
+                    rows.iter()
+                        .map(|q| {
+                            let mut v = serde_json::to_value(q).unwrap_or_default();
+                            v["destinations"] = legs_of(&dests, &q.event, q.state)
+                                .into_iter()
+                                .map(|(name, state)| json!({"name": name, "state": state}))
+                                .collect();
+                            v
+                        })
+                        .collect()
+                };
+                return output::json(&json!({"pending": with(&pending), "dead": with(&dead)}));
             }
             let stats = spool.stats().await?;
             println!(
@@ -115,15 +130,16 @@ pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
                                 "TYPE",
                                 "ATTEMPTS",
                                 "RECEIVED",
+                                "TO",
                                 "LAST ERROR"
                             ],
-                            &rows_of(rows)
+                            &rows_of(rows, &dests)
                         )
                     );
                 }
             }
             if !dead.is_empty() {
-                ctx.note("Retry dead letters with `vslack queue retry --all` (after fixing the Slack URL), or drop them with `vslack queue drop SEQ`");
+                ctx.note("Retry dead letters with `vslack queue retry --all` (after fixing the destination; only the destinations that refused one are sent it again), or drop them with `vslack queue drop SEQ`");
             }
         }
         QueueCmd::Retry { seqs, all } => {
@@ -171,7 +187,16 @@ pub async fn run(ctx: &Ctx, mut cmd: Option<QueueCmd>) -> Result<()> {
     Ok(())
 }
 
-fn rows_of(rows: &[Queued]) -> Vec<Vec<String>> {
+/// `default sent, pager waiting`: each destination the event goes to, and how far it got.
+fn where_to(dests: &[Destination], q: &Queued) -> String {
+    legs_of(dests, &q.event, q.state)
+        .into_iter()
+        .map(|(name, state)| format!("{} {state}", output::printable(&name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn rows_of(rows: &[Queued], dests: &[Destination]) -> Vec<Vec<String>> {
     rows.iter()
         .map(|q| {
             vec![
@@ -180,6 +205,7 @@ fn rows_of(rows: &[Queued]) -> Vec<Vec<String>> {
                 q.event.notif_type.clone(),
                 q.attempts.to_string(),
                 output::unix_time(q.event.received_at),
+                where_to(dests, q),
                 // Last column: shown whole, the reason is what the person needs.
                 q.last_error.clone().unwrap_or_default(),
             ]

@@ -28,6 +28,8 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         .fallback_url
         .as_ref()
         .map(|u| crate::relay::deliver::host_of(u.expose()));
+    // A destination URL that does not load is `doctor`'s to explain; status shows the rest.
+    let destinations = super::dest::rows(&config).unwrap_or_default();
     let listen = super::serve::local_addr(&config)?;
     let health = crate::listen::relay_health(listen).await;
     // A relay started with another --listen still holds the store open.
@@ -48,6 +50,7 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         "slack_host": slack,
         "fallback_host": fallback,
         "routes": config.slack.routes.iter().map(|r| r.events.clone()).collect::<Vec<_>>(),
+        "destinations": destinations,
         "listen": listen.to_string(),
         "relay_running": health.is_some() || elsewhere.is_some(),
         "relay_status": health.as_ref().and_then(|h| h["status"].as_str().map(str::to_owned)),
@@ -111,6 +114,19 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
     );
     if let Some(f) = &fallback {
         println!("fallback      {f} (alerts about a failing destination)");
+    }
+    for d in destinations
+        .iter()
+        .filter(|d| d["role"] != "default" && d["role"] != "fallback")
+    {
+        let s = |k: &str| output::printable(d[k].as_str().unwrap_or("")).into_owned();
+        println!(
+            "destination   {} ({}, {}): {}",
+            s("name"),
+            s("kind"),
+            s("host"),
+            s("events")
+        );
     }
     let running = match (health.as_ref().and_then(|h| h["status"].as_str()), &elsewhere) {
         (Some(st), _) => format!("running ({st})"),

@@ -147,3 +147,38 @@ pub(super) fn targets(dests: &[Destination], digests: &[String], notif_type: &st
     }
     t
 }
+
+/// Where a stored event goes and how far it got there, for `vslack queue`: each destination's
+/// name and `sent`, `refused` or `waiting` (`state` is the event's: `pending`, `dead`, …).
+pub fn legs_of(
+    dests: &[Destination],
+    e: &super::event::Event,
+    state: &str,
+) -> Vec<(String, &'static str)> {
+    if dests.is_empty() {
+        return Vec::new();
+    }
+    let digests: Vec<String> = dests.iter().map(Destination::digest).collect();
+    let to = match &e.alert {
+        Some(a) => carrier(dests, &a.avoid).into_iter().collect(),
+        None => targets(dests, &digests, &e.notif_type),
+    };
+    to.into_iter()
+        .map(|i| {
+            let d = &digests[i];
+            let how = if e.legs.sent.contains(d) {
+                "sent"
+            } else if e.legs.dead.contains_key(d) {
+                "refused"
+            } else {
+                match state {
+                    "dead" if e.legs.is_empty() => "refused",
+                    "delivered" => "sent",
+                    "dropped" => "dropped",
+                    _ => "waiting",
+                }
+            };
+            (dests[i].name.clone(), how)
+        })
+        .collect()
+}

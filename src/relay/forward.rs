@@ -21,7 +21,7 @@ use super::metrics::Metrics;
 use super::spool::{Queued, Spool};
 use super::Activity;
 
-pub use super::destination::Destination;
+pub use super::destination::{legs_of, Destination};
 use super::destination::{slot_key, targets};
 use super::groups::Groups;
 use super::outcome::Sent;

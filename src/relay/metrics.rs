@@ -61,6 +61,24 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+    /// Per destination (name, kind): what each has taken and refused.
+    per_dest: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), DestCounts>>,
+}
+
+/// One destination's counters.
+#[derive(Default, Clone, Copy)]
+pub struct DestCounts {
+    pub messages: u64,
+    pub events: u64,
+    pub failures: u64,
+    pub dead_lettered: u64,
+}
+
+/// A Prometheus label value: `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -81,6 +99,49 @@ impl Metrics {
         }
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// Count something for one destination.
+    pub fn dest(&self, name: &str, kind: &'static str, change: impl FnOnce(&mut DestCounts)) {
+        let mut per = self.per_dest.lock().expect("metrics lock");
+        change(per.entry((name.to_owned(), kind)).or_default());
+    }
+
+    fn render_dests(&self, out: &mut String) {
+        let per = self.per_dest.lock().expect("metrics lock").clone();
+        let series: [(&str, &str, fn(&DestCounts) -> u64); 4] = [
+            (
+                "vslack_destination_messages_total",
+                "Messages a destination accepted.",
+                |c| c.messages,
+            ),
+            (
+                "vslack_destination_events_total",
+                "Events a destination accepted.",
+                |c| c.events,
+            ),
+            (
+                "vslack_destination_failures_total",
+                "Answers from a destination that were not a delivery (retried, or dead-lettered).",
+                |c| c.failures,
+            ),
+            (
+                "vslack_destination_dead_lettered_total",
+                "Events a destination refused for good (or never took within --max-age).",
+                |c| c.dead_lettered,
+            ),
+        ];
+        for (name, help, get) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((dest, kind), c) in &per {
+                let _ = writeln!(
+                    out,
+                    "{name}{{destination=\"{}\",kind=\"{kind}\"}} {}",
+                    label(dest),
+                    get(c)
+                );
+            }
+        }
     }
 
     /// Prometheus text exposition.
@@ -110,17 +171,17 @@ impl Metrics {
             ),
             (
                 "vslack_delivered_total",
-                "Events delivered to Slack.",
+                "Events delivered (to each of their destinations).",
                 self.delivered_events.load(Relaxed),
             ),
             (
                 "vslack_slack_messages_total",
-                "Messages Slack accepted (a digest carries several events).",
+                "Messages the destinations accepted (a digest carries several events).",
                 self.slack_messages.load(Relaxed),
             ),
             (
                 "vslack_retried_total",
-                "Events scheduled for another Slack attempt.",
+                "Events scheduled for another attempt.",
                 self.retried.load(Relaxed),
             ),
             (
@@ -158,6 +219,7 @@ impl Metrics {
             self.latency_sum_us.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "vslack_slack_request_seconds_count {count}");
+        self.render_dests(&mut out);
         out
     }
 }

@@ -42,6 +42,10 @@ impl Forwarder {
         let mut health = self.health.lock().expect("health lock");
         let digests: Vec<String> = dests.iter().map(Destination::digest).collect();
         health.retain(|k, _| digests.contains(k));
+        for d in dests.iter().filter(|d| d.url.is_some()) {
+            // Every destination has its series from the start, at zero.
+            self.metrics.dest(&d.name, d.format.name(), |_| {});
+        }
         for (d, digest) in dests.iter().zip(digests) {
             health.entry(digest).or_insert_with(|| DestHealth {
                 label: d.label(),
@@ -101,6 +105,10 @@ impl Forwarder {
                 ledger.settle(dest_key, now_ms, Mark::Delivered(seqs));
                 count(&self.metrics.delivered_events, n);
                 count(&self.metrics.slack_messages, 1);
+                self.metrics.dest(&dest.name, dest.format.name(), |c| {
+                    c.messages += 1;
+                    c.events += n as u64;
+                });
                 if dest.url.is_some() {
                     tracing::info!(event_ids = %logged, attempt, dest = %dest.label(), latency_ms = latency.as_millis() as u64, "delivered to {}", dest.format.service());
                 } else {
@@ -110,6 +118,8 @@ impl Forwarder {
             }
             Outcome::RateLimited(_) | Outcome::Transient(_) => {
                 state.failures += 1;
+                self.metrics
+                    .dest(&dest.name, dest.format.name(), |c| c.failures += 1);
                 let (wait, err) = match outcome {
                     // Retry-After is a floor; repeated 429s back off above it (capped), so a
                     // destination that only ever answers 429 is not asked once a second
@@ -156,6 +166,9 @@ impl Forwarder {
                         ),
                     );
                     count(&self.metrics.dead_lettered, e.len());
+                    self.metrics.dest(&dest.name, dest.format.name(), |c| {
+                        c.dead_lettered += e.len() as u64
+                    });
                     tracing::error!(event_ids = %some(&e), dest = %dest.label(), error = %err, "dead-lettered: still failing after the maximum age");
                     let _ = self.activity.send(Activity::DeadLettered {
                         event_ids: e,
@@ -237,6 +250,10 @@ impl Forwarder {
                 state.next_allowed = now + dest.pace.unwrap_or(self.opts.pace);
                 ledger.settle(dest_key, now_ms, Mark::Dead(seqs, err.clone()));
                 count(&self.metrics.dead_lettered, n);
+                self.metrics.dest(&dest.name, dest.format.name(), |c| {
+                    c.failures += 1;
+                    c.dead_lettered += n as u64;
+                });
                 tracing::error!(event_ids = %logged, attempt, dest = %dest.label(), error = %err, "{} refused the message; dead-lettered (see `vslack queue`)", dest.format.service());
                 let _ = self.activity.send(Activity::DeadLettered {
                     event_ids: ids,

@@ -8,6 +8,7 @@ mod support;
 mod acme;
 mod backlog;
 mod cli_basics;
+mod dest_cli;
 mod disk_full;
 mod doctor;
 mod exit_codes;
