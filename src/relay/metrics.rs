@@ -109,7 +109,8 @@ impl Metrics {
 
     fn render_dests(&self, out: &mut String) {
         let per = self.per_dest.lock().expect("metrics lock").clone();
-        let series: [(&str, &str, fn(&DestCounts) -> u64); 4] = [
+        type Series = (&'static str, &'static str, fn(&DestCounts) -> u64);
+        let series: [Series; 4] = [
             (
                 "vslack_destination_messages_total",
                 "Messages a destination accepted.",
