@@ -108,7 +108,8 @@ pub fn host_of(url: &str) -> String {
     }
 }
 
-/// Post a "vslack is connected" message to a `format` destination, in its own shape.
+/// Post a "vslack is connected" message to a `format` destination, in its own shape. On
+/// PagerDuty it is an `info` alert resolved at once, so a test pages no one for long.
 pub async fn post_hello(format: Format, url: &Secret) -> Result<()> {
     let event = super::event::Event {
         event_id: format!("vslack-hello-{}", hex::encode(rand::random::<[u8; 4]>())),
@@ -123,10 +124,23 @@ pub async fn post_hello(format: Format, url: &Secret) -> Result<()> {
         heartbeat: false,
         legs: Default::default(),
     };
+    let id = event.event_id.clone();
     let (message, _) = super::message::render_batch(&[event], format, "https://cloud.vast.ai");
     let client = Client::new(Duration::from_secs(10))?;
     let service = format.service();
     match client.post(format, url, &message).await.0.outcome {
+        Outcome::Delivered if format == Format::Pagerduty => {
+            let resolve = Rendered::json(serde_json::json!({
+                "event_action": "resolve",
+                "dedup_key": id,
+            }));
+            match client.post(format, url, &resolve).await.0.outcome {
+                Outcome::Delivered => Ok(()),
+                _ => anyhow::bail!(
+                    "PagerDuty took the test alert but not its resolve: resolve the \"vslack is connected\" alert by hand"
+                ),
+            }
+        }
         Outcome::Delivered => Ok(()),
         Outcome::RateLimited(d) => anyhow::bail!(
             "{service} is rate limiting this destination; try again in {}s",

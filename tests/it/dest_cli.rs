@@ -82,9 +82,13 @@ fn dest_add_list_test_remove_keep_the_url_secret() {
 
     let test = env.run(&["dest", "test", "pager"]);
     assert_eq!(test.code, 0, "{}", test.stderr);
+    // An info alert, resolved at once: a test pages no one for long.
     let got = pager.accepted();
-    assert_eq!(got.len(), 1);
+    assert_eq!(got.len(), 2);
     assert_eq!(got[0].json()["event_action"], "trigger");
+    assert_eq!(got[0].json()["payload"]["severity"], "info");
+    assert_eq!(got[1].json()["event_action"], "resolve");
+    assert_eq!(got[1].json()["dedup_key"], got[0].json()["dedup_key"]);
     assert!(pager.invalid().is_empty(), "{:?}", pager.invalid());
     pager.script(vec![Script::Gone]);
     let refused = env.run(&["dest", "test", "pager"]);

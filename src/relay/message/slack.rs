@@ -256,5 +256,8 @@ pub(super) fn fit(s: &str, escaped: bool, limit: usize) -> String {
 }
 
 #[cfg(test)]
+#[path = "slack_digest_tests.rs"]
+mod digest_tests;
+#[cfg(test)]
 #[path = "slack_tests.rs"]
 mod tests;
