@@ -136,8 +136,41 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
             }
         }
     }
+    // Where the relay sends each type, as this machine's config says (a relay elsewhere may
+    // have its own).
+    let dests = super::destinations::configured(&config).unwrap_or_default();
+    let goes: serde_json::Map<String, serde_json::Value> = types
+        .iter()
+        .map(|t| {
+            let d = sample::delivery(t, &key, ts);
+            let event =
+                crate::relay::event::Event::parse(&d.body, None, ts).expect("a sample parses");
+            let names: Vec<String> = crate::relay::forward::legs_of(&dests, &event, "pending")
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            (t.clone(), serde_json::json!(names))
+        })
+        .collect();
     if ctx.global.json {
-        output::json(&serde_json::json!({"to": url, "sent": sent}))?;
+        output::json(&serde_json::json!({"to": url, "sent": sent, "destinations": goes}))?;
+    } else if !dests.is_empty() && args.to.is_none() {
+        let lines: Vec<String> = goes
+            .iter()
+            .map(|(t, n)| {
+                let names: Vec<&str> = n
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str())
+                    .collect();
+                format!("{t} -> {}", names.join(", "))
+            })
+            .collect();
+        ctx.note(format!(
+            "The relay sends them to (per the config): {}",
+            lines.join("; ")
+        ));
     }
     let bad = sent.iter().filter(|s| !s.expected).count();
     if bad > 0 {

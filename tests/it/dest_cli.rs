@@ -233,4 +233,19 @@ fn queue_status_doctor_and_metrics_name_each_destination() {
         failed[0].starts_with("pager (pagerduty, 127.0.0.1)"),
         "{failed:?}"
     );
+    // `send` says where the relay sends each type.
+    let sent = env.run(&[
+        "send",
+        "--to",
+        &s.url,
+        "--type",
+        "machine_offline",
+        "--json",
+    ]);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let v: serde_json::Value = serde_json::from_str(&sent.stdout).unwrap();
+    assert_eq!(
+        v["destinations"]["machine_offline"],
+        serde_json::json!(["default", "pager"])
+    );
 }
