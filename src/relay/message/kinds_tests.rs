@@ -1,13 +1,10 @@
 //! Every kind, from the same events: native shape, documented limits, escaping of hostile
 //! text, every event named by type and id, and each service's answers.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
-use super::answer::answer;
 use super::model::units;
-use super::{kind, render_batch, render_summary, Body, Format, Outcome, Rendered};
+use super::{kind, render_batch, render_summary, Body, Format, Rendered};
 use crate::relay::event::Event;
 
 const CONSOLE: &str = "https://cloud.vast.ai";
@@ -293,109 +290,4 @@ fn summaries_fit_and_a_pager_never_summarises() {
         );
         check_limits(f, &r);
     }
-}
-
-#[test]
-fn each_service_answers_in_its_own_way() {
-    let c = |f: Format, status, headers: &[(&str, &str)], body: &str| {
-        kind(f).classify(&answer(status, headers, body))
-    };
-    // Discord: retry_after in the body; a spent bucket holds the next message; 404 deleted.
-    let v = c(
-        Format::Discord,
-        429,
-        &[("retry-after", "1")],
-        r#"{"message":"You are being rate limited.","retry_after":2.5,"global":false}"#,
-    );
-    assert_eq!(v.outcome, Outcome::RateLimited(Duration::from_millis(2500)));
-    let v = c(
-        Format::Discord,
-        204,
-        &[
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-reset-after", "1.5"),
-        ],
-        "",
-    );
-    assert_eq!(
-        (v.outcome, v.hold),
-        (Outcome::Delivered, Some(Duration::from_millis(1500)))
-    );
-    let v = c(
-        Format::Discord,
-        404,
-        &[],
-        r#"{"message":"Unknown Webhook","code":10015}"#,
-    );
-    assert!(matches!(v.outcome, Outcome::Permanent(e) if e.contains("deleted")));
-    // Telegram: parameters.retry_after; 403 permanent; ok:false permanent.
-    let v = c(
-        Format::Telegram,
-        429,
-        &[],
-        r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#,
-    );
-    assert_eq!(v.outcome, Outcome::RateLimited(Duration::from_secs(7)));
-    let v = c(
-        Format::Telegram,
-        403,
-        &[],
-        r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was kicked from the group chat"}"#,
-    );
-    assert!(matches!(v.outcome, Outcome::Permanent(e) if e.contains("kicked")));
-    let v = c(
-        Format::Telegram,
-        400,
-        &[],
-        r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
-    );
-    assert!(matches!(v.outcome, Outcome::Permanent(_)));
-    let v = c(
-        Format::Telegram,
-        400,
-        &[],
-        r#"{"ok":false,"error_code":400,"description":"Bad Request: can't parse entities"}"#,
-    );
-    assert!(matches!(v.outcome, Outcome::Rejected(_)));
-    assert_eq!(
-        c(Format::Telegram, 200, &[], r#"{"ok":true,"result":{}}"#).outcome,
-        Outcome::Delivered
-    );
-    // PagerDuty: 202 accepted, 400 permanent, 429 back off.
-    assert_eq!(
-        c(Format::Pagerduty, 202, &[], r#"{"status":"success"}"#).outcome,
-        Outcome::Delivered
-    );
-    assert!(matches!(
-        c(Format::Pagerduty, 400, &[], r#"{"status":"invalid event"}"#).outcome,
-        Outcome::Permanent(_)
-    ));
-    assert_eq!(
-        c(Format::Pagerduty, 429, &[], "").outcome,
-        Outcome::RateLimited(Duration::from_secs(5))
-    );
-    // Google Chat, Teams, ntfy: the common rules.
-    assert_eq!(
-        c(Format::GoogleChat, 429, &[], "").outcome,
-        Outcome::RateLimited(Duration::from_secs(1))
-    );
-    assert_eq!(c(Format::Teams, 202, &[], "").outcome, Outcome::Delivered);
-    assert!(matches!(
-        c(Format::Ntfy, 413, &[], "").outcome,
-        Outcome::Rejected(_)
-    ));
-    assert!(matches!(
-        c(Format::Teams, 404, &[], "").outcome,
-        Outcome::Permanent(_)
-    ));
-}
-
-#[test]
-fn each_kind_has_its_documented_pace() {
-    let pace = |f| kind(f).pace();
-    assert_eq!(pace(Format::Blocks), Duration::from_secs(1));
-    assert_eq!(pace(Format::Discord), Duration::from_secs(2));
-    assert_eq!(pace(Format::Telegram), Duration::from_secs(3));
-    assert_eq!(pace(Format::Ntfy), Duration::from_secs(5));
-    assert_eq!(pace(Format::Pagerduty), Duration::from_millis(500));
 }

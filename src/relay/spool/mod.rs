@@ -22,12 +22,14 @@ use anyhow::Result;
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 
+mod location;
 pub mod postgres;
 pub mod sqlite;
 
+pub use location::Location;
+
 use super::event::Event;
 use super::now_secs;
-use crate::secret::Secret;
 
 pub const PENDING: i64 = 0;
 pub const DELIVERED: i64 = 1;
@@ -143,38 +145,6 @@ fn retention(opts: &SpoolOptions) -> Duration {
     match opts.retention {
         Duration::ZERO => DEFAULT_RETENTION,
         r => r,
-    }
-}
-
-/// Where the store is.
-#[derive(Debug, Clone)]
-pub enum Location {
-    /// The embedded file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL URL (a secret: it may hold a password).
-    Postgres(Secret),
-}
-
-impl Location {
-    /// The SQLite file at `path`, unless a store URL is given.
-    pub fn pick(url: Option<Secret>, path: &Path) -> Location {
-        match url {
-            Some(u) => Location::Postgres(u),
-            None => Location::Sqlite(path.to_owned()),
-        }
-    }
-
-    /// What logs, errors and `--json` may show: the file, or the server and database without
-    /// user or password.
-    pub fn shown(&self) -> String {
-        match self {
-            Location::Sqlite(p) => p.display().to_string(),
-            Location::Postgres(u) => postgres::shown(u.expose()),
-        }
-    }
-
-    pub fn is_shared(&self) -> bool {
-        matches!(self, Location::Postgres(_))
     }
 }
 
