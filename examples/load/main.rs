@@ -3,10 +3,12 @@
 //! signatures) over keep-alive connections at each concurrency level and reports stored events
 //! per second, p50/p99/max answer latency and the relay's RSS.
 //!
-//! Both stores in one run, interleaved per concurrency level: the SQLite file, and PostgreSQL
-//! (a throwaway cluster started here from the Debian server binaries, as the tests do, or
-//! `VSLACK_TEST_DATABASE_URL`; skipped with a note when neither is there). `LOAD_STORES=sqlite`
-//! measures only the SQLite store (an older binary: `VSLACK_BIN=…`).
+//! In one run, interleaved per concurrency level: the ceiling (the fastest durable
+//! acknowledgement this machine allows: see `ceiling`), `vslack serve` on the SQLite file, and
+//! on PostgreSQL (a throwaway cluster started here from the Debian server binaries, as the
+//! tests do, or `VSLACK_TEST_DATABASE_URL`; skipped with a note when neither is there).
+//! `LOAD_STORES=ceiling,sqlite` picks some (an older binary: `VSLACK_BIN=…`). Each relay logs
+//! at its default level (one line per stored event), to a pipe that is read and dropped.
 //!
 //! cargo build --release && cargo run --release --example load -- [REQUESTS] [CONCURRENCY,...]
 
@@ -22,23 +24,34 @@ use vslack::slack_sink::SlackSink;
 
 const SECRET: &str = "load-test-secret";
 
+mod ceiling;
 #[allow(dead_code)] // stop/start_again are for the tests
-#[path = "../tests/it/support/postgres.rs"]
+#[path = "../../tests/it/support/postgres.rs"]
 mod postgres;
 
-/// A relay under test: the process, its URL and its temporary directories.
+/// What is measured: a relay process (its URL and temporary directories), or the ceiling.
 struct Relay {
     name: &'static str,
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     url: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    _ceiling: Option<ceiling::Ceiling>,
+}
+
+impl Relay {
+    /// RSS in MB, for a relay process.
+    fn rss(&self) -> String {
+        match &self.child {
+            Some(c) => format!("{:.1} MB", rss_kb(c.id()) as f64 / 1024.0),
+            None => "(in this process)".into(),
+        }
+    }
 }
 
 fn spawn(bin: &str, name: &'static str, sink: &SlackSink, store: Option<&str>) -> Relay {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "error")
         .env("VSLACK_CONFIG_DIR", dir.path().join("c"))
         .env("VSLACK_DATA_DIR", dir.path().join("d"))
         .env("VAST_WEBHOOK_SECRET", SECRET)
@@ -60,9 +73,10 @@ fn spawn(bin: &str, name: &'static str, sink: &SlackSink, store: Option<&str>) -
     std::thread::spawn(move || for _ in lines {});
     Relay {
         name,
-        child,
+        child: Some(child),
         url,
-        _dir: dir,
+        _dir: Some(dir),
+        _ceiling: None,
     }
 }
 
@@ -134,33 +148,40 @@ async fn main() {
     let levels: Vec<usize> = args
         .get(2)
         .map(|a| a.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or(vec![1, 16]);
+        .unwrap_or(vec![1, 16, 64]);
     let bin = std::env::var("VSLACK_BIN").unwrap_or_else(|_| "target/release/vslack".into());
     let sink = SlackSink::start().await.unwrap();
     // LOAD_STORES=sqlite measures one store (e.g. an older binary that has only SQLite).
-    let stores = std::env::var("LOAD_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
+    let stores = std::env::var("LOAD_STORES").unwrap_or_else(|_| "ceiling,sqlite,postgres".into());
     let pg = stores
         .contains("postgres")
         .then(postgres::Postgres::start)
         .flatten();
-    let mut relays = vec![spawn(&bin, "sqlite", &sink, None)];
+    let mut relays = Vec::new();
+    if stores.contains("ceiling") {
+        let c = ceiling::start().await;
+        relays.push(Relay {
+            name: "ceiling",
+            child: None,
+            url: c.url.clone(),
+            _dir: None,
+            _ceiling: Some(c),
+        });
+    }
+    if stores.contains("sqlite") {
+        relays.push(spawn(&bin, "sqlite", &sink, None));
+    }
     if let Some(pg) = &pg {
         let url = pg.fresh_database().await;
         relays.push(spawn(&bin, "postgres", &sink, Some(&url)));
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     for r in &relays {
-        println!(
-            "{:<8} relay {} (pid {}), idle RSS {:.1} MB",
-            r.name,
-            r.url,
-            r.child.id(),
-            rss_kb(r.child.id()) as f64 / 1024.0
-        );
+        println!("{:<8} {} idle RSS {}", r.name, r.url, r.rss());
     }
     println!(
         "{:<8} {:>11} {:>9} {:>12} {:>9} {:>9} {:>9} {:>11}",
-        "store", "concurrency", "requests", "stored/s", "p50", "p99", "max", "unexpected"
+        "target", "concurrency", "requests", "stored/s", "p50", "p99", "max", "unexpected"
     );
     for (li, &c) in levels.iter().enumerate() {
         for relay in &relays {
@@ -173,13 +194,11 @@ async fn main() {
         }
     }
     for mut r in relays {
-        println!(
-            "{:<8} RSS after load {:.1} MB",
-            r.name,
-            rss_kb(r.child.id()) as f64 / 1024.0
-        );
-        let _ = r.child.kill();
-        let _ = r.child.wait();
+        println!("{:<8} RSS after load {}", r.name, r.rss());
+        if let Some(c) = r.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
