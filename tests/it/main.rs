@@ -25,6 +25,7 @@ mod relay_process;
 mod reload;
 mod self_alerts;
 mod service_unit;
+mod sqlite_store;
 mod stable_tunnel;
 mod store_cli;
 mod store_contract;

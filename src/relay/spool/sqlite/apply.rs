@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection};
 
+use super::seen::{key, Seen};
 use super::writer::{Answer, Cmd};
 use super::{Inserted, SpoolError};
 
@@ -14,38 +15,57 @@ pub(super) struct Delta {
     pub last_delivered_at: Option<i64>,
     /// Pending rows left the queue: the oldest pending one may have changed.
     pub pending_left: bool,
+    /// Dedup keys of the ids stored, and of those forgotten.
+    pub added: Vec<u128>,
+    pub removed: Vec<u128>,
 }
 
-/// Forget finished events (delivered or dropped) finished before `before`.
+/// Forget finished events (delivered or dropped) finished before `before`. The newest row is
+/// kept whatever its age: a new row's `seq` is one more than the largest, so it never reuses
+/// the number of an event forgotten.
 pub(super) fn forget(tx: &Connection, before: i64, d: &mut Delta) -> Result<usize, SpoolError> {
-    let delivered = tx.execute(
-        "DELETE FROM events WHERE state = 1 AND done_at < ?1",
-        [before],
+    let mut stmt = tx.prepare_cached(
+        "DELETE FROM events WHERE state IN (1, 3) AND done_at < ?1 AND seq < (SELECT MAX(seq) FROM events) RETURNING event_id, state",
     )?;
-    let dropped = tx.execute(
-        "DELETE FROM events WHERE state = 3 AND done_at < ?1",
-        [before],
-    )?;
-    d.delivered -= delivered as i64;
-    Ok(delivered + dropped)
+    let mut rows = stmt.query([before])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        n += 1;
+        d.removed
+            .push(key(row.get_ref(0)?.as_str().unwrap_or_default()));
+        if row.get::<_, i64>(1)? == 1 {
+            d.delivered -= 1;
+        }
+    }
+    Ok(n)
 }
 
-pub(super) fn apply(tx: &Connection, cmd: &Cmd, d: &mut Delta) -> Result<Answer, SpoolError> {
+pub(super) fn apply(
+    tx: &Connection,
+    cmd: &Cmd,
+    d: &mut Delta,
+    seen: &Seen,
+) -> Result<Answer, SpoolError> {
     Ok(match cmd {
-        Cmd::Insert(item) => {
-            let (event, body) = &**item;
-            let json = serde_json::to_string(&event).map_err(|e| SpoolError(e.to_string()))?;
+        Cmd::Insert(row) => {
+            if seen.contains(row.key) || d.added.contains(&row.key) {
+                return Ok(Answer::Inserted(Inserted::Duplicate));
+            }
+            // (OR IGNORE: a store made before the in-memory check keeps its unique index.)
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let n = stmt.execute(params![
-                event.event_id,
-                event.notif_type,
-                json,
-                body,
-                event.received_at
+                row.event_id,
+                row.notif_type,
+                row.json,
+                row.body,
+                row.received_at
             ])?;
             d.pending += n as i64;
+            if n == 1 {
+                d.added.push(row.key);
+            }
             Answer::Inserted(if n == 1 {
                 Inserted::New
             } else {

@@ -18,6 +18,7 @@ mod apply;
 mod ballast;
 mod open;
 mod read;
+mod seen;
 mod writer;
 
 use super::{Event, Fault, Inserted, Queued, Shared, SpoolError, SpoolOptions, Stats};
@@ -76,6 +77,7 @@ impl Sqlite {
         let reader = open_reader(path)?;
         let reader = Arc::new(std::sync::Mutex::new(reader));
         let (tx, rx) = mpsc::sync_channel::<Op>(4096);
+        let seen = seen::Seen::load(&conn)?;
         let w = Writer {
             conn,
             notify: shared.arrived.clone(),
@@ -86,6 +88,7 @@ impl Sqlite {
             max_bytes: opts.max_bytes,
             stats: stats.clone(),
             data_version,
+            seen,
             ballast: if opts.reserve {
                 ballast::Ballast::new(path)
             } else {
@@ -150,8 +153,8 @@ impl Sqlite {
 #[async_trait::async_trait]
 impl super::Store for Sqlite {
     async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
-        self.ask(Cmd::Insert(Box::new((event, body))), Slot::Inserted)
-            .await
+        let row = writer::NewRow::new(&event, body)?;
+        self.ask(Cmd::Insert(Box::new(row)), Slot::Inserted).await
     }
     // (The forwarder awaits each outcome's commit before asking again, so reads see it.)
     async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {

@@ -9,10 +9,13 @@ use rusqlite::Connection;
 
 use super::{SpoolError, Stats};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id        TEXT NOT NULL UNIQUE,
+/// The events table. `seq` is the rowid (one more than the largest: `forget` keeps the newest
+/// row so numbers are never reused) and `event_id` has no index: the writer keeps the ids in
+/// memory (see `seen`). Stores made before that are rebuilt in this shape at open
+/// ([`upgrade`]).
+const TABLE: &str = "
+    seq             INTEGER PRIMARY KEY,
+    event_id        TEXT NOT NULL,
     notif_type      TEXT NOT NULL,
     event           TEXT NOT NULL,
     body            BLOB NOT NULL,
@@ -22,13 +25,63 @@ CREATE TABLE IF NOT EXISTS events (
     next_attempt_ms INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT,
     done_at         INTEGER
-);
+";
+
+const COLUMNS: &str = "seq, event_id, notif_type, event, body, received_at, state, attempts, next_attempt_ms, last_error, done_at";
+
+const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS events_due ON events(next_attempt_ms, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_done ON events(done_at) WHERE state <> 0;
 CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_alerts ON events(seq)
     WHERE state = 0 AND notif_type IN ('vslack_alert', 'vslack_recovered');
 ";
+
+/// Create the table and its indexes, rebuilding a table of the earlier shape (a unique index on
+/// `event_id`, `AUTOINCREMENT`: an index page and the sequence page written with every commit).
+/// The rebuild copies the table once, in one transaction; if it cannot (no room for the copy),
+/// the store keeps working in its old shape and this is logged.
+fn schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!("CREATE TABLE IF NOT EXISTS events ({TABLE});"))?;
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+        [],
+        |r| r.get(0),
+    )?;
+    if sql.contains("AUTOINCREMENT") || sql.contains("UNIQUE") {
+        let started = std::time::Instant::now();
+        match upgrade(conn) {
+            Ok(n) => tracing::info!(
+                events = n,
+                took_ms = started.elapsed().as_millis() as u64,
+                "event store upgraded: ids checked in memory, no unique index"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot upgrade the event store (it keeps working as it is)")
+            }
+        }
+    }
+    conn.execute_batch(INDEXES)
+}
+
+/// Rebuild the events table in the current shape; returns how many rows it holds.
+fn upgrade(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE events_upgraded ({TABLE});
+         INSERT INTO events_upgraded ({COLUMNS}) SELECT {COLUMNS} FROM events ORDER BY seq;
+         DROP TABLE events;
+         ALTER TABLE events_upgraded RENAME TO events;
+         DELETE FROM sqlite_sequence WHERE name = 'events';"
+    ))
+    .and_then(|_| conn.execute_batch(INDEXES))
+    .and_then(|_| conn.execute_batch("COMMIT"))
+    .inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })?;
+    conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as usize)
+}
 
 /// The read-write connection: WAL, `synchronous=FULL`, the schema, and with a size cap the
 /// number of pages new events may use (the cap less a reserve: see `Writer`).
@@ -41,7 +94,7 @@ pub(super) fn open_writer(
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
-        .and_then(|_| conn.execute_batch(SCHEMA))
+        .and_then(|_| schema(&conn))
         .map_err(|e| anyhow::anyhow!(SpoolError::from(e)))
         .with_context(|| {
             format!(

@@ -17,9 +17,33 @@ use crate::relay::now_secs;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
+/// An event ready to store, serialised (and its dedup key computed) by the caller, off the
+/// writer thread, which every delivery waits for.
+pub(super) struct NewRow {
+    pub key: u128,
+    pub event_id: String,
+    pub notif_type: String,
+    pub json: String,
+    pub body: Vec<u8>,
+    pub received_at: i64,
+}
+
+impl NewRow {
+    pub(super) fn new(event: &Event, body: Vec<u8>) -> Result<NewRow, SpoolError> {
+        Ok(NewRow {
+            key: super::seen::key(&event.event_id),
+            event_id: event.event_id.clone(),
+            notif_type: event.notif_type.clone(),
+            json: serde_json::to_string(event).map_err(|e| SpoolError(e.to_string()))?,
+            body,
+            received_at: event.received_at,
+        })
+    }
+}
+
 /// What the writer thread is asked to do.
 pub(super) enum Cmd {
-    Insert(Box<(Event, Vec<u8>)>),
+    Insert(Box<NewRow>),
     Delivered(Vec<i64>, i64),
     Retry(Vec<i64>, i64, String),
     Dead(Vec<i64>, String, i64),
@@ -83,6 +107,8 @@ pub(super) struct Writer {
     pub(super) data_version: Option<i64>,
     /// Disk space set aside to record outcomes on a full disk.
     pub(super) ballast: super::ballast::Ballast,
+    /// The ids the table holds (the dedup check).
+    pub(super) seen: super::seen::Seen,
 }
 
 impl Writer {
@@ -122,6 +148,8 @@ impl Writer {
             }
             let (cmds, slots): (Vec<Cmd>, Vec<Slot>) = batch.into_iter().unzip();
             self.ballast.rearm_if_due();
+            // Catch up with another process's changes first, so its ids are known.
+            self.count(Delta::default());
             let answers = self.apply_all(&cmds);
             let new_events = answers
                 .iter()
@@ -187,6 +215,15 @@ impl Writer {
             .ok();
         let outside = version != self.data_version;
         self.data_version = version;
+        self.seen.commit(&d.added, &d.removed);
+        if outside {
+            match super::seen::Seen::load(&self.conn) {
+                Ok(seen) => self.seen = seen,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the event ids another process left in the store")
+                }
+            }
+        }
         let Ok(mut stats) = self.stats.lock() else {
             return;
         };
@@ -244,7 +281,7 @@ impl Writer {
         let mut d = Delta::default();
         let answers = cmds
             .iter()
-            .map(|c| apply(&tx, c, &mut d))
+            .map(|c| apply(&tx, c, &mut d, &self.seen))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
         self.count(d);
@@ -259,7 +296,7 @@ impl Writer {
         }
         let tx = self.conn.transaction()?;
         let mut d = Delta::default();
-        let answer = apply(&tx, cmd, &mut d)?;
+        let answer = apply(&tx, cmd, &mut d, &self.seen)?;
         tx.commit()?;
         self.count(d);
         Ok(answer)
