@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 use vslack::relay::event::Event;
 use vslack::relay::spool::Spool;
 
-fn rss_kb(pid: u32) -> u64 {
+/// A `/proc/PID/status` figure in kB: `VmRSS`, or `RssAnon` (the process's own memory,
+/// without the pages of its executable and libraries).
+fn rss_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -81,14 +83,17 @@ async fn main() {
         .spawn()
         .expect("run `cargo build --release` first");
     let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
     let mut url = String::new();
-    for line in stderr.lines().map_while(Result::ok) {
+    for line in lines.by_ref() {
         if let Some(rest) = line.strip_prefix("listening on ") {
             url = rest.trim_end_matches('/').to_owned();
             break;
         }
     }
     let ready = started.elapsed();
+    // Keep reading the log, as a terminal or the journal would.
+    std::thread::spawn(move || lines.for_each(drop));
     let http = reqwest::Client::new();
     let health: serde_json::Value = http
         .get(format!("{url}/health"))
@@ -120,8 +125,9 @@ async fn main() {
         ready.as_secs_f64() * 1e3
     );
     println!(
-        "relay RSS with {n} queued: {:.1} MB",
-        rss_kb(child.id()) as f64 / 1024.0
+        "relay RSS with {n} queued: {:.1} MB ({:.1} MB anonymous)",
+        rss_kb(child.id(), "VmRSS:") as f64 / 1024.0,
+        rss_kb(child.id(), "RssAnon:") as f64 / 1024.0
     );
     let _ = child.kill();
     let _ = child.wait();

@@ -29,23 +29,27 @@ mod ceiling;
 #[path = "../../tests/it/support/postgres.rs"]
 mod postgres;
 
-/// What is measured: a relay process (its URL and temporary directories), or the ceiling.
+/// What is measured: a process (the relay, or the ceiling) and its temporary directories.
 struct Relay {
     name: &'static str,
-    child: Option<std::process::Child>,
+    child: std::process::Child,
     url: String,
-    _dir: Option<tempfile::TempDir>,
-    _ceiling: Option<ceiling::Ceiling>,
+    _dir: tempfile::TempDir,
 }
 
 impl Relay {
-    /// RSS in MB, for a relay process.
+    /// RSS in MB.
     fn rss(&self) -> String {
-        match &self.child {
-            Some(c) => format!("{:.1} MB", rss_kb(c.id()) as f64 / 1024.0),
-            None => "(in this process)".into(),
-        }
+        format!("{:.1} MB", rss_kb(self.child.id()) as f64 / 1024.0)
     }
+}
+
+/// The ceiling, as a process of its own: this program again, with `--ceiling`.
+fn spawn_ceiling() -> Relay {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.arg("--ceiling");
+    start(cmd, "ceiling", tempfile::tempdir().unwrap())
 }
 
 fn spawn(bin: &str, name: &'static str, sink: &SlackSink, store: Option<&str>) -> Relay {
@@ -55,13 +59,18 @@ fn spawn(bin: &str, name: &'static str, sink: &SlackSink, store: Option<&str>) -
         .env("VSLACK_CONFIG_DIR", dir.path().join("c"))
         .env("VSLACK_DATA_DIR", dir.path().join("d"))
         .env("VAST_WEBHOOK_SECRET", SECRET)
-        .env("SLACK_WEBHOOK_URL", sink.url())
-        .stderr(Stdio::piped());
+        .env("SLACK_WEBHOOK_URL", sink.url());
     if let Some(url) = store {
         cmd.env("VSLACK_STORE_URL", url);
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| {
-        panic!("cannot start {bin} (build it with `cargo build --release`): {e}")
+    start(cmd, name, dir)
+}
+
+/// Start `cmd` and wait for its `listening on URL` line; the rest of its stderr is dropped.
+fn start(mut cmd: Command, name: &'static str, dir: tempfile::TempDir) -> Relay {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap_or_else(|e| {
+        panic!("cannot start {program} (build it with `cargo build --release`): {e}")
     });
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let url = loop {
@@ -73,10 +82,9 @@ fn spawn(bin: &str, name: &'static str, sink: &SlackSink, store: Option<&str>) -
     std::thread::spawn(move || for _ in lines {});
     Relay {
         name,
-        child: Some(child),
+        child,
         url,
-        _dir: Some(dir),
-        _ceiling: None,
+        _dir: dir,
     }
 }
 
@@ -176,8 +184,18 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--ceiling") {
+        return ceiling::serve();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(measure());
+}
+
+async fn measure() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let levels: Vec<usize> = args
@@ -194,14 +212,7 @@ async fn main() {
         .flatten();
     let mut relays = Vec::new();
     if stores.contains("ceiling") {
-        let c = ceiling::start().await;
-        relays.push(Relay {
-            name: "ceiling",
-            child: None,
-            url: c.url.clone(),
-            _dir: None,
-            _ceiling: Some(c),
-        });
+        relays.push(spawn_ceiling());
     }
     if stores.contains("sqlite") {
         relays.push(spawn(&bin, "sqlite", &sink, None));
@@ -215,7 +226,7 @@ async fn main() {
         println!("{:<8} {} idle RSS {}", r.name, r.url, r.rss());
     }
     println!(
-        "{:<8} {:>11} {:>9} {:>12} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10}",
+        "{:<8} {:>11} {:>9} {:>12} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10} {:>10}",
         "target",
         "concurrency",
         "requests",
@@ -225,37 +236,35 @@ async fn main() {
         "max",
         "unexpected",
         "cpu/event",
-        "disk/event"
+        "disk/event",
+        "load cpu"
     );
     for (li, &c) in levels.iter().enumerate() {
         for relay in &relays {
             // The ceiling checks no signature: every request is stored.
-            let verifies = relay.child.is_some();
+            let verifies = relay.name != "ceiling";
             let reqs = Arc::new(requests(n, &format!("{}-c{c}-{li}", relay.name), verifies));
-            let pid = relay.child.as_ref().map(|c| c.id());
-            let before = pid.map(usage);
+            let pid = relay.child.id();
+            let before = usage(pid);
+            let mine = usage(std::process::id()).0;
             let (stored, rate, p50, p99, max, unexpected) = run(&relay.url, reqs, c).await;
             // What the relay spent per stored event (its CPU, and bytes written to storage,
             // checkpoints included once they are due).
-            let (cpu, disk) = match (pid.map(usage), before) {
-                (Some((t1, w1)), Some((t0, w0))) if stored > 0 => (
-                    format!("{:.1}µs", (t1 - t0) * 1e6 / stored as f64),
-                    format!("{:.1}kB", (w1 - w0) as f64 / 1e3 / stored as f64),
-                ),
-                _ => ("-".into(), "-".into()),
-            };
+            let ((t1, w1), (t0, w0)) = (usage(pid), before);
+            let per = |x: f64| x / stored.max(1) as f64;
+            let cpu = format!("{:.1}µs", per((t1 - t0) * 1e6));
+            let disk = format!("{:.1}kB", per((w1 - w0) as f64 / 1e3));
+            let load_cpu = format!("{:.1}µs", per((usage(std::process::id()).0 - mine) * 1e6));
             println!(
-                "{:<8} {:>11} {:>9} {:>12.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11} {:>10} {:>10}",
-                relay.name, c, n, rate, p50, p99, max, unexpected, cpu, disk
+                "{:<8} {:>11} {:>9} {:>12.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11} {:>10} {:>10} {:>10}",
+                relay.name, c, n, rate, p50, p99, max, unexpected, cpu, disk, load_cpu
             );
         }
     }
     for mut r in relays {
         println!("{:<8} RSS after load {}", r.name, r.rss());
-        if let Some(c) = r.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = r.child.kill();
+        let _ = r.child.wait();
     }
 }
 

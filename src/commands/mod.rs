@@ -88,6 +88,10 @@ pub fn init_tracing(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped. (By default tracing reports the
+        // failure with `eprintln!`, which panics when stderr is a closed pipe: a relay whose
+        // journal or `| tee` went away then dropped every connection it logged for.)
+        .log_internal_errors(false)
         .with_target(false);
     let _ = match g.log_format {
         LogFormat::Json => builder.json().try_init(),

@@ -17,6 +17,7 @@ mod flood;
 mod ha;
 mod https;
 mod kinds;
+mod log_pipe;
 mod never_silent;
 mod postgres;
 mod prompts;

@@ -211,7 +211,8 @@ impl Writer {
     fn count(&mut self, d: Delta) {
         let version: Option<i64> = self
             .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .ok();
         let outside = version != self.data_version;
         self.data_version = version;
