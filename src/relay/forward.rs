@@ -348,11 +348,17 @@ impl Forwarder {
         let (verdict, latency) = match &dest.url {
             Some(url) => client.post(dest.format, url, &payload).await,
             None => {
-                match &payload.body {
+                // Printed, not posted (no URL). A closed stdout is not worth a panic (which
+                // `println!` would be): the message is then shown nowhere, and logged so.
+                use std::io::Write;
+                let shown = match &payload.body {
                     super::message::Body::Json(v) => {
-                        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
+                        serde_json::to_string_pretty(v).unwrap_or_default()
                     }
-                    super::message::Body::Text(_) => println!("{}", payload.shown()),
+                    super::message::Body::Text(_) => payload.shown(),
+                };
+                if let Err(e) = writeln!(std::io::stdout().lock(), "{shown}") {
+                    tracing::warn!(error = %e, "cannot print the message (stdout is closed)");
                 }
                 (Verdict::from(Outcome::Delivered), Duration::ZERO)
             }

@@ -88,6 +88,7 @@ impl Sqlite {
             max_bytes: opts.max_bytes,
             stats: stats.clone(),
             data_version,
+            stale: false,
             seen,
             ballast: if opts.reserve {
                 ballast::Ballast::new(path)

@@ -50,6 +50,27 @@ impl Hasher for KeyHasher {
 pub(super) struct Seen(HashSet<u128, BuildHasherDefault<KeyHasher>>);
 
 impl Seen {
+    /// Whether another connection changed the file since `version` (`PRAGMA data_version`
+    /// moved); then the set is read again, so that connection's ids are known. Run first in
+    /// a write transaction, so nothing can change behind it before the inserts are checked.
+    pub(super) fn catch_up(&mut self, conn: &Connection, version: &mut Option<i64>) -> bool {
+        let now: Option<i64> = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .ok();
+        if now == *version {
+            return false;
+        }
+        *version = now;
+        match Seen::load(conn) {
+            Ok(seen) => *self = seen,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the event ids another process left in the store")
+            }
+        }
+        true
+    }
+
     /// Read every id in the table (one pass over it).
     pub(super) fn load(conn: &Connection) -> Result<Seen, SpoolError> {
         let mut stmt = conn.prepare("SELECT event_id FROM events")?;

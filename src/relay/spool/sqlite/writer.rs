@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
+use rusqlite::TransactionBehavior::Immediate;
 use tokio::sync::Notify;
 
 use tokio::sync::oneshot;
@@ -105,6 +106,8 @@ pub(super) struct Writer {
     pub(super) stats: Arc<std::sync::Mutex<super::Stats>>,
     /// `PRAGMA data_version` after our last commit: it moves when another connection writes.
     pub(super) data_version: Option<i64>,
+    /// Another process changed the store: the counts are to be taken again.
+    pub(super) stale: bool,
     /// Disk space set aside to record outcomes on a full disk.
     pub(super) ballast: super::ballast::Ballast,
     /// The ids the table holds (the dedup check).
@@ -148,8 +151,6 @@ impl Writer {
             }
             let (cmds, slots): (Vec<Cmd>, Vec<Slot>) = batch.into_iter().unzip();
             self.ballast.rearm_if_due();
-            // Catch up with another process's changes first, so its ids are known.
-            self.count(Delta::default());
             let answers = self.apply_all(&cmds);
             let new_events = answers
                 .iter()
@@ -206,29 +207,15 @@ impl Writer {
             .collect()
     }
 
-    /// Apply a committed change to the shared counts. When another process changed the
-    /// store (`vslack queue retry` or `drop`), count again from scratch.
+    /// Apply a committed change to the shared counts and the dedup set. When another
+    /// process had changed the store (`vslack queue retry` or `drop`, seen by `catch_up` at
+    /// the start of a transaction), count again from scratch.
     fn count(&mut self, d: Delta) {
-        let version: Option<i64> = self
-            .conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .ok();
-        let outside = version != self.data_version;
-        self.data_version = version;
         self.seen.commit(&d.added, &d.removed);
-        if outside {
-            match super::seen::Seen::load(&self.conn) {
-                Ok(seen) => self.seen = seen,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the event ids another process left in the store")
-                }
-            }
-        }
         let Ok(mut stats) = self.stats.lock() else {
             return;
         };
-        if outside {
+        if std::mem::take(&mut self.stale) {
             if let Ok(fresh) = super::count_all(&self.conn) {
                 *stats = fresh;
             }
@@ -278,7 +265,8 @@ impl Writer {
                 return Err(e);
             }
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(Immediate)?;
+        self.stale |= self.seen.catch_up(&tx, &mut self.data_version);
         let mut d = Delta::default();
         let answers = cmds
             .iter()
@@ -295,7 +283,8 @@ impl Writer {
                 return Err(e);
             }
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(Immediate)?;
+        self.stale |= self.seen.catch_up(&tx, &mut self.data_version);
         let mut d = Delta::default();
         let answer = apply(&tx, cmd, &mut d, &self.seen)?;
         tx.commit()?;
@@ -307,7 +296,8 @@ impl Writer {
     /// events past the retention window. Returns how many rows changed.
     fn make_room(&mut self) -> Result<usize, SpoolError> {
         let before = now_secs() - self.retention.as_secs() as i64;
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(Immediate)?;
+        self.stale |= self.seen.catch_up(&tx, &mut self.data_version);
         let bodies = tx.execute(
             "UPDATE events SET body = x'' WHERE state <> 0 AND length(body) > 0",
             [],
