@@ -4,11 +4,14 @@
 //! per second, p50/p99/max answer latency and the relay's RSS.
 //!
 //! In one run, interleaved per concurrency level: the ceiling (the fastest durable
-//! acknowledgement this machine allows: see `ceiling`), `vslack serve` on the SQLite file, and
+//! acknowledgement this machine allows: see `ceiling`; its own process, this program run with
+//! `--ceiling`), `vslack serve` on the SQLite file, and
 //! on PostgreSQL (a throwaway cluster started here from the Debian server binaries, as the
 //! tests do, or `VSLACK_TEST_DATABASE_URL`; skipped with a note when neither is there).
 //! `LOAD_STORES=ceiling,sqlite` picks some (an older binary: `VSLACK_BIN=…`). Each relay logs
 //! at its default level (one line per stored event), to a pipe that is read and dropped.
+//! Per level and target: stored/s, p50/p99/max, unexpected answers, the target's CPU and bytes
+//! written to storage per stored event (`/proc`), and the load generator's own CPU per event.
 //!
 //! cargo build --release && cargo run --release --example load -- [REQUESTS] [CONCURRENCY,...]
 
