@@ -223,7 +223,7 @@ fn build_options(
         spool: SpoolOptions {
             max_bytes: args.max_store_mb.map(|mb| mb * 1024 * 1024),
             retention: args.retention,
-            reserve: true,
+            owner: true,
         },
         log_payloads: ctx.global.verbose >= 2,
         alerts: AlertOptions {

@@ -262,12 +262,12 @@ impl Relay {
             spool::Location::Postgres(_) => opts.spool_path.with_file_name("relay.lock"),
         };
         let lock = Arc::new(std::sync::Mutex::new(lock_store(&lock_path)?));
-        // The relay posts, so it keeps the disk reserve that records what it posted.
+        // The relay owns the store: it keeps the disk reserve that records what it posted.
         let spool = Spool::open_at(
             &location,
             &opts.spool_path,
             &SpoolOptions {
-                reserve: true,
+                owner: true,
                 ..opts.spool.clone()
             },
         )

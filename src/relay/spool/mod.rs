@@ -133,9 +133,11 @@ pub struct SpoolOptions {
     /// How long finished events are kept for deduplication; when the store is full, older
     /// ones are forgotten at once to make room (0: the default, 7 days).
     pub retention: Duration,
-    /// Set aside disk space to record outcomes on a full disk (see `ballast`). The relay does;
-    /// commands that only look (`status`, `queue`, `doctor`) write nothing.
-    pub reserve: bool,
+    /// This process owns the store (the relay, which holds its lock): it sets aside disk
+    /// space to record outcomes on a full disk (see `ballast`) and rebuilds a SQLite store of
+    /// an earlier shape. Commands that only look (`status`, `queue`, `doctor`) do neither, so
+    /// they never change a file an older relay may still be running on.
+    pub owner: bool,
 }
 
 /// Finished events are remembered this long unless told otherwise.

@@ -71,7 +71,7 @@ impl Sqlite {
             crate::secret::ensure_private_dir(dir)?;
         }
         private_store_files(path)?;
-        let (conn, insert_pages) = open_writer(path, opts.max_bytes)?;
+        let (conn, insert_pages) = open_writer(path, opts.max_bytes, opts.owner)?;
         let stats = Arc::new(std::sync::Mutex::new(count_all(&conn)?));
         let data_version = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
         let reader = open_reader(path)?;
@@ -90,7 +90,7 @@ impl Sqlite {
             data_version,
             stale: false,
             seen,
-            ballast: if opts.reserve {
+            ballast: if opts.owner {
                 ballast::Ballast::new(path)
             } else {
                 ballast::Ballast::none()

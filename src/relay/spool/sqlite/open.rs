@@ -40,15 +40,16 @@ CREATE INDEX IF NOT EXISTS events_alerts ON events(seq)
 /// Create the table and its indexes, rebuilding a table of the earlier shape (a unique index on
 /// `event_id`, `AUTOINCREMENT`: an index page and the sequence page written with every commit).
 /// The rebuild copies the table once, in one transaction; if it cannot (no room for the copy),
-/// the store keeps working in its old shape and this is logged.
-fn schema(conn: &Connection) -> rusqlite::Result<()> {
+/// the store keeps working in its old shape and this is logged. Only the store's owner
+/// (`owner`: the relay, holding its lock) rebuilds: an older relay may still run on the file.
+fn schema(conn: &Connection, owner: bool) -> rusqlite::Result<()> {
     conn.execute_batch(&format!("CREATE TABLE IF NOT EXISTS events ({TABLE});"))?;
     let sql: String = conn.query_row(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'",
         [],
         |r| r.get(0),
     )?;
-    if sql.contains("AUTOINCREMENT") || sql.contains("UNIQUE") {
+    if owner && (sql.contains("AUTOINCREMENT") || sql.contains("UNIQUE")) {
         let started = std::time::Instant::now();
         match upgrade(conn) {
             Ok(n) => tracing::info!(
@@ -64,12 +65,21 @@ fn schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(INDEXES)
 }
 
-/// Rebuild the events table in the current shape; returns how many rows it holds.
+/// Rebuild the events table in the current shape; returns how many rows it holds. Where
+/// `AUTOINCREMENT` had numbered past the largest row left (the newest were forgotten), a
+/// finished placeholder row keeps that number taken, so no new event reuses the number of one
+/// already shown (`forget` always keeps the newest row).
 fn upgrade(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          CREATE TABLE events_upgraded ({TABLE});
          INSERT INTO events_upgraded ({COLUMNS}) SELECT {COLUMNS} FROM events ORDER BY seq;
+         INSERT INTO events_upgraded (seq, event_id, notif_type, event, body, received_at, state, done_at)
+             SELECT s.seq, 'vslack-numbering-' || s.seq, 'vslack_numbering',
+                    json_object('event_id', 'vslack-numbering-' || s.seq, 'notif_type', 'vslack_numbering', 'received_at', unixepoch()),
+                    x'', unixepoch(), 3, unixepoch()
+             FROM sqlite_sequence s
+             WHERE s.name = 'events' AND s.seq > (SELECT IFNULL(MAX(seq), 0) FROM events);
          DROP TABLE events;
          ALTER TABLE events_upgraded RENAME TO events;
          DELETE FROM sqlite_sequence WHERE name = 'events';"
@@ -88,13 +98,14 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<usize> {
 pub(super) fn open_writer(
     path: &Path,
     max_bytes: Option<u64>,
+    owner: bool,
 ) -> Result<(Connection, Option<i64>)> {
     let conn = Connection::open(path)
         .with_context(|| format!("cannot open the event store {}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
-        .and_then(|_| schema(&conn))
+        .and_then(|_| schema(&conn, owner))
         .map_err(|e| anyhow::anyhow!(SpoolError::from(e)))
         .with_context(|| {
             format!(

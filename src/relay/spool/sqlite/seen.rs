@@ -54,16 +54,21 @@ impl Seen {
     /// moved); then the set is read again, so that connection's ids are known. Run first in
     /// a write transaction, so nothing can change behind it before the inserts are checked.
     pub(super) fn catch_up(&mut self, conn: &Connection, version: &mut Option<i64>) -> bool {
-        let now: Option<i64> = conn
+        let Ok(now) = conn
             .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .ok();
-        if now == *version {
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+        else {
+            return false;
+        };
+        if Some(now) == *version {
             return false;
         }
-        *version = now;
+        // (The version moves on only with a set read at it: a failed read is tried again.)
         match Seen::load(conn) {
-            Ok(seen) => *self = seen,
+            Ok(seen) => {
+                *self = seen;
+                *version = Some(now);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the event ids another process left in the store")
             }

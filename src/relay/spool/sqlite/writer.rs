@@ -252,7 +252,7 @@ impl Writer {
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;
         }
-        let (conn, pages) = super::open_writer(&self.path, self.max_bytes)
+        let (conn, pages) = super::open_writer(&self.path, self.max_bytes, false)
             .map_err(|e| SpoolError(format!("{e:#}")))?;
         self.conn = conn;
         self.insert_pages = pages;
