@@ -73,11 +73,18 @@ impl Sqlite {
         private_store_files(path)?;
         let (conn, insert_pages) = open_writer(path, opts.max_bytes, opts.owner)?;
         let stats = Arc::new(std::sync::Mutex::new(count_all(&conn)?));
-        let data_version = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
         let reader = open_reader(path)?;
         let reader = Arc::new(std::sync::Mutex::new(reader));
         let (tx, rx) = mpsc::sync_channel::<Op>(4096);
-        let seen = seen::Seen::load(&conn)?;
+        // The ids, and the version of the file they were read at (as before each write).
+        let (mut seen, mut data_version) = (seen::Seen::default(), None);
+        seen.catch_up(&conn, &mut data_version);
+        if data_version.is_none() {
+            return Err(anyhow::anyhow!(
+                "cannot read the event ids in the store {}",
+                path.display()
+            ));
+        }
         let w = Writer {
             conn,
             notify: shared.arrived.clone(),

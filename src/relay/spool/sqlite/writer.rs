@@ -104,7 +104,7 @@ pub(super) struct Writer {
     pub(super) max_bytes: Option<u64>,
     /// The counts `stats()` answers from, kept current here (no query per request).
     pub(super) stats: Arc<std::sync::Mutex<super::Stats>>,
-    /// `PRAGMA data_version` after our last commit: it moves when another connection writes.
+    /// `PRAGMA data_version` when `seen` was read: it moves when another connection writes.
     pub(super) data_version: Option<i64>,
     /// Another process changed the store: the counts are to be taken again.
     pub(super) stale: bool,
@@ -256,6 +256,8 @@ impl Writer {
             .map_err(|e| SpoolError(format!("{e:#}")))?;
         self.conn = conn;
         self.insert_pages = pages;
+        // The version is the connection's own: read the ids again on the new one.
+        self.data_version = None;
         Ok(Answer::Unit(()))
     }
 
