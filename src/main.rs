@@ -52,9 +52,12 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
     }
-    vslack::commands::init_tracing(&cli);
+    let log = vslack::commands::init_tracing(&cli);
     let json = cli.global.json;
-    match vslack::run(cli) {
+    let result = vslack::run(cli);
+    // The log's last lines come before the error that ends it.
+    drop(log);
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let code = vslack::exit::code(&err);

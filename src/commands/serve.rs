@@ -224,6 +224,7 @@ fn build_options(
             max_bytes: args.max_store_mb.map(|mb| mb * 1024 * 1024),
             retention: args.retention,
             owner: true,
+            ..Default::default()
         },
         log_payloads: ctx.global.verbose >= 2,
         alerts: AlertOptions {

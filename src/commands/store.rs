@@ -114,7 +114,9 @@ fn recover(ctx: &Ctx, path: &std::path::Path) -> Result<u8> {
         let spool = crate::relay::spool::Spool::open(&fresh, &Default::default())?;
         drop(spool);
         let new = Connection::open(&fresh)?;
-        copy_rows(&old, &new)?
+        let salvaged = copy_rows(&old, &new)?;
+        crate::relay::spool::sqlite::carry_mark(&old, &new)?;
+        salvaged
     };
     let aside = move_aside(path, "damaged")?;
     std::fs::rename(&fresh, path)?;

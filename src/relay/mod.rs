@@ -377,5 +377,8 @@ impl Relay {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         let _ = self.forwarder.await;
+        if let Err(e) = self.spool.flush().await {
+            tracing::warn!(error = %e, "cannot store the last acknowledged events in the table now (they are in the ack log: the next start stores them)");
+        }
     }
 }

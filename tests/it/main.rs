@@ -5,6 +5,7 @@
 mod common;
 mod support;
 
+mod ack_log;
 mod acme;
 mod backlog;
 mod cli_basics;

@@ -155,6 +155,14 @@ async fn a_store_from_an_earlier_version_is_upgraded_keeping_every_event() {
         assert_eq!(insert(&s, id).await, Inserted::Duplicate, "{id}");
     }
     assert_eq!(insert(&s, "new").await, Inserted::New);
+    // (The relay stores acknowledged events from its ack log within moments.)
+    for _ in 0..200 {
+        let ids = s.list(PENDING, 10).await.unwrap();
+        if ids.iter().any(|q| q.event.event_id == "new") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(
         seq_of(&s, "new").await,
         8,

@@ -138,6 +138,10 @@ pub struct SpoolOptions {
     /// an earlier shape. Commands that only look (`status`, `queue`, `doctor`) do neither, so
     /// they never change a file an older relay may still be running on.
     pub owner: bool,
+    /// For tests: how long the owner's acknowledged events wait in the SQLite ack log before
+    /// they are stored in the table (default 20 ms; they are stored at close in any case).
+    #[doc(hidden)]
+    pub ack_log_hold: Option<Duration>,
 }
 
 /// Finished events are remembered this long unless told otherwise.
@@ -203,6 +207,11 @@ pub trait Store: Send + Sync {
     async fn oldest_event_pending(&self) -> Result<Option<i64>, SpoolError>;
     /// Pending events per type.
     async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError>;
+    /// Make everything acknowledged so far visible to other processes (SQLite: store what
+    /// the ack log holds past the table), before a clean stop.
+    async fn flush(&self) -> Result<(), SpoolError> {
+        Ok(())
+    }
     /// Rewrite the store from what this process holds (SQLite: after its file was deleted).
     async fn restore(&self) -> Result<(), SpoolError> {
         Err(SpoolError(
@@ -288,6 +297,9 @@ impl Spool {
 
     pub async fn restore(&self) -> Result<(), SpoolError> {
         self.store.restore().await
+    }
+    pub async fn flush(&self) -> Result<(), SpoolError> {
+        self.store.flush().await
     }
     pub fn forwarding(&self, relay: &str) -> watch::Receiver<bool> {
         self.store.forwarding(relay)

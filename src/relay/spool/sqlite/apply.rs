@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection};
 
 use super::seen::{key, Seen};
-use super::writer::{Answer, Cmd};
+use super::writer::{Answer, Cmd, NewRow};
 use super::{Inserted, SpoolError};
 
 /// How a command changed the counts (applied to the shared [`Stats`] once committed).
@@ -40,33 +40,40 @@ pub(super) fn forget(tx: &Connection, before: i64, d: &mut Delta) -> Result<usiz
     Ok(n)
 }
 
+/// Insert one new event (its id already checked); counted in `d` if it was stored. (OR
+/// IGNORE: a store made before the in-memory check keeps its unique index.)
+pub(super) fn insert_row(tx: &Connection, row: &NewRow, d: &mut Delta) -> Result<bool, SpoolError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let n = stmt.execute(params![
+        row.event_id,
+        row.notif_type,
+        row.json,
+        row.body,
+        row.received_at
+    ])?;
+    d.pending += n as i64;
+    if n == 1 {
+        d.added.push(row.key);
+    }
+    Ok(n == 1)
+}
+
 pub(super) fn apply(
     tx: &Connection,
     cmd: &Cmd,
     d: &mut Delta,
-    seen: &Seen,
+    seen: Option<&Seen>,
 ) -> Result<Answer, SpoolError> {
     Ok(match cmd {
         Cmd::Insert(row) => {
+            let seen = seen.ok_or_else(|| SpoolError("internal: insert without the ids".into()))?;
             if seen.contains(row.key) || d.added.contains(&row.key) {
                 return Ok(Answer::Inserted(Inserted::Duplicate));
             }
-            // (OR IGNORE: a store made before the in-memory check keeps its unique index.)
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (event_id, notif_type, event, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let n = stmt.execute(params![
-                row.event_id,
-                row.notif_type,
-                row.json,
-                row.body,
-                row.received_at
-            ])?;
-            d.pending += n as i64;
-            if n == 1 {
-                d.added.push(row.key);
-            }
-            Answer::Inserted(if n == 1 {
+            let new = insert_row(tx, row, d)?;
+            Answer::Inserted(if new {
                 Inserted::New
             } else {
                 Inserted::Duplicate
@@ -155,6 +162,8 @@ pub(super) fn apply(
             Answer::Count(n)
         }
         Cmd::Restore => unreachable!("run by Writer::restore, outside a transaction"),
+        Cmd::Logged => unreachable!("run by Writer::store_backlog"),
+        Cmd::Flush => unreachable!("run by Writer::apply_all, outside a transaction"),
         Cmd::RetryNow => Answer::Count(tx.execute(
             "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
             [],
@@ -170,4 +179,34 @@ fn each(tx: &Connection, sql: &str, seqs: &[i64], value: i64) -> Result<usize, S
         n += stmt.execute(params![s, value])?;
     }
     Ok(n)
+}
+
+impl super::writer::Writer {
+    /// Apply a committed change to the shared counts and the dedup set. When another
+    /// process had changed the store (`vslack queue retry` or `drop`, seen by `catch_up` at
+    /// the start of a transaction), count again from scratch.
+    pub(super) fn count(&mut self, d: Delta) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.commit(&d.added, &d.removed);
+        }
+        let Ok(mut stats) = self.stats.lock() else {
+            return;
+        };
+        if std::mem::take(&mut self.stale) {
+            if let Ok(fresh) = super::count_all(&self.conn) {
+                *stats = fresh;
+            }
+            return;
+        }
+        let was_empty = stats.pending == 0;
+        stats.pending += d.pending;
+        stats.dead += d.dead;
+        stats.delivered += d.delivered;
+        if d.last_delivered_at.is_some() {
+            stats.last_delivered_at = d.last_delivered_at;
+        }
+        if d.pending_left || (was_empty && stats.pending > 0) {
+            stats.oldest_pending_at = super::oldest_pending(&self.conn).ok().flatten();
+        }
+    }
 }

@@ -1,7 +1,10 @@
 //! The embedded store: a SQLite database (WAL, `synchronous=FULL`) in the data directory.
 //! One writer thread owns the connection and applies requests in batches, so concurrent
 //! deliveries share one transaction and one fsync (group commit). A caller is answered only
-//! after its batch has committed: an acknowledged event is on disk.
+//! after its batch is on disk. In the relay (the store's owner) a new event is made durable
+//! in the ack log first (`acklog`, `acks`: one append and one `fdatasync` per batch) and the
+//! writer moves logged events into the table in large transactions (`logged`); at open, what
+//! the log holds past the table is stored.
 //!
 //! Rows are kept after delivery so that a redelivered `event_id` is recognised for the
 //! retention window (7 days by default); pending rows are never pruned.
@@ -10,12 +13,16 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
+mod acklog;
+mod acks;
 mod apply;
 mod ballast;
+mod logged;
+pub use logged::carry_mark;
 mod open;
 mod read;
 mod seen;
@@ -55,6 +62,10 @@ impl From<rusqlite::Error> for SpoolError {
 /// The SQLite backend.
 pub struct Sqlite {
     tx: mpsc::SyncSender<Op>,
+    /// The ack path (the relay only): new events go there rather than to the writer.
+    acks: Option<mpsc::SyncSender<acks::AckOp>>,
+    /// The writer and ack threads, waited for when the store is closed.
+    threads: Vec<std::thread::JoinHandle<()>>,
     /// A second, read-only connection: the forwarder's queries, status, health, metrics and
     /// `vslack queue` read through it (WAL lets readers run beside the writer), so they never
     /// delay a commit.
@@ -75,7 +86,6 @@ impl Sqlite {
         let stats = Arc::new(std::sync::Mutex::new(count_all(&conn)?));
         let reader = open_reader(path)?;
         let reader = Arc::new(std::sync::Mutex::new(reader));
-        let (tx, rx) = mpsc::sync_channel::<Op>(4096);
         // The ids, and the version of the file they were read at (as before each write).
         let (mut seen, mut data_version) = (seen::Seen::default(), None);
         seen.catch_up(&conn, &mut data_version);
@@ -85,6 +95,25 @@ impl Sqlite {
                 path.display()
             ));
         }
+        let mut conn = conn;
+        let log = if opts.owner {
+            let (id, gen, _) = logged::replay(&mut conn, path, &mut seen)?;
+            let log = acklog::AckLog::create(path, id, gen, false).with_context(|| {
+                format!(
+                    "cannot create the ack log {}",
+                    acklog::path_of(path, gen).display()
+                )
+            })?;
+            Some((log, gen))
+        } else {
+            None
+        };
+        let link = acks::Link {
+            seen: Arc::new(std::sync::Mutex::new(seen)),
+            ..Default::default()
+        };
+        let (tx, rx) = mpsc::sync_channel::<Op>(4096);
+        let backlog = logged::Backlog::new(opts.ack_log_hold);
         let w = Writer {
             conn,
             notify: shared.arrived.clone(),
@@ -96,18 +125,44 @@ impl Sqlite {
             stats: stats.clone(),
             data_version,
             stale: false,
-            seen,
+            seen: link.seen.clone(),
+            link: log.is_some().then(|| link.clone()),
+            logged_gen: log.as_ref().map_or(0, |l| l.1),
+            logged_error: None,
+            room_tried: None,
             ballast: if opts.owner {
                 ballast::Ballast::new(path)
             } else {
                 ballast::Ballast::none()
             },
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("vslack-spool".into())
-            .spawn(move || w.run(rx))?;
+            .spawn(move || w.run(rx, backlog))?;
+        let mut threads = vec![writer];
+        let acks = match log {
+            Some((log, _)) => {
+                let (acks_tx, acks_rx) = mpsc::sync_channel::<acks::AckOp>(4096);
+                let a = acks::Acks {
+                    log,
+                    link,
+                    writer: tx.clone(),
+                    fault: shared.fault.clone(),
+                    started: std::time::Instant::now(),
+                };
+                threads.push(
+                    std::thread::Builder::new()
+                        .name("vslack-acks".into())
+                        .spawn(move || a.run(acks_rx))?,
+                );
+                Some(acks_tx)
+            }
+            None => None,
+        };
         Ok(Sqlite {
             tx,
+            acks,
+            threads,
             reader,
             shared,
             path: path.to_owned(),
@@ -117,8 +172,19 @@ impl Sqlite {
 
     async fn ask<T>(&self, cmd: Cmd, slot: impl FnOnce(Reply<T>) -> Slot) -> Result<T, SpoolError> {
         let (reply, rx) = oneshot::channel();
-        let tx = self.tx.clone();
         let op = (cmd, slot(reply));
+        self.send(&self.tx, op, rx).await
+    }
+
+    /// Queue `op` on a bounded channel (when its thread falls behind, wait without blocking
+    /// the runtime) and wait for the answer.
+    async fn send<O: Send + 'static, T>(
+        &self,
+        tx: &mpsc::SyncSender<O>,
+        op: O,
+        rx: oneshot::Receiver<Result<T, SpoolError>>,
+    ) -> Result<T, SpoolError> {
+        let tx = tx.clone();
         // The channel is bounded: when the writer falls behind, wait without blocking the runtime.
         match tx.try_send(op) {
             Ok(()) => {}
@@ -158,11 +224,31 @@ impl Sqlite {
     }
 }
 
+/// Closing the store waits for its threads: the ack path answers what it holds, and the
+/// writer stores what the ack log holds past the table, so a relay stopped cleanly leaves
+/// everything in the table (a crash leaves it to the next start's replay).
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        self.acks = None;
+        let (closed, _) = mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.tx, closed));
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl super::Store for Sqlite {
     async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
-        let row = writer::NewRow::new(&event, body)?;
-        self.ask(Cmd::Insert(Box::new(row)), Slot::Inserted).await
+        let row = Box::new(writer::NewRow::new(&event, body)?);
+        match &self.acks {
+            Some(acks) => {
+                let (reply, rx) = oneshot::channel();
+                self.send(acks, (row, reply), rx).await
+            }
+            None => self.ask(Cmd::Insert(row), Slot::Inserted).await,
+        }
     }
     // (The forwarder awaits each outcome's commit before asking again, so reads see it.)
     async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
@@ -254,6 +340,9 @@ impl super::Store for Sqlite {
     /// the file was deleted or replaced under the running relay, nothing acknowledged may
     /// live only in an unlinked inode. Runs on the writer thread, so no write lands between
     /// the copy and the switch.
+    async fn flush(&self) -> Result<(), SpoolError> {
+        self.ask(Cmd::Flush, Slot::Unit).await
+    }
     async fn restore(&self) -> Result<(), SpoolError> {
         self.ask(Cmd::Restore, Slot::Unit).await?;
         let fresh = open_reader(&self.path).map_err(|e| SpoolError(format!("{e:#}")))?;

@@ -182,3 +182,38 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     reader.busy_timeout(Duration::from_secs(5))?;
     Ok(reader)
 }
+
+impl super::writer::Writer {
+    /// Copy everything this connection sees (WAL included) into a new file, make it the
+    /// store's file, and continue on it.
+    pub(super) fn restore(&mut self) -> Result<super::writer::Answer, SpoolError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |e: std::io::Error| SpoolError(format!("cannot restore the event store: {e}"));
+        let tmp = self.path.with_extension("restoring");
+        let _ = std::fs::remove_file(&tmp);
+        self.conn
+            .execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        let (conn, pages) = super::open_writer(&self.path, self.max_bytes, false)
+            .map_err(|e| SpoolError(format!("{e:#}")))?;
+        self.conn = conn;
+        self.insert_pages = pages;
+        // The version is the connection's own: read the ids again on the new one.
+        self.data_version = None;
+        // The log files may have gone with the old file's directory entry: start a new one.
+        if let Some(link) = &self.link {
+            link.rotate
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(super::writer::Answer::Unit(()))
+    }
+}

@@ -7,6 +7,8 @@
 //! The set always matches the table: it is loaded at open; an id joins it only once the
 //! transaction that stored it has committed and leaves it only with its row (retention); and
 //! when another process changed the file (`PRAGMA data_version` moved) it is loaded again.
+//! In the relay, an id also joins it (as *logged*) once the ack log holds it, and moves to the
+//! table's side when the writer has stored it; a reload keeps the logged ones.
 //! One relay owns the file (`serve` holds a lock), so nothing else stores events behind it.
 //! Keys are the first 128 bits of the id's SHA-256: two different ids collide with a
 //! probability of about n²/2¹²⁹ (10⁻²⁶ for ten million ids).
@@ -45,9 +47,15 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// The keys of every event id in the table.
+type Keys = HashSet<u128, BuildHasherDefault<KeyHasher>>;
+
+/// The keys of every event id in the table, and of those acknowledged in the ack log that the
+/// writer has not stored in the table yet (see `acks`).
 #[derive(Default)]
-pub(super) struct Seen(HashSet<u128, BuildHasherDefault<KeyHasher>>);
+pub(super) struct Seen {
+    table: Keys,
+    logged: Keys,
+}
 
 impl Seen {
     /// Whether another connection changed the file since `version` (`PRAGMA data_version`
@@ -66,7 +74,7 @@ impl Seen {
         // (The version moves on only with a set read at it: a failed read is tried again.)
         match Seen::load(conn) {
             Ok(seen) => {
-                *self = seen;
+                self.table = seen.table;
                 *version = Some(now);
             }
             Err(e) => {
@@ -83,26 +91,34 @@ impl Seen {
         let mut seen = Seen::default();
         while let Some(row) = rows.next()? {
             let id = row.get_ref(0)?;
-            seen.0.insert(key(id.as_str().unwrap_or_default()));
+            seen.table.insert(key(id.as_str().unwrap_or_default()));
         }
         Ok(seen)
     }
 
     pub(super) fn contains(&self, k: u128) -> bool {
-        self.0.contains(&k)
+        self.table.contains(&k) || self.logged.contains(&k)
+    }
+
+    /// Ids acknowledged in the ack log, not yet in the table.
+    pub(super) fn logged(&mut self, keys: &[u128]) {
+        self.logged.extend(keys);
     }
 
     /// Apply a committed transaction: the ids it stored and those it forgot.
     pub(super) fn commit(&mut self, added: &[u128], removed: &[u128]) {
         for k in removed {
-            self.0.remove(k);
+            self.table.remove(k);
         }
-        self.0.extend(added);
+        for k in added {
+            self.logged.remove(k);
+        }
+        self.table.extend(added);
     }
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.0.len()
+        self.table.len()
     }
 }
 

@@ -1,10 +1,14 @@
 //! The writer thread: owns the read-write connection, applies requests in batches (one
 //! transaction, one fsync for all of them: group commit), makes room when the store is full,
-//! and keeps the store's fault state up to date.
+//! and keeps the store's fault state up to date. In the relay, new events arrive already
+//! acknowledged from the ack log (see `acks`) and are stored in the table every few
+//! milliseconds in one transaction (see `logged`); other openers insert directly.
 
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::logged::Backlog;
 
 use rusqlite::Connection;
 use rusqlite::TransactionBehavior::Immediate;
@@ -13,6 +17,7 @@ use tokio::sync::Notify;
 use tokio::sync::oneshot;
 
 use super::apply::{apply, forget, Delta};
+use super::seen::Seen;
 use super::{Event, Fault, Inserted, SpoolError, FULL};
 use crate::relay::now_secs;
 
@@ -45,6 +50,8 @@ impl NewRow {
 /// What the writer thread is asked to do.
 pub(super) enum Cmd {
     Insert(Box<NewRow>),
+    /// Events acknowledged in the ack log wait to be stored in the table (see `acks::Link`).
+    Logged,
     Delivered(Vec<i64>, i64),
     Retry(Vec<i64>, i64, String),
     Dead(Vec<i64>, String, i64),
@@ -54,6 +61,8 @@ pub(super) enum Cmd {
     Prune(i64, i64),
     RetryNow,
     Restore,
+    /// Store the logged events (as every command does first), then checkpoint the WAL.
+    Flush,
 }
 
 /// What it answers.
@@ -110,14 +119,24 @@ pub(super) struct Writer {
     pub(super) stale: bool,
     /// Disk space set aside to record outcomes on a full disk.
     pub(super) ballast: super::ballast::Ballast,
-    /// The ids the table holds (the dedup check).
-    pub(super) seen: super::seen::Seen,
+    /// The ids the table holds and those logged (the dedup check), shared with the ack path.
+    pub(super) seen: Arc<Mutex<Seen>>,
+    /// The relay's ack path: the events it logged, where to say new events are refused, and
+    /// to ask for a new log file (after a restore). `None` for other openers, which insert
+    /// directly.
+    pub(super) link: Option<super::acks::Link>,
+    /// The log generation a synced commit has taken the mark into (files before it can go).
+    pub(super) logged_gen: u64,
+    /// Why the last logged events could not be stored, if they could not.
+    pub(super) logged_error: Option<SpoolError>,
+    /// When the writer last tried to make room for refused events.
+    pub(super) room_tried: Option<Instant>,
 }
 
 impl Writer {
     /// Why new events cannot be stored now, if they cannot: they would eat into the reserve
     /// kept for outcomes (under the size cap, or on disk).
-    fn refuse_inserts(&self) -> Option<SpoolError> {
+    pub(super) fn refuse_inserts(&self) -> Option<SpoolError> {
         if !self.ballast.armed() {
             return Some(SpoolError(format!(
                 "{FULL} (the disk is full: its space for recording outcomes is in use)"
@@ -140,18 +159,45 @@ impl Writer {
         used.is_ok_and(|u| u >= limit)
     }
 
-    pub(super) fn run(mut self, rx: mpsc::Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Op>, backlog: Backlog) {
+        let mut backlog = backlog;
+        loop {
+            let mut batch = Vec::new();
+            let closed = match rx.recv_timeout(backlog.wait(self.link.is_some())) {
+                Ok(op) => {
+                    batch.push(op);
+                    false
+                }
+                Err(e) => e == mpsc::RecvTimeoutError::Disconnected,
+            };
             while batch.len() < 1024 {
                 match rx.try_recv() {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }
             }
-            let (cmds, slots): (Vec<Cmd>, Vec<Slot>) = batch.into_iter().unzip();
+            let (mut cmds, mut slots) = (Vec::new(), Vec::new());
+            for (cmd, slot) in batch {
+                match cmd {
+                    Cmd::Logged => backlog.woken(),
+                    cmd => {
+                        cmds.push(cmd);
+                        slots.push(slot);
+                    }
+                }
+            }
             self.ballast.rearm_if_due();
+            // Stored first when another command comes: a restore copies them with the rest.
+            self.store_backlog(&mut backlog, closed || !cmds.is_empty());
+            if closed {
+                return;
+            }
+            self.publish_refusal();
+            if cmds.is_empty() {
+                continue;
+            }
             let answers = self.apply_all(&cmds);
+            self.publish_refusal();
             let new_events = answers
                 .iter()
                 .any(|r| matches!(r, Ok(Answer::Inserted(Inserted::New))));
@@ -171,11 +217,16 @@ impl Writer {
     /// SQLite may roll back the whole transaction under them.) An insert refused for lack
     /// of room first makes room, then is tried once more.
     fn apply_all(&mut self, cmds: &[Cmd]) -> Vec<Result<Answer, SpoolError>> {
-        if cmds.iter().any(|c| matches!(c, Cmd::Restore)) {
+        if cmds.iter().any(|c| matches!(c, Cmd::Restore | Cmd::Flush)) {
             return cmds
                 .iter()
                 .map(|c| match c {
                     Cmd::Restore => self.restore(),
+                    // A clean stop leaves everything in the database file, the WAL empty.
+                    Cmd::Flush => Ok(self
+                        .conn
+                        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .map(|_| Answer::Unit(()))?),
                     other => self.one(other),
                 })
                 .collect();
@@ -207,60 +258,6 @@ impl Writer {
             .collect()
     }
 
-    /// Apply a committed change to the shared counts and the dedup set. When another
-    /// process had changed the store (`vslack queue retry` or `drop`, seen by `catch_up` at
-    /// the start of a transaction), count again from scratch.
-    fn count(&mut self, d: Delta) {
-        self.seen.commit(&d.added, &d.removed);
-        let Ok(mut stats) = self.stats.lock() else {
-            return;
-        };
-        if std::mem::take(&mut self.stale) {
-            if let Ok(fresh) = super::count_all(&self.conn) {
-                *stats = fresh;
-            }
-            return;
-        }
-        let was_empty = stats.pending == 0;
-        stats.pending += d.pending;
-        stats.dead += d.dead;
-        stats.delivered += d.delivered;
-        if d.last_delivered_at.is_some() {
-            stats.last_delivered_at = d.last_delivered_at;
-        }
-        if d.pending_left || (was_empty && stats.pending > 0) {
-            stats.oldest_pending_at = super::oldest_pending(&self.conn).ok().flatten();
-        }
-    }
-
-    /// Copy everything this connection sees (WAL included) into a new file, make it the
-    /// store's file, and continue on it.
-    fn restore(&mut self) -> Result<Answer, SpoolError> {
-        use std::os::unix::fs::PermissionsExt;
-        let io = |e: std::io::Error| SpoolError(format!("cannot restore the event store: {e}"));
-        let tmp = self.path.with_extension("restoring");
-        let _ = std::fs::remove_file(&tmp);
-        self.conn
-            .execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        let (conn, pages) = super::open_writer(&self.path, self.max_bytes, false)
-            .map_err(|e| SpoolError(format!("{e:#}")))?;
-        self.conn = conn;
-        self.insert_pages = pages;
-        // The version is the connection's own: read the ids again on the new one.
-        self.data_version = None;
-        Ok(Answer::Unit(()))
-    }
-
     fn batch(&mut self, cmds: &[Cmd]) -> Result<Vec<Answer>, SpoolError> {
         if cmds.iter().any(|c| matches!(c, Cmd::Insert(_))) {
             if let Some(e) = self.refuse_inserts() {
@@ -268,12 +265,22 @@ impl Writer {
             }
         }
         let tx = self.conn.transaction_with_behavior(Immediate)?;
-        self.stale |= self.seen.catch_up(&tx, &mut self.data_version);
+        let seen = self.seen.clone();
+        let mut seen = seen
+            .lock()
+            .map_err(|_| SpoolError("dedup set poisoned".into()))?;
+        self.stale |= seen.catch_up(&tx, &mut self.data_version);
+        // (Held through the commit only for inserts: the ack path checks ids meanwhile.)
+        let seen = cmds
+            .iter()
+            .any(|c| matches!(c, Cmd::Insert(_)))
+            .then_some(seen);
         let mut d = Delta::default();
         let answers = cmds
             .iter()
-            .map(|c| apply(&tx, c, &mut d, &self.seen))
+            .map(|c| apply(&tx, c, &mut d, seen.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
+        drop(seen);
         tx.commit()?;
         self.count(d);
         Ok(answers)
@@ -286,9 +293,15 @@ impl Writer {
             }
         }
         let tx = self.conn.transaction_with_behavior(Immediate)?;
-        self.stale |= self.seen.catch_up(&tx, &mut self.data_version);
+        let seen = self.seen.clone();
+        let mut seen = seen
+            .lock()
+            .map_err(|_| SpoolError("dedup set poisoned".into()))?;
+        self.stale |= seen.catch_up(&tx, &mut self.data_version);
+        let seen = matches!(cmd, Cmd::Insert(_)).then_some(seen);
         let mut d = Delta::default();
-        let answer = apply(&tx, cmd, &mut d, &self.seen)?;
+        let answer = apply(&tx, cmd, &mut d, seen.as_deref())?;
+        drop(seen);
         tx.commit()?;
         self.count(d);
         Ok(answer)
@@ -296,10 +309,12 @@ impl Writer {
 
     /// Free what the store does not need: the raw bodies of finished events, and finished
     /// events past the retention window. Returns how many rows changed.
-    fn make_room(&mut self) -> Result<usize, SpoolError> {
+    pub(super) fn make_room(&mut self) -> Result<usize, SpoolError> {
         let before = now_secs() - self.retention.as_secs() as i64;
         let tx = self.conn.transaction_with_behavior(Immediate)?;
-        self.stale |= self.seen.catch_up(&tx, &mut self.data_version);
+        if let Ok(mut seen) = self.seen.lock() {
+            self.stale |= seen.catch_up(&tx, &mut self.data_version);
+        }
         let bodies = tx.execute(
             "UPDATE events SET body = x'' WHERE state <> 0 AND length(body) > 0",
             [],

@@ -1,0 +1,184 @@
+//! The ack path of the store's owner (the relay): a thread that checks new events against the
+//! ids already held, appends the new ones to the ack log (one write and one `fdatasync` per
+//! batch: group commit), answers them, and hands them to the writer, which stores them in the
+//! table in large transactions. An event is answered `New` only once it is synced in the log.
+//!
+//! The dedup set is shared with the writer: an id joins it here once logged (as not yet in the
+//! table) and moves to the table's side when the writer has stored it; the writer's reload of
+//! the set (another process wrote) keeps the logged ones.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::acklog::{AckLog, Mark};
+use super::logged::MAX_WAITING;
+use super::seen::Seen;
+use super::writer::{Cmd, NewRow, Op, Reply, Slot};
+use super::{Fault, Inserted, SpoolError, FULL};
+
+/// A new event and where its answer goes.
+pub(super) type AckOp = (Box<NewRow>, Reply<Inserted>);
+
+/// A log file is left for a new one once this large, or this old: the writer deletes a file
+/// once it has stored all of it, so a replay never reaches far back (see `acklog`).
+const ROTATE_BYTES: u64 = super::acklog::FILLED;
+const ROTATE_AGE: Duration = Duration::from_secs(600);
+
+/// What the ack thread shares with the writer.
+#[derive(Clone, Default)]
+pub(super) struct Link {
+    pub seen: Arc<Mutex<Seen>>,
+    /// Why new events are refused now (the size cap or the disk reserve), set by the writer.
+    pub refuse: Arc<Mutex<Option<SpoolError>>>,
+    /// Start a new log file before the next batch (the store's file was replaced).
+    pub rotate: Arc<AtomicBool>,
+    /// Logged events the writer has not taken yet.
+    pub pending: Arc<Mutex<Pending>>,
+}
+
+/// Logged events for the writer to store, and the mark past the last of them.
+#[derive(Default)]
+pub(super) struct Pending {
+    pub rows: Vec<NewRow>,
+    pub to: Mark,
+}
+
+pub(super) struct Acks {
+    pub log: AckLog,
+    pub link: Link,
+    pub writer: mpsc::SyncSender<Op>,
+    pub fault: Arc<Mutex<Option<Fault>>>,
+    pub started: Instant,
+}
+
+impl Acks {
+    pub(super) fn run(mut self, rx: mpsc::Receiver<AckOp>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.rotate_if_due();
+            self.batch(batch);
+        }
+    }
+
+    fn batch(&mut self, batch: Vec<AckOp>) {
+        let refused = self.link.refuse.lock().ok().and_then(|r| r.clone());
+        let mut fresh = Vec::with_capacity(batch.len());
+        let mut keys = Vec::with_capacity(batch.len());
+        let mut direct = Vec::new();
+        {
+            let Ok(seen) = self.link.seen.lock() else {
+                return;
+            };
+            for (row, reply) in batch {
+                if refused.is_some() {
+                    // The writer checks for room (making some if it can) and answers.
+                    direct.push((Cmd::Insert(row), Slot::Inserted(reply)));
+                } else if seen.contains(row.key) || keys.contains(&row.key) {
+                    let _ = reply.send(Ok(Inserted::Duplicate));
+                } else {
+                    keys.push(row.key);
+                    fresh.push((row, reply));
+                }
+            }
+        }
+        for op in direct {
+            let _ = self.writer.send(op);
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        match self.log.append(fresh.iter().map(|(r, _)| &**r)) {
+            Ok(mark) => {
+                if let Ok(mut seen) = self.link.seen.lock() {
+                    seen.logged(&keys);
+                }
+                let (rows, replies): (Vec<_>, Vec<_>) =
+                    fresh.into_iter().map(|(r, reply)| (*r, reply)).unzip();
+                for reply in replies {
+                    let _ = reply.send(Ok(Inserted::New));
+                }
+                self.set_full(None);
+                self.hand_over(rows, mark);
+            }
+            Err(e) => {
+                let full = e.raw_os_error() == Some(libc::ENOSPC);
+                let why = if full {
+                    format!("{FULL} (the disk is full: cannot write the ack log)")
+                } else {
+                    format!("cannot write the ack log: {e}")
+                };
+                tracing::error!(error = %why, "event store refused a write; deliveries are answered 503 until it can store them");
+                for (_, reply) in fresh {
+                    let _ = reply.send(Err(SpoolError(why.clone())));
+                }
+                if full {
+                    self.set_full(Some(why));
+                }
+            }
+        }
+    }
+
+    /// Give logged events to the writer. It is woken only when the list was empty (it stores
+    /// what gathers meanwhile a few milliseconds later, in one transaction) or grows long.
+    fn hand_over(&self, rows: Vec<NewRow>, mark: Mark) {
+        let wake = match self.link.pending.lock() {
+            Ok(mut p) => {
+                let before = p.rows.len();
+                p.rows.extend(rows);
+                p.to = mark;
+                before == 0 || (before < MAX_WAITING && p.rows.len() >= MAX_WAITING)
+            }
+            Err(_) => false,
+        };
+        if wake {
+            // Nobody waits for the writer's answer: the events are safe in the log.
+            let (unheard, _) = tokio::sync::oneshot::channel();
+            let _ = self.writer.send((Cmd::Logged, Slot::Unit(unheard)));
+        }
+    }
+
+    /// A new file when asked to, or when this one is large or old.
+    fn rotate_if_due(&mut self) {
+        let asked = self.link.rotate.swap(false, Ordering::AcqRel);
+        let due = self.log.len() >= ROTATE_BYTES
+            || self.started.elapsed() >= ROTATE_AGE
+            || self.log.spare_ready();
+        if asked || due {
+            match self.log.rotate() {
+                Ok(()) => self.started = Instant::now(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a new ack log file (continuing in the current one)")
+                }
+            }
+        }
+    }
+
+    /// Keep the store's fault up to date: full while new events are refused for room, clear
+    /// again as soon as one is stored.
+    fn set_full(&self, why: Option<String>) {
+        let Ok(mut fault) = self.fault.lock() else {
+            return;
+        };
+        match (&*fault, why) {
+            (Some(Fault::Broken(_)), _) => {}
+            (_, Some(e)) => {
+                *fault = Some(Fault::Full(format!(
+                    "{e} (size cap or disk); refusing deliveries with 503 until there is room"
+                )))
+            }
+            (Some(Fault::Full(_)), None) => {
+                tracing::info!("the event store has room again; accepting deliveries");
+                *fault = None;
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Moving acknowledged events from the ack log into the table: in the writer, in large
+//! transactions that also move the mark (see `acklog`); and at open, what a crash left past
+//! the mark ([`replay`]).
+//!
+//! These transactions commit with `synchronous=NORMAL` (no fsync of their own): the events are
+//! already durable in the log, and SQLite's WAL keeps a prefix of its transactions after a
+//! crash, so the mark always says truly what the table holds. Every outcome (posted, retried,
+//! dead) still commits with `synchronous=FULL`, which syncs these rows with it. A log file is
+//! deleted only after a synced commit has moved the mark past it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::TransactionBehavior::Immediate;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::acklog::{self, Mark};
+use super::apply::{insert_row, Delta};
+use super::seen::Seen;
+use super::writer::{NewRow, Writer};
+use super::SpoolError;
+
+/// How long acknowledged events wait in the log before the writer stores them in the table
+/// (unless [`MAX_WAITING`] are waiting, or another command comes): one transaction for many.
+const STORE_LOGGED_EVERY: Duration = Duration::from_millis(20);
+pub(super) const MAX_WAITING: usize = 4096;
+
+const TABLE: &str = "CREATE TABLE IF NOT EXISTS vslack_acklog (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    store_id INTEGER NOT NULL,
+    gen INTEGER NOT NULL,
+    pos INTEGER NOT NULL
+)";
+
+/// The store's id and its mark (made, with a random id, the first time).
+pub(super) fn store_mark(conn: &Connection) -> Result<(i64, Mark), SpoolError> {
+    conn.execute_batch(TABLE)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO vslack_acklog (id, store_id, gen, pos) VALUES (1, ?1, 0, 0)",
+        [rand::random::<i64>() & i64::MAX],
+    )?;
+    Ok(conn.query_row(
+        "SELECT store_id, gen, pos FROM vslack_acklog WHERE id = 1",
+        [],
+        |r| {
+            let m = Mark {
+                gen: r.get::<_, i64>(1)? as u64,
+                pos: r.get::<_, i64>(2)? as u64,
+            };
+            Ok((r.get(0)?, m))
+        },
+    )?)
+}
+
+/// `vslack store recover`: give the rebuilt store `new` the damaged store's id and mark, so
+/// the relay's next start still stores what the ack log holds past the table.
+pub fn carry_mark(old: &Connection, new: &Connection) -> Result<(), SpoolError> {
+    let found = old
+        .query_row(
+            "SELECT store_id, gen, pos FROM vslack_acklog WHERE id = 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .optional();
+    // (No mark in the damaged file, or none readable: the log's files stay, named as theirs.)
+    let Ok(Some((id, gen, pos))) = found else {
+        return Ok(());
+    };
+    new.execute_batch(TABLE)?;
+    new.execute(
+        "INSERT OR REPLACE INTO vslack_acklog (id, store_id, gen, pos) VALUES (1, ?1, ?2, ?3)",
+        params![id, gen, pos],
+    )?;
+    Ok(())
+}
+
+fn mark(conn: &Connection) -> Result<Option<Mark>, SpoolError> {
+    Ok(conn
+        .query_row("SELECT gen, pos FROM vslack_acklog WHERE id = 1", [], |r| {
+            Ok(Mark {
+                gen: r.get::<_, i64>(0)? as u64,
+                pos: r.get::<_, i64>(1)? as u64,
+            })
+        })
+        .optional()?)
+}
+
+fn set_mark(conn: &Connection, m: Mark) -> Result<(), SpoolError> {
+    conn.prepare_cached("UPDATE vslack_acklog SET gen = ?1, pos = ?2 WHERE id = 1")?
+        .execute(params![m.gen as i64, m.pos as i64])?;
+    Ok(())
+}
+
+/// Insert `rows` (already checked against the ids held); their keys go to `d.added`.
+fn insert(conn: &Connection, rows: &[NewRow], d: &mut Delta) -> Result<(), SpoolError> {
+    for row in rows {
+        insert_row(conn, row, d)?;
+    }
+    Ok(())
+}
+
+/// Delete the log files of generations before `gen`.
+fn delete_before(store: &Path, gen: u64) {
+    for g in acklog::generations(store).into_iter().filter(|g| *g < gen) {
+        let _ = std::fs::remove_file(acklog::path_of(store, g));
+    }
+}
+
+/// At open (the owner only): store what the log holds past the mark, then move the mark to a
+/// new generation, synced, and delete the old files. Returns the new generation and how many
+/// events were stored. A log that cannot be read stops the open: it may hold acknowledged
+/// events.
+pub(super) fn replay(
+    conn: &mut Connection,
+    store: &Path,
+    seen: &mut Seen,
+) -> anyhow::Result<(i64, u64, usize)> {
+    let (store_id, at) = store_mark(conn)?;
+    let gens = acklog::generations(store);
+    let mut rows = Vec::new();
+    for &g in gens.iter().filter(|g| **g >= at.gen) {
+        let from = if g == at.gen { at.pos } else { 0 };
+        match acklog::read(store, store_id, g, from) {
+            Ok(Some(found)) => rows.extend(found),
+            Ok(None) => tracing::warn!(file = %acklog::path_of(store, g).display(), "an ack log file of another store lies beside this one; left as it is"),
+            Err(e) => anyhow::bail!(
+                "cannot read the ack log {} ({e}): it may hold acknowledged events; fix its permissions or the disk, then start again",
+                acklog::path_of(store, g).display()
+            ),
+        }
+    }
+    let next = gens.last().copied().unwrap_or(0).max(at.gen) + 1;
+    let mut d = Delta::default();
+    let fresh: Vec<NewRow> = rows
+        .into_iter()
+        .filter(|r| {
+            let new = !seen.contains(r.key) && !d.added.contains(&r.key);
+            if new {
+                d.added.push(r.key);
+            }
+            new
+        })
+        .collect();
+    d.added.clear();
+    let tx = conn.transaction_with_behavior(Immediate)?;
+    insert(&tx, &fresh, &mut d)?;
+    set_mark(&tx, Mark { gen: next, pos: 0 })?;
+    tx.commit()?;
+    seen.commit(&d.added, &[]);
+    for g in gens.into_iter().filter(|g| *g < next) {
+        if acklog::read(store, store_id, g, 0).is_ok_and(|r| r.is_some()) {
+            let _ = std::fs::remove_file(acklog::path_of(store, g));
+        }
+    }
+    if !fresh.is_empty() {
+        tracing::info!(
+            events = fresh.len(),
+            "stored the acknowledged events the ack log held past the table (the relay had stopped before storing them)"
+        );
+    }
+    Ok((store_id, next, fresh.len()))
+}
+
+/// In the writer: logged events it has taken and not stored yet (they stay here while they
+/// cannot be stored), the mark past them, and since when they wait (or when to try again).
+pub(super) struct Backlog {
+    rows: Vec<NewRow>,
+    to: Mark,
+    since: Option<Instant>,
+    every: Duration,
+}
+
+impl Backlog {
+    pub(super) fn new(every: Option<Duration>) -> Backlog {
+        Backlog {
+            rows: Vec::new(),
+            to: Mark::default(),
+            since: None,
+            every: every.unwrap_or(STORE_LOGGED_EVERY),
+        }
+    }
+
+    /// How long the writer may wait for its next command.
+    pub(super) fn wait(&self, owner: bool) -> Duration {
+        match self.since {
+            // (In the past when it is a retry's time: `elapsed` is then zero.)
+            Some(t) => self.every.saturating_sub(t.elapsed()),
+            None if owner => Duration::from_secs(1),
+            None => Duration::from_secs(3600),
+        }
+    }
+
+    /// The ack path says events wait.
+    pub(super) fn woken(&mut self) {
+        self.since.get_or_insert_with(Instant::now);
+    }
+}
+
+impl Writer {
+    /// Store the logged events when they have waited long enough, when many wait, or `now`.
+    pub(super) fn store_backlog(&mut self, b: &mut Backlog, now: bool) {
+        let Some(link) = self.link.clone() else {
+            return;
+        };
+        let Ok(mut pending) = link.pending.lock() else {
+            return;
+        };
+        let due = b.since.is_some_and(|t| t.elapsed() >= b.every);
+        if !(now || due || pending.rows.len() >= MAX_WAITING) {
+            return;
+        }
+        b.rows.append(&mut pending.rows);
+        b.to = b.to.max(pending.to);
+        drop(pending);
+        b.since = match b.rows.is_empty() || self.store_logged(&mut b.rows, b.to) {
+            true => None,
+            // (Tried again in a second.)
+            false => Some(Instant::now() + Duration::from_millis(980)),
+        };
+    }
+
+    /// Store acknowledged rows from the log, moving the mark to `to`. On success `rows` is
+    /// emptied; on failure they stay, to be tried again (they are safe in the log meanwhile).
+    fn store_logged(&mut self, rows: &mut Vec<NewRow>, to: Mark) -> bool {
+        let mut r = self.logged_tx(rows, to);
+        if r.as_ref().is_err_and(|e| e.is_full()) {
+            // Acknowledged events must be stored: make room, then spend the disk reserve.
+            if self.make_room().is_ok_and(|n| n > 0) {
+                r = self.logged_tx(rows, to);
+            }
+            if r.as_ref().is_err_and(|e| e.is_full()) && self.ballast.release() {
+                r = self.logged_tx(rows, to);
+            }
+        }
+        match r {
+            Ok(d) => {
+                self.count(d);
+                rows.clear();
+                if to.gen > self.logged_gen {
+                    self.logged_gen = to.gen;
+                    delete_before(&self.path, to.gen);
+                }
+                self.logged_error = None;
+                self.notify.notify_one();
+                true
+            }
+            Err(e) => {
+                if e.is_corrupt() {
+                    if let Ok(mut fault) = self.fault.lock() {
+                        *fault = Some(super::Fault::Broken(e.0.clone()));
+                    }
+                }
+                if self.logged_error.is_none() {
+                    tracing::error!(error = %e, events = rows.len(), "cannot store acknowledged events from the ack log in the table (they are safe in the log; tried again)");
+                }
+                self.logged_error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// One transaction: the rows and the mark. Synced (`FULL`) when it moves the mark into a
+    /// new generation, so the files before it can go.
+    fn logged_tx(&mut self, rows: &[NewRow], to: Mark) -> Result<Delta, SpoolError> {
+        let synced = to.gen > self.logged_gen;
+        if !synced {
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        let r = (|| {
+            let tx = self.conn.transaction_with_behavior(Immediate)?;
+            if let Ok(mut seen) = self.seen.lock() {
+                self.stale |= seen.catch_up(&tx, &mut self.data_version);
+            }
+            let mut d = Delta::default();
+            match mark(&tx)? {
+                // Another opener (a replay) stored these already.
+                Some(m) if m >= to => d.added = rows.iter().map(|r| r.key).collect(),
+                _ => insert(&tx, rows, &mut d)?,
+            }
+            set_mark(&tx, to)?;
+            tx.commit()?;
+            Ok(d)
+        })();
+        if !synced {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        r
+    }
+
+    /// Tell the ack path whether new events may be logged: not while the store is over its
+    /// cap or the disk reserve is spent (after trying to make room), nor while logged events
+    /// cannot be stored.
+    pub(super) fn publish_refusal(&mut self) {
+        let Some(refuse) = self.link.as_ref().map(|l| l.refuse.clone()) else {
+            return;
+        };
+        let mut why = self.refuse_inserts();
+        if why.is_some() && self.room_tried.is_none_or(|t| t.elapsed().as_secs() >= 1) {
+            self.room_tried = Some(std::time::Instant::now());
+            if self.make_room().is_ok_and(|n| n > 0) {
+                why = self.refuse_inserts();
+            }
+        }
+        // (While logged events cannot be stored, new ones are not taken either.)
+        let why = why.or_else(|| self.logged_error.clone());
+        if let Ok(mut r) = refuse.lock() {
+            *r = why;
+        };
+    }
+}

@@ -1,0 +1,207 @@
+//! The relay's ack log (SQLite store, owner only): a new event is answered once it is synced
+//! in the log, before it is in the table. Whatever the log holds past the table when the
+//! relay dies is stored at the next start, once; a torn record is not; an event stored and
+//! later pruned does not come back from the log; another store's log file is left alone.
+//!
+//! A crash is a copy of the store's files taken while the relay still runs (what a crash
+//! leaves on disk: everything synced), with the table kept behind the log by `ack_log_hold`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vslack::relay::spool::{Inserted, Spool, SpoolOptions, PENDING};
+
+use crate::relay::{event_body, now};
+
+fn owner(hold: bool) -> SpoolOptions {
+    SpoolOptions {
+        owner: true,
+        ack_log_hold: hold.then(|| Duration::from_secs(3600)),
+        ..Default::default()
+    }
+}
+
+async fn insert(s: &Spool, id: &str) -> Inserted {
+    let body = event_body(id, "low_credit");
+    let event = vslack::relay::event::Event::parse(&body, None, now()).unwrap();
+    s.insert(event, body).await.unwrap()
+}
+
+async fn pending(s: &Spool) -> Vec<String> {
+    let mut ids: Vec<String> = s
+        .list(PENDING, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.event.event_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The ack log files beside the store at `store`.
+fn log_files(store: &Path) -> Vec<PathBuf> {
+    let prefix = format!("{}-acklog.", store.file_name().unwrap().to_string_lossy());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(store.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// What a crash of the process holding `from` would leave on disk, at `to` (another store
+/// file name's directory): the database, its WAL and the ack log files, renamed alike.
+fn crash_copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let (from_name, to_name) = (
+        from.file_name().unwrap().to_string_lossy().into_owned(),
+        to.file_name().unwrap().to_string_lossy().into_owned(),
+    );
+    for e in std::fs::read_dir(from.parent().unwrap()).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix(&from_name) {
+            if rest.is_empty() || rest == "-wal" || rest.starts_with("-acklog.") {
+                let dest = to.parent().unwrap().join(format!("{to_name}{rest}"));
+                std::fs::copy(e.path(), dest).unwrap();
+            }
+        }
+    }
+}
+
+async fn wait_pending(s: &Spool, n: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let ids = pending(s).await;
+        if ids.len() >= n {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pending(s).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_acknowledged_only_in_the_log_are_stored_at_the_next_start_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("a/s.sqlite3");
+    std::fs::create_dir_all(live.parent().unwrap()).unwrap();
+    let relay = Spool::open(&live, &owner(true)).unwrap();
+    for id in ["one", "two", "three"] {
+        assert_eq!(insert(&relay, id).await, Inserted::New);
+    }
+    assert_eq!(
+        insert(&relay, "two").await,
+        Inserted::Duplicate,
+        "an id only in the log is known"
+    );
+    assert!(
+        pending(&relay).await.is_empty(),
+        "held: the events are in the log only"
+    );
+    let crashed = dir.path().join("b/s.sqlite3");
+    crash_copy(&live, &crashed);
+    let old_logs = log_files(&crashed);
+    assert!(!old_logs.is_empty());
+
+    let restarted = Spool::open(&crashed, &owner(false)).unwrap();
+    assert_eq!(pending(&restarted).await, ["one", "three", "two"]);
+    assert_eq!(insert(&restarted, "one").await, Inserted::Duplicate);
+    let left = log_files(&crashed);
+    assert!(
+        old_logs.iter().all(|f| !left.contains(f)),
+        "the files replayed are deleted: {left:?}"
+    );
+    drop(restarted);
+    let again = Spool::open(&crashed, &owner(false)).unwrap();
+    assert_eq!(
+        pending(&again).await,
+        ["one", "three", "two"],
+        "stored once, not again at the next start"
+    );
+    // The live relay, closed, stores what it held.
+    drop(relay);
+    let closed = Spool::open(&live, &owner(false)).unwrap();
+    assert_eq!(pending(&closed).await, ["one", "three", "two"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_and_what_follows_it_are_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("a/s.sqlite3");
+    std::fs::create_dir_all(live.parent().unwrap()).unwrap();
+    let relay = Spool::open(&live, &owner(true)).unwrap();
+    assert_eq!(insert(&relay, "kept-record").await, Inserted::New);
+    assert_eq!(insert(&relay, "torn-record").await, Inserted::New);
+    let crashed = dir.path().join("b/s.sqlite3");
+    crash_copy(&live, &crashed);
+    // Damage the second record where its id is written (a write torn by the crash).
+    let mut damaged = 0;
+    for f in log_files(&crashed) {
+        let mut bytes = std::fs::read(&f).unwrap();
+        if let Some(at) = bytes.windows(11).position(|w| w == b"torn-record") {
+            bytes[at] ^= 0x20;
+            std::fs::write(&f, bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0, "the record is in a log file");
+    let restarted = Spool::open(&crashed, &owner(false)).unwrap();
+    assert_eq!(pending(&restarted).await, ["kept-record"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stored_and_pruned_does_not_come_back_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite3");
+    let relay = Spool::open(&path, &owner(false)).unwrap();
+    assert_eq!(insert(&relay, "gone").await, Inserted::New);
+    // (The newest row is never pruned: it keeps the sequence's high-water mark.)
+    assert_eq!(insert(&relay, "later").await, Inserted::New);
+    let stored = wait_pending(&relay, 2).await;
+    assert_eq!(
+        stored,
+        ["gone", "later"],
+        "stored in the table within moments"
+    );
+    let seq = relay.list(PENDING, 10).await.unwrap()[0].seq;
+    relay.mark_delivered(vec![seq], now() - 100).await.unwrap();
+    assert_eq!(relay.prune(now(), now()).await.unwrap(), 1);
+    // Its record is still in the current log file, before the mark.
+    assert!(log_files(&path)
+        .iter()
+        .any(|f| std::fs::read(f).unwrap().windows(4).any(|w| w == b"gone")));
+    drop(relay);
+    let again = Spool::open(&path, &owner(false)).unwrap();
+    assert_eq!(pending(&again).await, ["later"]);
+    let stats = again.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delivered, stats.dead), (1, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_stores_log_file_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("a/s.sqlite3");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    let relay = Spool::open(&other, &owner(true)).unwrap();
+    assert_eq!(insert(&relay, "not-mine").await, Inserted::New);
+    let mine = dir.path().join("b/s.sqlite3");
+    std::fs::create_dir_all(mine.parent().unwrap()).unwrap();
+    drop(Spool::open(&mine, &owner(false)).unwrap());
+    // The other store's log, under this store's name, at a generation past this one's.
+    let stray = mine.with_file_name("s.sqlite3-acklog.999");
+    let source = log_files(&other)
+        .into_iter()
+        .find(|f| {
+            std::fs::read(f)
+                .unwrap()
+                .windows(8)
+                .any(|w| w == b"not-mine")
+        })
+        .unwrap();
+    std::fs::copy(source, &stray).unwrap();
+    let s = Spool::open(&mine, &owner(false)).unwrap();
+    assert!(pending(&s).await.is_empty());
+    assert!(stray.exists(), "not deleted");
+}
