@@ -204,4 +204,22 @@ async fn another_stores_log_file_is_left_alone() {
     let s = Spool::open(&mine, &owner(false)).unwrap();
     assert!(pending(&s).await.is_empty());
     assert!(stray.exists(), "not deleted");
+    // Nor later, when the relay moves to its next log file (the spare, made after the first
+    // event) and deletes its own older ones.
+    assert_eq!(insert(&s, "first").await, Inserted::New);
+    let before = log_files(&mine);
+    for i in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(insert(&s, &format!("then-{i}")).await, Inserted::New);
+        if log_files(&mine) != before && wait_pending(&s, i + 2).await.len() == i + 2 {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = log_files(&mine);
+    assert!(
+        before.iter().any(|f| f != &stray && !after.contains(f)),
+        "the relay moved on and deleted its own older file: {before:?} → {after:?}"
+    );
+    assert!(stray.exists(), "not deleted with them");
 }

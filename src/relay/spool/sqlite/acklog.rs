@@ -64,6 +64,22 @@ pub(super) fn generations(store: &Path) -> Vec<u64> {
     gens
 }
 
+/// Whether the file of generation `gen` beside `store` has this store's header.
+pub(super) fn is_ours(store: &Path, store_id: i64, gen: u64) -> bool {
+    let mut head = [0u8; HEADER as usize];
+    File::open(path_of(store, gen))
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| header_is(&head, store_id, gen))
+}
+
+fn header_is(head: &[u8], store_id: i64, gen: u64) -> bool {
+    head.len() == HEADER as usize
+        && &head[..8] == MAGIC
+        && head[8..16] == store_id.to_le_bytes()
+        && head[16..24] == gen.to_le_bytes()
+        && head[24..28] == crc32fast::hash(&head[..24]).to_le_bytes()
+}
+
 /// The log being appended to.
 pub(super) struct AckLog {
     store: PathBuf,
@@ -257,12 +273,7 @@ pub(super) fn read(
     let mut data = Vec::new();
     File::open(path_of(store, gen))?.read_to_end(&mut data)?;
     let head = &data[..data.len().min(HEADER as usize)];
-    let ours = head.len() == HEADER as usize
-        && &head[..8] == MAGIC
-        && head[8..16] == store_id.to_le_bytes()
-        && head[16..24] == gen.to_le_bytes()
-        && head[24..28] == crc32fast::hash(&head[..24]).to_le_bytes();
-    if !ours {
+    if !header_is(head, store_id, gen) {
         // A header that never reached the disk: the file was never appended to.
         return Ok((head.len() < HEADER as usize).then(Vec::new));
     }

@@ -36,6 +36,8 @@ pub(super) struct Link {
     pub rotate: Arc<AtomicBool>,
     /// Logged events the writer has not taken yet.
     pub pending: Arc<Mutex<Pending>>,
+    /// The store's id, which its log files' headers carry.
+    pub store_id: i64,
 }
 
 /// Logged events for the writer to store, and the mark past the last of them.
@@ -89,8 +91,15 @@ impl Acks {
                 }
             }
         }
-        for op in direct {
-            let _ = self.writer.send(op);
+        if !direct.is_empty() {
+            // Wait until the writer has stored (or refused) them, so the next batch checks
+            // its ids against these: a redelivery cannot be logged while its first copy is
+            // still on its way into the table.
+            let (done, stored) = tokio::sync::oneshot::channel();
+            for op in direct.into_iter().chain([(Cmd::Barrier, Slot::Unit(done))]) {
+                let _ = self.writer.send(op);
+            }
+            let _ = stored.blocking_recv();
         }
         if fresh.is_empty() {
             return;

@@ -164,6 +164,7 @@ pub(super) fn apply(
         Cmd::Restore => unreachable!("run by Writer::restore, outside a transaction"),
         Cmd::Logged => unreachable!("run by Writer::store_backlog"),
         Cmd::Flush => unreachable!("run by Writer::apply_all, outside a transaction"),
+        Cmd::Barrier => Answer::Unit(()),
         Cmd::RetryNow => Answer::Count(tx.execute(
             "UPDATE events SET next_attempt_ms = 0 WHERE state = 0 AND next_attempt_ms > 0",
             [],

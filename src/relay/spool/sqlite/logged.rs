@@ -69,13 +69,14 @@ pub fn carry_mark(old: &Connection, new: &Connection) -> Result<(), SpoolError> 
         )
         .optional();
     // (No mark in the damaged file, or none readable: the log's files stay, named as theirs.)
-    let Ok(Some((id, gen, pos))) = found else {
+    let Ok(Some((id, gen, _))) = found else {
         return Ok(());
     };
     new.execute_batch(TABLE)?;
     new.execute(
         "INSERT OR REPLACE INTO vslack_acklog (id, store_id, gen, pos) VALUES (1, ?1, ?2, ?3)",
-        params![id, gen, pos],
+        // (From the start of its generation: what damaged pages lost is stored again.)
+        params![id, gen, 0],
     )?;
     Ok(())
 }
@@ -105,10 +106,12 @@ fn insert(conn: &Connection, rows: &[NewRow], d: &mut Delta) -> Result<(), Spool
     Ok(())
 }
 
-/// Delete the log files of generations before `gen`.
-fn delete_before(store: &Path, gen: u64) {
+/// Delete this store's log files of generations before `gen` (another store's are left).
+fn delete_before(store: &Path, store_id: i64, gen: u64) {
     for g in acklog::generations(store).into_iter().filter(|g| *g < gen) {
-        let _ = std::fs::remove_file(acklog::path_of(store, g));
+        if acklog::is_ours(store, store_id, g) {
+            let _ = std::fs::remove_file(acklog::path_of(store, g));
+        }
     }
 }
 
@@ -244,7 +247,8 @@ impl Writer {
                 rows.clear();
                 if to.gen > self.logged_gen {
                     self.logged_gen = to.gen;
-                    delete_before(&self.path, to.gen);
+                    let id = self.link.as_ref().map_or(0, |l| l.store_id);
+                    delete_before(&self.path, id, to.gen);
                 }
                 self.logged_error = None;
                 self.notify.notify_one();
@@ -269,19 +273,33 @@ impl Writer {
     /// new generation, so the files before it can go.
     fn logged_tx(&mut self, rows: &[NewRow], to: Mark) -> Result<Delta, SpoolError> {
         let synced = to.gen > self.logged_gen;
-        if !synced {
-            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        }
+        let mode = if synced { "FULL" } else { "NORMAL" };
+        self.conn.pragma_update(None, "synchronous", mode)?;
         let r = (|| {
             let tx = self.conn.transaction_with_behavior(Immediate)?;
-            if let Ok(mut seen) = self.seen.lock() {
+            // (Rows the table already holds are not stored again: a copy that reached it by
+            // the direct path, or a retry of a transaction that did commit.)
+            let held: Vec<bool> = {
+                let mut seen = self
+                    .seen
+                    .lock()
+                    .map_err(|_| SpoolError("dedup set poisoned".into()))?;
                 self.stale |= seen.catch_up(&tx, &mut self.data_version);
-            }
+                rows.iter().map(|r| seen.in_table(r.key)).collect()
+            };
             let mut d = Delta::default();
             match mark(&tx)? {
                 // Another opener (a replay) stored these already.
                 Some(m) if m >= to => d.added = rows.iter().map(|r| r.key).collect(),
-                _ => insert(&tx, rows, &mut d)?,
+                _ => {
+                    for (row, held) in rows.iter().zip(held) {
+                        if held {
+                            d.added.push(row.key);
+                        } else {
+                            insert_row(&tx, row, &mut d)?;
+                        }
+                    }
+                }
             }
             set_mark(&tx, to)?;
             tx.commit()?;

@@ -104,12 +104,13 @@ impl Sqlite {
                     acklog::path_of(path, gen).display()
                 )
             })?;
-            Some((log, gen))
+            Some((log, gen, id))
         } else {
             None
         };
         let link = acks::Link {
             seen: Arc::new(std::sync::Mutex::new(seen)),
+            store_id: log.as_ref().map_or(0, |l| l.2),
             ..Default::default()
         };
         let (tx, rx) = mpsc::sync_channel::<Op>(4096);
@@ -141,7 +142,7 @@ impl Sqlite {
             .spawn(move || w.run(rx, backlog))?;
         let mut threads = vec![writer];
         let acks = match log {
-            Some((log, _)) => {
+            Some((log, _, _)) => {
                 let (acks_tx, acks_rx) = mpsc::sync_channel::<acks::AckOp>(4096);
                 let a = acks::Acks {
                     log,

@@ -210,6 +210,8 @@ impl super::writer::Writer {
         // The version is the connection's own: read the ids again on the new one.
         self.data_version = None;
         // The log files may have gone with the old file's directory entry: start a new one.
+        // The next logged events commit synced (they may be in a log file that went too).
+        self.logged_gen = 0;
         if let Some(link) = &self.link {
             link.rotate
                 .store(true, std::sync::atomic::Ordering::Release);

@@ -101,6 +101,11 @@ impl Seen {
     }
 
     /// Ids acknowledged in the ack log, not yet in the table.
+    /// Whether the table holds `k` (not only the log).
+    pub(super) fn in_table(&self, k: u128) -> bool {
+        self.table.contains(&k)
+    }
+
     pub(super) fn logged(&mut self, keys: &[u128]) {
         self.logged.extend(keys);
     }

@@ -63,6 +63,8 @@ pub(super) enum Cmd {
     Restore,
     /// Store the logged events (as every command does first), then checkpoint the WAL.
     Flush,
+    /// Nothing: answered once the commands before it are (the ack path waits on it).
+    Barrier,
 }
 
 /// What it answers.
