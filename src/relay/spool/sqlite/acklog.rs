@@ -64,12 +64,14 @@ pub(super) fn generations(store: &Path) -> Vec<u64> {
     gens
 }
 
-/// Whether the file of generation `gen` beside `store` has this store's header.
-pub(super) fn is_ours(store: &Path, store_id: i64, gen: u64) -> bool {
-    let mut head = [0u8; HEADER as usize];
+/// Whether the file of generation `gen` beside `store` may be deleted once the table holds
+/// its generation: it has this store's header, or is too short to hold anything (its header
+/// never reached the disk).
+pub(super) fn deletable(store: &Path, store_id: i64, gen: u64) -> bool {
+    let mut head = Vec::with_capacity(HEADER as usize);
     File::open(path_of(store, gen))
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|_| header_is(&head, store_id, gen))
+        .and_then(|f| f.take(HEADER).read_to_end(&mut head))
+        .is_ok_and(|n| n < HEADER as usize || header_is(&head, store_id, gen))
 }
 
 fn header_is(head: &[u8], store_id: i64, gen: u64) -> bool {

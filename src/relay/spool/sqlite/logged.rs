@@ -109,7 +109,7 @@ fn insert(conn: &Connection, rows: &[NewRow], d: &mut Delta) -> Result<(), Spool
 /// Delete this store's log files of generations before `gen` (another store's are left).
 fn delete_before(store: &Path, store_id: i64, gen: u64) {
     for g in acklog::generations(store).into_iter().filter(|g| *g < gen) {
-        if acklog::is_ours(store, store_id, g) {
+        if acklog::deletable(store, store_id, g) {
             let _ = std::fs::remove_file(acklog::path_of(store, g));
         }
     }
@@ -156,11 +156,7 @@ pub(super) fn replay(
     set_mark(&tx, Mark { gen: next, pos: 0 })?;
     tx.commit()?;
     seen.commit(&d.added, &[]);
-    for g in gens.into_iter().filter(|g| *g < next) {
-        if acklog::read(store, store_id, g, 0).is_ok_and(|r| r.is_some()) {
-            let _ = std::fs::remove_file(acklog::path_of(store, g));
-        }
-    }
+    delete_before(store, store_id, next);
     if !fresh.is_empty() {
         tracing::info!(
             events = fresh.len(),
