@@ -71,6 +71,14 @@ fn crash_copy(from: &Path, to: &Path) {
     }
 }
 
+/// A relay's store at `dir/a/s.sqlite3` whose table stays behind its ack log.
+fn held_relay(dir: &Path) -> (PathBuf, Spool) {
+    let store = dir.join("a/s.sqlite3");
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+    let relay = Spool::open(&store, &owner(true)).unwrap();
+    (store, relay)
+}
+
 async fn wait_pending(s: &Spool, n: usize) -> Vec<String> {
     for _ in 0..200 {
         let ids = pending(s).await;
@@ -85,9 +93,7 @@ async fn wait_pending(s: &Spool, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_acknowledged_only_in_the_log_are_stored_at_the_next_start_once() {
     let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("a/s.sqlite3");
-    std::fs::create_dir_all(live.parent().unwrap()).unwrap();
-    let relay = Spool::open(&live, &owner(true)).unwrap();
+    let (live, relay) = held_relay(dir.path());
     for id in ["one", "two", "three"] {
         assert_eq!(insert(&relay, id).await, Inserted::New);
     }
@@ -129,9 +135,7 @@ async fn events_acknowledged_only_in_the_log_are_stored_at_the_next_start_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_and_what_follows_it_are_not_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("a/s.sqlite3");
-    std::fs::create_dir_all(live.parent().unwrap()).unwrap();
-    let relay = Spool::open(&live, &owner(true)).unwrap();
+    let (live, relay) = held_relay(dir.path());
     assert_eq!(insert(&relay, "kept-record").await, Inserted::New);
     assert_eq!(insert(&relay, "torn-record").await, Inserted::New);
     let crashed = dir.path().join("b/s.sqlite3");
@@ -182,9 +186,7 @@ async fn an_event_stored_and_pruned_does_not_come_back_from_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_stores_log_file_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let other = dir.path().join("a/s.sqlite3");
-    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
-    let relay = Spool::open(&other, &owner(true)).unwrap();
+    let (other, relay) = held_relay(dir.path());
     assert_eq!(insert(&relay, "not-mine").await, Inserted::New);
     let mine = dir.path().join("b/s.sqlite3");
     std::fs::create_dir_all(mine.parent().unwrap()).unwrap();
