@@ -62,11 +62,13 @@ fn an_old_backlog_alerts_once_and_recovers_once() {
     env.set("VAST_WEBHOOK_SECRET", SECRET);
     env.set("SLACK_WEBHOOK_URL", &slack.url());
     env.secret(SECRET);
-    // One message every 3 s: the second and third events wait over the 2 s threshold.
+    // One message every 5 s: the second and third events wait over the 2 s threshold. Ages
+    // are whole seconds checked once a second, so the alert is queued 2-3 s after they are
+    // stored, well before the next send.
     let relay = serve_on(
         &env,
         "127.0.0.1:0",
-        &["--pace", "3s", "--alert-backlog-age", "2s"],
+        &["--pace", "5s", "--alert-backlog-age", "2s"],
     );
     for i in 0..3 {
         let body = event_body(&format!("evt-b{i}"), "instance_stopped");
@@ -76,7 +78,7 @@ fn an_old_backlog_alerts_once_and_recovers_once() {
             204
         );
         // (The first goes out alone; events stored together would share one digest.)
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let alert = wait_message(&slack, "vslack-alert:backlog:");
     assert!(alert.contains("has waited"), "{alert}");
