@@ -24,6 +24,10 @@ use super::SpoolError;
 /// (unless [`MAX_WAITING`] are waiting, or another command comes): one transaction for many.
 const STORE_LOGGED_EVERY: Duration = Duration::from_millis(20);
 pub(super) const MAX_WAITING: usize = 4096;
+/// A transaction of logged events is a millisecond or more of CPU: the writer offers its core
+/// every this many rows, so the ack path, waking from its `fdatasync`, runs at once instead of
+/// waiting out the scheduler's slice (p99 at concurrency 16 about a quarter lower on 2 cores).
+const YIELD_EVERY: usize = 16;
 
 const TABLE: &str = "CREATE TABLE IF NOT EXISTS vslack_acklog (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -288,7 +292,10 @@ impl Writer {
                 // Another opener (a replay) stored these already.
                 Some(m) if m >= to => d.added = rows.iter().map(|r| r.key).collect(),
                 _ => {
-                    for (row, held) in rows.iter().zip(held) {
+                    for (i, (row, held)) in rows.iter().zip(held).enumerate() {
+                        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                            std::thread::yield_now();
+                        }
                         if held {
                             d.added.push(row.key);
                         } else {
