@@ -225,3 +225,68 @@ async fn another_stores_log_file_is_left_alone() {
     );
     assert!(stray.exists(), "not deleted with them");
 }
+
+/// An 8 KiB event: 40 of them are more than a 256 KiB cap holds.
+async fn insert_large(s: &Spool, id: &str) -> Result<Inserted, vslack::relay::spool::SpoolError> {
+    let body = serde_json::json!({"event_id": id, "notif_type": "low_credit", "message": "x".repeat(8 * 1024)})
+        .to_string()
+        .into_bytes();
+    let event = vslack::relay::event::Event::parse(&body, None, now()).unwrap();
+    s.insert(event, body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_acknowledged_past_the_size_cap_are_stored_then_new_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.sqlite3");
+    // The table stays behind the log for half a second: the ack path answers all 40 before
+    // the writer finds the cap reached.
+    let opts = SpoolOptions {
+        max_bytes: Some(256 * 1024),
+        ack_log_hold: Some(Duration::from_millis(500)),
+        ..owner(false)
+    };
+    let relay = Spool::open(&store, &opts).unwrap();
+    for i in 0..40 {
+        assert_eq!(
+            insert_large(&relay, &format!("big-{i}")).await.unwrap(),
+            Inserted::New
+        );
+    }
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        stored = pending(&relay).await;
+        if stored.len() == 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stored.len(),
+        40,
+        "every acknowledged event is stored, past the cap"
+    );
+    let refused = insert_large(&relay, "big-late").await;
+    assert!(refused.as_ref().is_err_and(|e| e.is_full()), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_stores_what_the_log_holds_past_the_size_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (live, relay) = held_relay(dir.path());
+    for i in 0..40 {
+        assert_eq!(
+            insert_large(&relay, &format!("big-{i}")).await.unwrap(),
+            Inserted::New
+        );
+    }
+    let crashed = dir.path().join("b/s.sqlite3");
+    crash_copy(&live, &crashed);
+    let capped = SpoolOptions {
+        max_bytes: Some(256 * 1024),
+        ..owner(false)
+    };
+    let restarted = Spool::open(&crashed, &capped).expect("the store opens with its log replayed");
+    assert_eq!(pending(&restarted).await.len(), 40);
+    drop(relay);
+}

@@ -110,6 +110,25 @@ fn insert(conn: &Connection, rows: &[NewRow], d: &mut Delta) -> Result<(), Spool
     Ok(())
 }
 
+/// SQLite's own limit on `max_page_count`.
+const NO_CAP: i64 = 0xFFFF_FFFE;
+
+/// Run `f` with the size cap (`max_page_count`) lifted, then set it to `cap` again: events
+/// acknowledged in the log are stored whatever the cap, since they were answered 204 (those
+/// logged before the writer said the cap was reached go past it by up to one transaction's
+/// worth). SQLite keeps the cap at the file's size when that is larger.
+fn uncapped<T>(
+    conn: &Connection,
+    cap: Option<i64>,
+    f: impl FnOnce() -> Result<T, SpoolError>,
+) -> Result<T, SpoolError> {
+    let Some(cap) = cap else { return f() };
+    conn.pragma_update(None, "max_page_count", NO_CAP)?;
+    let r = f();
+    conn.pragma_update(None, "max_page_count", cap)?;
+    r
+}
+
 /// Delete this store's log files of generations before `gen` (another store's are left).
 fn delete_before(store: &Path, store_id: i64, gen: u64) {
     for g in acklog::generations(store).into_iter().filter(|g| *g < gen) {
@@ -129,6 +148,8 @@ pub(super) fn replay(
     seen: &mut Seen,
 ) -> anyhow::Result<(i64, u64, usize)> {
     let (store_id, at) = store_mark(conn)?;
+    // (The cap open set, if any, lifted while what was acknowledged is stored.)
+    let cap: i64 = conn.query_row("PRAGMA max_page_count", [], |r| r.get(0))?;
     let gens = acklog::generations(store);
     let mut rows = Vec::new();
     for &g in gens.iter().filter(|g| **g >= at.gen) {
@@ -156,8 +177,10 @@ pub(super) fn replay(
         .collect();
     d.added.clear();
     let tx = conn.transaction_with_behavior(Immediate)?;
-    insert(&tx, &fresh, &mut d)?;
-    set_mark(&tx, Mark { gen: next, pos: 0 })?;
+    uncapped(&tx, Some(cap), || {
+        insert(&tx, &fresh, &mut d)?;
+        set_mark(&tx, Mark { gen: next, pos: 0 })
+    })?;
     tx.commit()?;
     seen.commit(&d.added, &[]);
     delete_before(store, store_id, next);
@@ -275,6 +298,7 @@ impl Writer {
         let synced = to.gen > self.logged_gen;
         let mode = if synced { "FULL" } else { "NORMAL" };
         self.conn.pragma_update(None, "synchronous", mode)?;
+        let cap = self.cap_pages;
         let r = (|| {
             let tx = self.conn.transaction_with_behavior(Immediate)?;
             // (Rows the table already holds are not stored again: a copy that reached it by
@@ -288,23 +312,25 @@ impl Writer {
                 rows.iter().map(|r| seen.in_table(r.key)).collect()
             };
             let mut d = Delta::default();
-            match mark(&tx)? {
-                // Another opener (a replay) stored these already.
-                Some(m) if m >= to => d.added = rows.iter().map(|r| r.key).collect(),
-                _ => {
-                    for (i, (row, held)) in rows.iter().zip(held).enumerate() {
-                        if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                            std::thread::yield_now();
-                        }
-                        if held {
-                            d.added.push(row.key);
-                        } else {
-                            insert_row(&tx, row, &mut d)?;
+            uncapped(&tx, cap, || {
+                match mark(&tx)? {
+                    // Another opener (a replay) stored these already.
+                    Some(m) if m >= to => d.added = rows.iter().map(|r| r.key).collect(),
+                    _ => {
+                        for (i, (row, held)) in rows.iter().zip(held).enumerate() {
+                            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                                std::thread::yield_now();
+                            }
+                            if held {
+                                d.added.push(row.key);
+                            } else {
+                                insert_row(&tx, row, &mut d)?;
+                            }
                         }
                     }
                 }
-            }
-            set_mark(&tx, to)?;
+                set_mark(&tx, to)
+            })?;
             tx.commit()?;
             Ok(d)
         })();

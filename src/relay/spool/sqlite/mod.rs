@@ -83,6 +83,10 @@ impl Sqlite {
         }
         private_store_files(path)?;
         let (conn, insert_pages) = open_writer(path, opts.max_bytes, opts.owner)?;
+        let cap_pages = match opts.max_bytes {
+            Some(_) => Some(conn.query_row("PRAGMA max_page_count", [], |r| r.get(0))?),
+            None => None,
+        };
         let stats = Arc::new(std::sync::Mutex::new(count_all(&conn)?));
         let reader = open_reader(path)?;
         let reader = Arc::new(std::sync::Mutex::new(reader));
@@ -123,6 +127,7 @@ impl Sqlite {
             insert_pages,
             path: path.to_owned(),
             max_bytes: opts.max_bytes,
+            cap_pages,
             stats: stats.clone(),
             data_version,
             stale: false,

@@ -113,6 +113,8 @@ pub(super) struct Writer {
     /// The store's file, and its size cap, to reopen it after a restore.
     pub(super) path: std::path::PathBuf,
     pub(super) max_bytes: Option<u64>,
+    /// The size cap in pages (`max_page_count`), lifted while logged events are stored.
+    pub(super) cap_pages: Option<i64>,
     /// The counts `stats()` answers from, kept current here (no query per request).
     pub(super) stats: Arc<std::sync::Mutex<super::Stats>>,
     /// `PRAGMA data_version` when `seen` was read: it moves when another connection writes.
