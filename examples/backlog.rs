@@ -94,7 +94,7 @@ async fn main() {
     let ready = started.elapsed();
     // Keep reading the log, as a terminal or the journal would.
     std::thread::spawn(move || lines.for_each(drop));
-    let http = reqwest::Client::new();
+    let http = vslack::http::client();
     let health: serde_json::Value = http
         .get(format!("{url}/health"))
         .send()
@@ -236,7 +236,7 @@ async fn drain_to_slack(
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    let http = reqwest::Client::new();
+    let http = vslack::http::client();
     loop {
         let h: serde_json::Value = http
             .get(format!("{url}/health"))

@@ -59,7 +59,7 @@ async fn deliveries(url: &str, tag: &str, n: usize) -> Vec<Duration> {
         mac.update(format!("{ts}.").as_bytes());
         mac.update(body.as_bytes());
         let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let client = reqwest::Client::builder()
+        let client = vslack::http::builder()
             .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(30))
             .build()

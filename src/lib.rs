@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod http;
 pub mod listen;
 pub mod output;
 pub mod paths;

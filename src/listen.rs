@@ -28,7 +28,7 @@ pub async fn relay_health(addr: SocketAddr) -> Option<serde_json::Value> {
     // and only for `/health`, so its certificate is not what is checked here (`doctor` checks
     // it as Vast.ai would).
     for scheme in ["http", "https"] {
-        let http = reqwest::Client::builder()
+        let http = crate::http::builder()
             .timeout(Duration::from_millis(800))
             .tls_danger_accept_invalid_certs(scheme == "https")
             .build()

@@ -293,7 +293,7 @@ async fn run(
         let reqs = reqs.clone();
         let url = url.to_owned();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
+            let client = vslack::http::builder()
                 .pool_max_idle_per_host(1)
                 .build()
                 .unwrap();

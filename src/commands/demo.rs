@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         );
         println!("\nSending {} signed sample events, then a redelivery, a forged signature and a stale timestamp:", SAMPLES.len());
     }
-    let http = reqwest::Client::new();
+    let http = crate::http::client();
     let now = now_secs();
     let mut cases = Vec::new();
     let mut valid_ids = Vec::new();

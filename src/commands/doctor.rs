@@ -74,7 +74,7 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
         }
     };
     let mut relay_checked = false;
-    let http = reqwest::Client::builder()
+    let http = crate::http::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
     let mut webhook: Option<Webhook> = None;

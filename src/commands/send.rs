@@ -94,7 +94,7 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     } else {
         204
     };
-    let http = reqwest::Client::builder().build()?;
+    let http = crate::http::builder().build()?;
     let mut sent = Vec::new();
     for t in &types {
         for _ in 0..args.count.max(1) {

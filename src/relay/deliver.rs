@@ -22,7 +22,7 @@ pub struct Client {
 impl Client {
     pub fn new(timeout: Duration) -> Result<Client> {
         Ok(Client {
-            http: reqwest::Client::builder()
+            http: crate::http::builder()
                 .user_agent(concat!("vslack/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(5).min(timeout))
                 .timeout(timeout)

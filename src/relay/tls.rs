@@ -33,7 +33,7 @@ pub struct Tls {
 }
 
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// TLS 1.2+ and HTTP/1.1 only, with `resolver` choosing the certificate.

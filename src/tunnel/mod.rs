@@ -145,7 +145,7 @@ impl Tunnel {
             let tx = tx.clone();
             tokio::spawn(async move {
                 for _ in 0..60 {
-                    if let Ok(resp) = reqwest::get("http://127.0.0.1:4040/api/tunnels").await {
+                    if let Ok(resp) = crate::http::get("http://127.0.0.1:4040/api/tunnels").await {
                         if let Ok(v) = resp.json::<serde_json::Value>().await {
                             let url = v["tunnels"]
                                 .as_array()

@@ -36,7 +36,7 @@ impl VastClient {
         let base = base.trim_end_matches('/').to_owned();
         let url = crate::urls::parse("the Vast.ai base URL (--vast-url / VAST_URL)", &base)?;
         let host = url.host_str().unwrap_or("(no host)").to_owned();
-        let http = reqwest::Client::builder()
+        let http = crate::http::builder()
             .user_agent(concat!("vslack/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))

@@ -113,7 +113,7 @@ fn pebble_root(p: &Pebble) -> String {
         .build()
         .unwrap();
     rt.block_on(async {
-        reqwest::Client::builder()
+        vslack::http::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(p.ca_pem.as_bytes()).unwrap()])
             .no_proxy()
             .build()

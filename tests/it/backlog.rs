@@ -48,7 +48,7 @@ async fn a_backlog_beyond_what_can_be_listed_in_time_is_summarised_and_counted_o
     let kinds = ["instance_stopped", "low_credit", "machine_offline"];
     let ids: Vec<String> = (0..3000).map(|i| format!("evt-b{i}")).collect();
     // One client for all (building one per request costs more than the relay does).
-    let client = reqwest::Client::new();
+    let client = vslack::http::client();
     for chunk in ids.chunks(50) {
         let sends = chunk.iter().enumerate().map(|(i, id)| {
             let (url, client) = (h.url.clone(), client.clone());

@@ -190,7 +190,7 @@ fn queue_status_doctor_and_metrics_name_each_destination() {
         human.stdout
     );
     let metrics = rt().block_on(async {
-        reqwest::get(format!("{}metrics", s.url))
+        vslack::http::get(format!("{}metrics", s.url))
             .await
             .unwrap()
             .text()

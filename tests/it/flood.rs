@@ -98,7 +98,7 @@ async fn an_idle_connection_flood_does_not_delay_a_signed_delivery() {
         let body = event_body(&id, "instance_stopped");
         let ts = now();
         // A new connection each time, as Vast.ai's deliveries arrive.
-        let client = reqwest::Client::builder()
+        let client = vslack::http::builder()
             .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(30))
             .build()

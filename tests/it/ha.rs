@@ -78,7 +78,7 @@ async fn two_relays_share_a_store_and_survive_a_sigkill_mid_load() {
     let mut a = start(&env_a);
     let mut b = start(&env_b);
     let holder = forwarder(&store).await;
-    let client = reqwest::Client::builder()
+    let client = vslack::http::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -214,7 +214,7 @@ async fn a_database_restart_under_load_refuses_with_503_and_recovers_by_itself()
     let env = relay_env(&slack, &store);
     let relay = serve(&env, &[]);
     forwarder(&store).await;
-    let client = reqwest::Client::builder()
+    let client = vslack::http::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

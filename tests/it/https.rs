@@ -41,7 +41,7 @@ pub(crate) fn deliver_https(name: &str, addr: SocketAddr, root_pem: &str, id: &s
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::builder()
+        let client = vslack::http::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap()])
             .resolve(name, addr)
             .no_proxy()
@@ -71,7 +71,7 @@ pub(crate) fn handshake_ok(name: &str, addr: SocketAddr, root_pem: &str) -> bool
         roots.add(c.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()

@@ -101,7 +101,9 @@ impl Pipeline {
             .build()
             .unwrap();
         rt.block_on(async {
-            let r = reqwest::get(format!("{}health", self.url)).await.unwrap();
+            let r = vslack::http::get(format!("{}health", self.url))
+                .await
+                .unwrap();
             r.json().await.unwrap()
         })
     }
@@ -112,7 +114,9 @@ impl Pipeline {
             .build()
             .unwrap();
         rt.block_on(async {
-            let r = reqwest::get(format!("{}metrics", self.url)).await.unwrap();
+            let r = vslack::http::get(format!("{}metrics", self.url))
+                .await
+                .unwrap();
             r.text().await.unwrap()
         })
     }
@@ -334,7 +338,7 @@ fn with_no_webhook_stored_the_heartbeat_says_so_and_claims_nothing() {
         .build()
         .unwrap();
     let m = rt.block_on(async {
-        reqwest::get(format!("{}metrics", relay.url))
+        vslack::http::get(format!("{}metrics", relay.url))
             .await
             .unwrap()
             .text()

@@ -42,7 +42,7 @@ pub fn event_body(id: &str, kind: &str) -> Vec<u8> {
 /// POST with Vast.ai's headers; returns (status, body).
 pub async fn post(url: &str, body: &[u8], ts: Option<i64>, sig: Option<String>) -> (u16, String) {
     // Bounded, so a relay that never answers fails the test instead of hanging it.
-    let mut req = reqwest::Client::builder()
+    let mut req = vslack::http::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
@@ -110,7 +110,7 @@ pub async fn wait_stats(relay: &Relay, done: impl Fn(&Stats) -> bool) -> Stats {
 
 /// GET one of the relay's own endpoints (`health`, `metrics`) as text.
 async fn endpoint(h: &Harness, name: &str) -> String {
-    reqwest::get(format!("{}{name}", h.url))
+    vslack::http::get(format!("{}{name}", h.url))
         .await
         .unwrap()
         .text()
@@ -331,7 +331,7 @@ async fn the_same_event_three_times_is_one_message() {
     let mut outcomes = Vec::new();
     for _ in 0..3 {
         let ts = now();
-        let r = reqwest::Client::new()
+        let r = vslack::http::client()
             .post(&h.url)
             .header("X-Vast-Timestamp", ts.to_string())
             .header("X-Vast-Signature-256", signature(SECRET, ts, &body))
@@ -683,7 +683,7 @@ async fn limits_methods_paths_and_bad_json() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"));
     // Methods and paths.
-    let c = reqwest::Client::new();
+    let c = vslack::http::client();
     let r = c.get(&h.url).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST");

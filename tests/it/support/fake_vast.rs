@@ -128,7 +128,7 @@ impl FakeVast {
             next_id: 1,
             ..State::default()
         }));
-        let client = reqwest::Client::builder()
+        let client = vslack::http::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
