@@ -268,6 +268,19 @@ async fn events_acknowledged_past_the_size_cap_are_stored_then_new_ones_are_refu
     );
     let refused = insert_large(&relay, "big-late").await;
     assert!(refused.as_ref().is_err_and(|e| e.is_full()), "{refused:?}");
+    // What is posted can still be recorded: a failed attempt (with its error), then success.
+    let seqs: Vec<i64> = relay
+        .list(PENDING, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.seq)
+        .collect();
+    let error = "Slack answered 500 rollup_error; tried again shortly".repeat(20);
+    relay.mark_retry(seqs.clone(), 0, error).await.unwrap();
+    relay.mark_delivered(seqs, now()).await.unwrap();
+    let stats = relay.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delivered), (0, 40));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,8 +115,9 @@ const NO_CAP: i64 = 0xFFFF_FFFE;
 
 /// Run `f` with the size cap (`max_page_count`) lifted, then set it to `cap` again: events
 /// acknowledged in the log are stored whatever the cap, since they were answered 204 (those
-/// logged before the writer said the cap was reached go past it by up to one transaction's
-/// worth). SQLite keeps the cap at the file's size when that is larger.
+/// logged before the writer said the cap was reached go past it). When they did, the cap is
+/// set to the file's size plus the reserve kept for outcomes (see `open_writer`), so what is
+/// posted can still be recorded; new events are refused meanwhile (`over_insert_limit`).
 fn uncapped<T>(
     conn: &Connection,
     cap: Option<i64>,
@@ -125,7 +126,9 @@ fn uncapped<T>(
     let Some(cap) = cap else { return f() };
     conn.pragma_update(None, "max_page_count", NO_CAP)?;
     let r = f();
-    conn.pragma_update(None, "max_page_count", cap)?;
+    let size: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let reserve = (cap / 10).max(16);
+    conn.pragma_update(None, "max_page_count", cap.max(size + reserve).min(NO_CAP))?;
     r
 }
 
