@@ -127,7 +127,7 @@ fn uncapped<T>(
     conn.pragma_update(None, "max_page_count", NO_CAP)?;
     let r = f();
     let size: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-    let reserve = (cap / 10).max(16);
+    let reserve = super::open::reserve_pages(cap);
     conn.pragma_update(None, "max_page_count", cap.max(size + reserve).min(NO_CAP))?;
     r
 }

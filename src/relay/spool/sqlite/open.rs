@@ -133,9 +133,14 @@ pub(super) fn open_writer(
         let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let pages = (max as i64 / page).max(64);
         conn.pragma_update(None, "max_page_count", pages)?;
-        insert_pages = Some(pages - (pages / 10).max(16));
+        insert_pages = Some(pages - reserve_pages(pages));
     }
     Ok((conn, insert_pages))
+}
+
+/// The pages of a store capped at `cap` pages that new events may not use: kept for outcomes.
+pub(super) fn reserve_pages(cap: i64) -> i64 {
+    (cap / 10).max(16)
 }
 
 /// Count everything (at open, and after another process changed the store): three narrow
