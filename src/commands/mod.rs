@@ -128,13 +128,20 @@ pub fn init_tracing(cli: &Cli) -> Option<tracing_appender::non_blocking::WorkerG
 /// stderr, buffered, for the log thread, which flushes it whenever no more lines wait. A
 /// line that cannot be written is dropped (see `log_internal_errors` above).
 ///
-/// After each flush the thread rests for [`LOG_PACE`]: the lines logged meanwhile are written
-/// together in one `write`, and a request that logs while the thread rests only queues its
-/// line (waking a thread that waits for lines is a system call on the request path). A line
-/// reaches stderr at most that much later.
+/// Once the relay listens ([`pace_log`]), the thread rests for [`LOG_PACE`] after each flush:
+/// the lines logged meanwhile are written together in one `write`, and a request that logs
+/// while the thread rests only queues its line (waking a thread that waits for lines is a
+/// system call on the request path). A line reaches stderr at most that much later. (Not
+/// before: what start-up logs comes out ahead of its `listening on` line.)
 struct LogOut(std::io::BufWriter<std::io::Stderr>);
 
 const LOG_PACE: std::time::Duration = std::time::Duration::from_millis(5);
+static LOG_PACED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on the log thread writes at most every [`LOG_PACE`] (see `LogOut`).
+pub fn pace_log() {
+    LOG_PACED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
 
 impl std::io::Write for LogOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -144,7 +151,7 @@ impl std::io::Write for LogOut {
     fn flush(&mut self) -> std::io::Result<()> {
         let wrote = !self.0.buffer().is_empty();
         let _ = self.0.flush();
-        if wrote {
+        if wrote && LOG_PACED.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(LOG_PACE);
         }
         Ok(())

@@ -319,6 +319,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         "relay ready"
     );
     ctx.note(format!("listening on {scheme}://{}{path}", relay.addr));
+    super::pace_log();
     if ctx.global.json {
         crate::output::json(
             &serde_json::json!({"listening": format!("{scheme}://{}{path}", relay.addr)}),
