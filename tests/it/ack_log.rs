@@ -303,3 +303,57 @@ async fn a_restart_stores_what_the_log_holds_past_the_size_cap() {
     assert_eq!(pending(&restarted).await.len(), 40);
     drop(relay);
 }
+
+/// Threads of this process named `name`, with their nice values.
+fn threads_named(name: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // (Field 19 of stat, counted after the command's closing parenthesis.)
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        if comm.trim() == name {
+            nice.extend(
+                after
+                    .split_whitespace()
+                    .nth(16)
+                    .and_then(|n| n.parse::<i64>().ok()),
+            );
+        }
+    }
+    nice
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_wal_is_checkpointed_by_a_thread_of_the_lowest_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite3");
+    let s = Spool::open(&path, &owner(false)).unwrap();
+    assert!(
+        threads_named("vslack-ckpt").contains(&19),
+        "a checkpointer at nice 19: {:?}",
+        threads_named("vslack-ckpt")
+    );
+    // 800 events of 8 KiB: over 1,600 pages in the WAL, which the checkpointer copies into
+    // the database file (the writer would only at 16,000).
+    for i in 0..800 {
+        assert_eq!(
+            insert_large(&s, &format!("e{i}")).await.unwrap(),
+            Inserted::New
+        );
+    }
+    let db_size = || std::fs::metadata(&path).map_or(0, |m| m.len());
+    let started = std::time::Instant::now();
+    let stored = || async { s.stats().await.unwrap().pending };
+    while (db_size() < 4 << 20 || stored().await < 800)
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        db_size() >= 4 << 20,
+        "the database file holds the events: {} bytes",
+        db_size()
+    );
+    assert_eq!(stored().await, 800);
+}

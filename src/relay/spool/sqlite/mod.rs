@@ -21,6 +21,7 @@ mod acklog;
 mod acks;
 mod apply;
 mod ballast;
+mod checkpoint;
 mod logged;
 pub use logged::carry_mark;
 mod open;
@@ -112,6 +113,10 @@ impl Sqlite {
         } else {
             None
         };
+        let (checkpoints, checkpointer) = match opts.owner {
+            true => checkpoint::start(&conn, path).map(|(d, t)| (Some(d), Some(t)))?,
+            false => (None, None),
+        };
         let link = acks::Link {
             seen: Arc::new(std::sync::Mutex::new(seen)),
             store_id: log.as_ref().map_or(0, |l| l.2),
@@ -133,6 +138,7 @@ impl Sqlite {
             stale: false,
             seen: link.seen.clone(),
             link: log.is_some().then(|| link.clone()),
+            checkpoints,
             logged_gen: log.as_ref().map_or(0, |l| l.1),
             logged_error: None,
             room_tried: None,
@@ -145,7 +151,7 @@ impl Sqlite {
         let writer = std::thread::Builder::new()
             .name("vslack-spool".into())
             .spawn(move || w.run(rx, backlog))?;
-        let mut threads = vec![writer];
+        let mut threads: Vec<_> = [Some(writer), checkpointer].into_iter().flatten().collect();
         let acks = match log {
             Some((log, _, _)) => {
                 let (acks_tx, acks_rx) = mpsc::sync_channel::<acks::AckOp>(4096);
