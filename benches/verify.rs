@@ -57,6 +57,9 @@ fn bench_verify(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    g.bench_function("parse", |b| {
+        b.iter(|| Event::parse(black_box(&body), None, ts).unwrap())
+    });
     g.bench_function("verify + parse", |b| {
         b.iter(|| {
             one.verify(
