@@ -113,10 +113,7 @@ impl Sqlite {
         } else {
             None
         };
-        let (checkpoints, checkpointer) = match opts.owner {
-            true => checkpoint::start(&conn, path).map(|(d, t)| (Some(d), Some(t)))?,
-            false => (None, None),
-        };
+        let checkpoints = opts.owner.then(|| checkpoint::start(&conn, path));
         let link = acks::Link {
             seen: Arc::new(std::sync::Mutex::new(seen)),
             store_id: log.as_ref().map_or(0, |l| l.2),
@@ -151,7 +148,7 @@ impl Sqlite {
         let writer = std::thread::Builder::new()
             .name("vslack-spool".into())
             .spawn(move || w.run(rx, backlog))?;
-        let mut threads: Vec<_> = [Some(writer), checkpointer].into_iter().flatten().collect();
+        let mut threads = vec![writer];
         let acks = match log {
             Some((log, _, _)) => {
                 let (acks_tx, acks_rx) = mpsc::sync_channel::<acks::AckOp>(4096);
