@@ -75,70 +75,9 @@ pub enum ParseError {
     NotAnObject,
 }
 
-/// The documented fields, read straight from the body (the others are skipped, not kept):
-/// the common case, without building a map of every field first. Whatever it cannot take
-/// as the full parse would (a duplicate key, no `message`, not an object) goes to that.
-#[derive(Deserialize)]
-struct Known {
-    event_id: Option<Value>,
-    notif_type: Option<Value>,
-    subject: Option<Value>,
-    message: Option<Value>,
-    user_id: Option<Value>,
-    timestamp: Option<Value>,
-}
-
-/// A field as text: a non-empty string, else nothing (as the walkthrough's adapter reads it).
-fn text(v: Option<Value>) -> Option<String> {
-    match v {
-        Some(Value::String(s)) if !s.is_empty() => Some(s),
-        _ => None,
-    }
-}
-
 impl Event {
     /// Parse a verified body. `header_event_id` is `X-Vast-Event-Id`, used when the body has none.
     pub fn parse(
-        body: &[u8],
-        header_event_id: Option<&str>,
-        received_at: i64,
-    ) -> Result<Event, ParseError> {
-        let object = body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{');
-        let known = object
-            .then(|| serde_json::from_slice::<Known>(body).ok())
-            .flatten();
-        match known {
-            Some(k) if matches!(&k.message, Some(Value::String(m)) if !m.is_empty()) => {
-                Ok(Event::of(k, body, header_event_id, received_at))
-            }
-            _ => Event::parse_whole(body, header_event_id, received_at),
-        }
-    }
-
-    fn of(k: Known, body: &[u8], header_event_id: Option<&str>, received_at: i64) -> Event {
-        let event_id = text(k.event_id)
-            .or_else(|| header_event_id.filter(|s| !s.is_empty()).map(str::to_owned))
-            .unwrap_or_else(|| body_hash(body));
-        Event {
-            event_id,
-            notif_type: text(k.notif_type).unwrap_or_else(|| "notification".to_owned()),
-            subject: text(k.subject),
-            message: text(k.message),
-            user_id: k.user_id.as_ref().and_then(Value::as_i64),
-            timestamp: k.timestamp.as_ref().and_then(Value::as_f64),
-            received_at,
-            context: None,
-            alert: None,
-            heartbeat: false,
-            legs: Default::default(),
-        }
-    }
-
-    /// The full parse: every field into a map (the payload is shown when there is no message).
-    fn parse_whole(
         body: &[u8],
         header_event_id: Option<&str>,
         received_at: i64,
@@ -147,25 +86,32 @@ impl Event {
         let Value::Object(map) = value else {
             return Err(ParseError::NotAnObject);
         };
-        let field = |k: &str| map.get(k).cloned();
-        let mut e = Event::of(
-            Known {
-                event_id: field("event_id"),
-                notif_type: field("notif_type"),
-                subject: field("subject"),
-                message: field("message"),
-                user_id: field("user_id"),
-                timestamp: field("timestamp"),
-            },
-            body,
-            header_event_id,
+        let text = |k: &str| {
+            map.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let event_id = text("event_id")
+            .or_else(|| header_event_id.filter(|s| !s.is_empty()).map(str::to_owned))
+            .unwrap_or_else(|| body_hash(body));
+        let message = text("message").or_else(|| {
+            // Like the walkthrough's adapter: show the payload when there is no message.
+            Some(serde_json::to_string(&map).unwrap_or_default())
+        });
+        Ok(Event {
+            event_id,
+            notif_type: text("notif_type").unwrap_or_else(|| "notification".to_owned()),
+            subject: text("subject"),
+            message,
+            user_id: map.get("user_id").and_then(Value::as_i64),
+            timestamp: map.get("timestamp").and_then(Value::as_f64),
             received_at,
-        );
-        // Like the walkthrough's adapter: show the payload when there is no message.
-        e.message = e
-            .message
-            .or_else(|| Some(serde_json::to_string(&map).unwrap_or_default()));
-        Ok(e)
+            context: None,
+            alert: None,
+            heartbeat: false,
+            legs: Default::default(),
+        })
     }
 }
 
@@ -201,46 +147,6 @@ mod tests {
         let b = Event::parse(b"{\"a\":2}", None, 0).unwrap();
         assert!(a.event_id.starts_with("sha256:"));
         assert_ne!(a.event_id, b.event_id);
-    }
-
-    /// The direct read and the full parse agree on every body.
-    #[test]
-    fn the_direct_read_is_the_full_parse() {
-        let bodies: &[&str] = &[
-            r#"{"event_id":"a","notif_type":"low_credit","subject":"S","message":"M","user_id":7,"timestamp":1.5}"#,
-            r#" {"event_id":"","message":"M","notif_type":"","subject":""}"#,
-            r#"{"event_id":5,"message":"M","user_id":"7","timestamp":"x"}"#,
-            r#"{"message":"M","user_id":7.0,"timestamp":3,"extra":{"deep":[1,2,{"x":null}]}}"#,
-            r#"{"message":"M","user_id":18446744073709551615,"timestamp":null,"event_id":null}"#,
-            r#"{"event_id":"first","event_id":"second","message":"M"}"#,
-            r#"{"event\u005fid":"escaped","message":"M\u00e9"}"#,
-            r#"{"event_id":"no message","notif_type":"x"}"#,
-            r#"{"event_id":"m","message":""}"#,
-            r#"{"event_id":"m","message":3}"#,
-            r#"{"message":"M"} trailing"#,
-            r#"{"message":"M""#,
-            "[1]",
-            "\"s\"",
-            "",
-        ];
-        // (The first ones are read directly, not by the full parse.)
-        assert!(serde_json::from_slice::<Known>(bodies[0].as_bytes()).is_ok());
-        assert!(serde_json::from_slice::<Known>(bodies[3].as_bytes()).is_ok());
-        for body in bodies {
-            let fast = Event::parse(body.as_bytes(), Some("hdr"), 9);
-            let whole = Event::parse_whole(body.as_bytes(), Some("hdr"), 9);
-            assert_eq!(fast, whole, "{body}");
-        }
-        let dup = Event::parse(
-            br#"{"event_id":"first","event_id":"second","message":"M"}"#,
-            None,
-            0,
-        );
-        assert_eq!(
-            dup.unwrap().event_id,
-            "second",
-            "the last of a key, as a map keeps it"
-        );
     }
 
     #[test]

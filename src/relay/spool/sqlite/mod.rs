@@ -21,7 +21,6 @@ mod acklog;
 mod acks;
 mod apply;
 mod ballast;
-mod checkpoint;
 mod logged;
 pub use logged::carry_mark;
 mod open;
@@ -113,7 +112,6 @@ impl Sqlite {
         } else {
             None
         };
-        let checkpoints = opts.owner.then(|| checkpoint::start(&conn, path));
         let link = acks::Link {
             seen: Arc::new(std::sync::Mutex::new(seen)),
             store_id: log.as_ref().map_or(0, |l| l.2),
@@ -135,7 +133,6 @@ impl Sqlite {
             stale: false,
             seen: link.seen.clone(),
             link: log.is_some().then(|| link.clone()),
-            checkpoints,
             logged_gen: log.as_ref().map_or(0, |l| l.1),
             logged_error: None,
             room_tried: None,

@@ -196,7 +196,6 @@ impl super::writer::Writer {
         let io = |e: std::io::Error| SpoolError(format!("cannot restore the event store: {e}"));
         let tmp = self.path.with_extension("restoring");
         let _ = std::fs::remove_file(&tmp);
-        let _held = self.checkpoints.as_ref().map(|c| c.hold());
         self.conn
             .execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
@@ -211,9 +210,6 @@ impl super::writer::Writer {
         }
         let (conn, pages) = super::open_writer(&self.path, self.max_bytes, false)
             .map_err(|e| SpoolError(format!("{e:#}")))?;
-        if self.checkpoints.is_some() {
-            super::checkpoint::hook(&conn);
-        }
         self.conn = conn;
         self.insert_pages = pages;
         // The version is the connection's own: read the ids again on the new one.

@@ -129,8 +129,6 @@ pub(super) struct Writer {
     /// to ask for a new log file (after a restore). `None` for other openers, which insert
     /// directly.
     pub(super) link: Option<super::acks::Link>,
-    /// The relay's checkpointer (see `checkpoint`); `None` for other openers.
-    pub(super) checkpoints: Option<super::checkpoint::Due>,
     /// The log generation a synced commit has taken the mark into (files before it can go).
     pub(super) logged_gen: u64,
     /// Why the last logged events could not be stored, if they could not.
@@ -167,9 +165,6 @@ impl Writer {
 
     pub(super) fn run(mut self, rx: mpsc::Receiver<Op>, backlog: Backlog) {
         let mut backlog = backlog;
-        if let Some(c) = &self.checkpoints {
-            c.install();
-        }
         loop {
             let mut batch = Vec::new();
             let closed = match rx.recv_timeout(backlog.wait(self.link.is_some())) {
