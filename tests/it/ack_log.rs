@@ -79,8 +79,9 @@ fn held_relay(dir: &Path) -> (PathBuf, Spool) {
     (store, relay)
 }
 
+/// The pending ids once there are `n` (or what there is after 5 s).
 async fn wait_pending(s: &Spool, n: usize) -> Vec<String> {
-    for _ in 0..200 {
+    for _ in 0..500 {
         let ids = pending(s).await;
         if ids.len() >= n {
             return ids;
@@ -253,29 +254,15 @@ async fn events_acknowledged_past_the_size_cap_are_stored_then_new_ones_are_refu
             Inserted::New
         );
     }
-    let mut stored = Vec::new();
-    for _ in 0..100 {
-        stored = pending(&relay).await;
-        if stored.len() == 40 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert_eq!(
-        stored.len(),
+        wait_pending(&relay, 40).await.len(),
         40,
         "every acknowledged event is stored, past the cap"
     );
     let refused = insert_large(&relay, "big-late").await;
     assert!(refused.as_ref().is_err_and(|e| e.is_full()), "{refused:?}");
     // What is posted can still be recorded: a failed attempt (with its error), then success.
-    let seqs: Vec<i64> = relay
-        .list(PENDING, 1000)
-        .await
-        .unwrap()
-        .iter()
-        .map(|q| q.seq)
-        .collect();
+    let seqs = crate::store_contract::pending_seqs(&relay, 1000).await;
     let error = "Slack answered 500 rollup_error; tried again shortly".repeat(20);
     relay.mark_retry(seqs.clone(), 0, error).await.unwrap();
     relay.mark_delivered(seqs, now()).await.unwrap();

@@ -35,6 +35,16 @@ async fn put(s: &Spool, id: &str) -> i64 {
         .seq
 }
 
+/// The sequence numbers of the first `limit` pending events, in order.
+pub async fn pending_seqs(s: &Spool, limit: usize) -> Vec<i64> {
+    s.list(PENDING, limit)
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.seq)
+        .collect()
+}
+
 fn dedup(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         put(&s, "a").await;
@@ -173,13 +183,7 @@ fn alerts_first_and_backlog_age(s: Spool) -> Pin<Box<dyn Future<Output = ()> + S
             by_type,
             vec![("low_credit".into(), 1), ("vslack_alert".into(), 1)]
         );
-        let seqs: Vec<i64> = s
-            .list(PENDING, 10)
-            .await
-            .unwrap()
-            .iter()
-            .map(|q| q.seq)
-            .collect();
+        let seqs = pending_seqs(&s, 10).await;
         s.mark_delivered(vec![seqs[0]], now()).await.unwrap();
         assert_eq!(
             s.oldest_event_pending().await.unwrap(),

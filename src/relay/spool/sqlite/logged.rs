@@ -149,10 +149,9 @@ pub(super) fn replay(
     conn: &mut Connection,
     store: &Path,
     seen: &mut Seen,
+    cap: Option<i64>,
 ) -> anyhow::Result<(i64, u64, usize)> {
     let (store_id, at) = store_mark(conn)?;
-    // (The cap open set, if any, lifted while what was acknowledged is stored.)
-    let cap: i64 = conn.query_row("PRAGMA max_page_count", [], |r| r.get(0))?;
     let gens = acklog::generations(store);
     let mut rows = Vec::new();
     for &g in gens.iter().filter(|g| **g >= at.gen) {
@@ -180,7 +179,8 @@ pub(super) fn replay(
         .collect();
     d.added.clear();
     let tx = conn.transaction_with_behavior(Immediate)?;
-    uncapped(&tx, Some(cap), || {
+    // (The cap `open_writer` set, if any, lifted while what was acknowledged is stored.)
+    uncapped(&tx, cap, || {
         insert(&tx, &fresh, &mut d)?;
         set_mark(&tx, Mark { gen: next, pos: 0 })
     })?;

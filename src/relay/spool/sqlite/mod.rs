@@ -82,11 +82,7 @@ impl Sqlite {
             crate::secret::ensure_private_dir(dir)?;
         }
         private_store_files(path)?;
-        let (conn, insert_pages) = open_writer(path, opts.max_bytes, opts.owner)?;
-        let cap_pages = match opts.max_bytes {
-            Some(_) => Some(conn.query_row("PRAGMA max_page_count", [], |r| r.get(0))?),
-            None => None,
-        };
+        let (conn, cap_pages) = open_writer(path, opts.max_bytes, opts.owner)?;
         let stats = Arc::new(std::sync::Mutex::new(count_all(&conn)?));
         let reader = open_reader(path)?;
         let reader = Arc::new(std::sync::Mutex::new(reader));
@@ -101,7 +97,7 @@ impl Sqlite {
         }
         let mut conn = conn;
         let log = if opts.owner {
-            let (id, gen, _) = logged::replay(&mut conn, path, &mut seen)?;
+            let (id, gen, _) = logged::replay(&mut conn, path, &mut seen, cap_pages)?;
             let log = acklog::AckLog::create(path, id, gen, false).with_context(|| {
                 format!(
                     "cannot create the ack log {}",
@@ -124,7 +120,6 @@ impl Sqlite {
             notify: shared.arrived.clone(),
             fault: shared.fault.clone(),
             retention: super::retention(opts),
-            insert_pages,
             path: path.to_owned(),
             max_bytes: opts.max_bytes,
             cap_pages,

@@ -93,8 +93,8 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<usize> {
         .map(|n| n as usize)
 }
 
-/// The read-write connection: WAL, `synchronous=FULL`, the schema, and with a size cap the
-/// number of pages new events may use (the cap less a reserve: see `Writer`).
+/// The read-write connection: WAL, `synchronous=FULL`, the schema, and with a size cap its
+/// number of pages (new events may use it less a reserve: see [`reserve_pages`]).
 pub(super) fn open_writer(
     path: &Path,
     max_bytes: Option<u64>,
@@ -128,14 +128,14 @@ pub(super) fn open_writer(
     // With a size cap, new events may fill it only up to a reserve, so the outcomes of what
     // is queued (retries, deliveries) can always be written: a full store must never stop
     // the forwarder from recording what it posted.
-    let mut insert_pages = None;
+    let mut cap = None;
     if let Some(max) = max_bytes {
         let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let pages = (max as i64 / page).max(64);
         conn.pragma_update(None, "max_page_count", pages)?;
-        insert_pages = Some(pages - reserve_pages(pages));
+        cap = Some(pages);
     }
-    Ok((conn, insert_pages))
+    Ok((conn, cap))
 }
 
 /// The pages of a store capped at `cap` pages that new events may not use: kept for outcomes.
@@ -208,10 +208,10 @@ impl super::writer::Writer {
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;
         }
-        let (conn, pages) = super::open_writer(&self.path, self.max_bytes, false)
+        let (conn, cap) = super::open_writer(&self.path, self.max_bytes, false)
             .map_err(|e| SpoolError(format!("{e:#}")))?;
         self.conn = conn;
-        self.insert_pages = pages;
+        self.cap_pages = cap;
         // The version is the connection's own: read the ids again on the new one.
         self.data_version = None;
         // The log files may have gone with the old file's directory entry: start a new one.

@@ -108,12 +108,11 @@ pub(super) struct Writer {
     pub(super) notify: Arc<Notify>,
     pub(super) fault: Arc<std::sync::Mutex<Option<Fault>>>,
     pub(super) retention: Duration,
-    /// Pages new events may use (the cap less a reserve for outcomes); `None`: no cap.
-    pub(super) insert_pages: Option<i64>,
     /// The store's file, and its size cap, to reopen it after a restore.
     pub(super) path: std::path::PathBuf,
     pub(super) max_bytes: Option<u64>,
-    /// The size cap in pages (`max_page_count`), lifted while logged events are stored.
+    /// The size cap in pages (`max_page_count`; `None`: no cap), lifted while logged events
+    /// are stored. New events may use it only up to a reserve for outcomes.
     pub(super) cap_pages: Option<i64>,
     /// The counts `stats()` answers from, kept current here (no query per request).
     pub(super) stats: Arc<std::sync::Mutex<super::Stats>>,
@@ -152,9 +151,10 @@ impl Writer {
 
     /// Whether new events would eat into the reserve kept for outcomes under the cap.
     fn over_insert_limit(&self) -> bool {
-        let Some(limit) = self.insert_pages else {
+        let Some(cap) = self.cap_pages else {
             return false;
         };
+        let limit = cap - super::open::reserve_pages(cap);
         let used: rusqlite::Result<i64> = self.conn.query_row(
             "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())",
             [],
