@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vslack::relay::event::Event;
+use vslack::relay::event::Delivery;
 use vslack::relay::spool::Spool;
 
 /// A `/proc/PID/status` figure in kB: `VmRSS`, or `RssAnon` (the process's own memory,
@@ -53,8 +53,8 @@ async fn main() {
                     let spool = spool.clone();
                     tokio::spawn(async move {
                         let body = format!("{{\"event_id\": \"backlog-{i:08}\", \"notif_type\": \"instance_stopped\", \"subject\": \"Instance {i} stopped\", \"message\": \"Instance {i} was stopped.\"}}");
-                        let e = Event::parse(body.as_bytes(), None, vslack::relay::now_secs()).unwrap();
-                        spool.insert(e, body.into_bytes()).await.unwrap();
+                        let d = Delivery::parse(body.into_bytes(), None, vslack::relay::now_secs()).unwrap();
+                        spool.insert_delivery(d).await.unwrap();
                     })
                 })
                 .collect();

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use vslack::relay::event::Event;
+use vslack::relay::event::Delivery;
 use vslack::relay::spool::{Spool, PENDING};
 
 fn size(path: &std::path::Path) -> u64 {
@@ -32,8 +32,9 @@ async fn main() {
             "{{\"event_id\": \"{:032x}\", \"user_id\": 123456, \"notif_type\": \"instance_stopped\", \"subject\": \"Instance 9{i:06} stopped\", \"message\": \"Your instance 9{i:06} (RTX 4090) was stopped because your credit ran out.\", \"timestamp\": 1772490000.123456}}",
             i as u128 * 0x9e37_79b9_7f4a_7c15
         );
-        let e = Event::parse(body.as_bytes(), None, 1_772_490_000).unwrap();
-        spool.insert(e, body.into_bytes()).await.unwrap();
+        // As the relay receives it: the event is read from the body (see `Delivery`).
+        let d = Delivery::parse(body.into_bytes(), None, 1_772_490_000).unwrap();
+        spool.insert_delivery(d).await.unwrap();
     }
     let stored = started.elapsed();
     drop(spool);

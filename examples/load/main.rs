@@ -11,8 +11,9 @@
 //! `LOAD_STORES=ceiling,sqlite` picks some (an older binary: `VSLACK_BIN=…`). Each relay logs
 //! at its default level (one line per stored event), to a pipe that is read and dropped.
 //! Per level and target: stored/s, p50/p99/max, unexpected answers, the target's CPU (`/proc`)
-//! and bytes written to the disk (`/sys/dev/block`) per stored event, and the load
-//! generator's own CPU per event.
+//! and bytes written to the disk (`/sys/dev/block`) per stored event, the load generator's
+//! own CPU per event, and how long the machine took to settle before the turn began (each
+//! turn starts on a quiet machine: see `settle`).
 //!
 //! cargo build --release && cargo run --release --example load -- [REQUESTS] [CONCURRENCY,...]
 
@@ -127,6 +128,38 @@ fn device_written() -> u64 {
         .map_or(0, |sectors| sectors * 512)
 }
 
+/// CPU time the whole machine spent busy so far (user, nice, system, irq, softirq: ticks).
+fn machine_busy() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or_default();
+    let f: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    [0, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum()
+}
+
+/// Wait until the machine is quiet (at most 5 % of its CPU busy over half a second), at most
+/// 30 s: what a target did after its turn (a relay summarising the backlog the last level
+/// left, the PostgreSQL server's checkpoints) must not run during the next target's turn.
+/// What a relay does during its own turn is measured. Returns how long it waited.
+async fn settle() -> Duration {
+    let started = Instant::now();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let quiet = (hz * cores / 2 / 20).max(1);
+    while started.elapsed() < Duration::from_secs(30) {
+        let before = machine_busy();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if machine_busy() - before <= quiet {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -238,7 +271,7 @@ async fn measure() {
         println!("{:<8} {} idle RSS {}", r.name, r.url, r.rss());
     }
     println!(
-        "{:<8} {:>11} {:>9} {:>12} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10} {:>10}",
+        "{:<8} {:>11} {:>9} {:>12} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10} {:>10} {:>8}",
         "target",
         "concurrency",
         "requests",
@@ -249,13 +282,15 @@ async fn measure() {
         "unexpected",
         "cpu/event",
         "disk/event",
-        "load cpu"
+        "load cpu",
+        "settled"
     );
     for (li, &c) in levels.iter().enumerate() {
         for relay in &relays {
             // The ceiling checks no signature: every request is stored.
             let verifies = relay.name != "ceiling";
             let reqs = Arc::new(requests(n, &format!("{}-c{c}-{li}", relay.name), verifies));
+            let waited = settle().await;
             let pid = relay.child.id();
             let before = usage(pid);
             let mine = usage(std::process::id()).0;
@@ -268,8 +303,8 @@ async fn measure() {
             let disk = format!("{:.1}kB", per((w1 - w0) as f64 / 1e3));
             let load_cpu = format!("{:.1}µs", per((usage(std::process::id()).0 - mine) * 1e6));
             println!(
-                "{:<8} {:>11} {:>9} {:>12.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11} {:>10} {:>10} {:>10}",
-                relay.name, c, n, rate, p50, p99, max, unexpected, cpu, disk, load_cpu
+                "{:<8} {:>11} {:>9} {:>12.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11} {:>10} {:>10} {:>10} {:>7.1}s",
+                relay.name, c, n, rate, p50, p99, max, unexpected, cpu, disk, load_cpu, waited.as_secs_f64()
             );
         }
     }

@@ -115,6 +115,71 @@ impl Event {
     }
 }
 
+/// A verified delivery as the store takes it: the event and the body it came in.
+///
+/// [`Delivery::parse`] makes one whose event is exactly what [`Event::parse`] reads from the
+/// body, and only what the body cannot say (the webhook's context, the heartbeat's mark) can
+/// be changed after: so a store may keep the body alone and parse it again when it is read
+/// (SQLite does: see `spool::sqlite::column`). [`Delivery::given`] pairs any event with any
+/// body (the relay's alerts, tests), and is stored whole.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    event: Event,
+    body: Vec<u8>,
+    parsed: bool,
+}
+
+impl Delivery {
+    /// Parse `body` (see [`Event::parse`]).
+    pub fn parse(
+        body: Vec<u8>,
+        header_event_id: Option<&str>,
+        received_at: i64,
+    ) -> Result<Delivery, ParseError> {
+        let event = Event::parse(&body, header_event_id, received_at)?;
+        Ok(Delivery {
+            event,
+            body,
+            parsed: true,
+        })
+    }
+
+    /// An event and a body it need not have come from.
+    pub fn given(event: Event, body: Vec<u8>) -> Delivery {
+        Delivery {
+            event,
+            body,
+            parsed: false,
+        }
+    }
+
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Whether the event is the body's, parsed, with at most its context and heartbeat set.
+    pub fn is_parsed(&self) -> bool {
+        self.parsed
+    }
+
+    /// `client` or `host`: the webhook whose secret verified it.
+    pub fn set_context(&mut self, context: Option<String>) {
+        self.event.context = context;
+    }
+
+    pub fn set_heartbeat(&mut self, heartbeat: bool) {
+        self.event.heartbeat = heartbeat;
+    }
+
+    pub fn into_parts(self) -> (Event, Vec<u8>) {
+        (self.event, self.body)
+    }
+}
+
 /// A stable id for a body that names none: `sha256:` and the first 32 hex digits of its hash.
 fn body_hash(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};

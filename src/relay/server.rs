@@ -18,7 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use super::event::Event;
+use super::event::Delivery;
 use super::metrics::{Metrics, Received};
 use super::spool::{Inserted, Spool};
 use super::verify::{Verifier, VerifyError};
@@ -312,11 +312,15 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         .headers
         .get(EVENT_ID_HEADER)
         .and_then(|v| v.to_str().ok());
-    let event = match Event::parse(&bytes, header_id, now) {
-        Ok(mut e) => {
-            e.context = key.context_of(&e.notif_type).map(str::to_owned);
-            e.heartbeat = e.notif_type == "webhook_test" && app.gate.expecting(app.clock.wall_ms());
-            e
+    let delivery = match Delivery::parse(bytes.to_vec(), header_id, now) {
+        Ok(mut d) => {
+            let e = d.event();
+            let context = key.context_of(&e.notif_type).map(str::to_owned);
+            let heartbeat =
+                e.notif_type == "webhook_test" && app.gate.expecting(app.clock.wall_ms());
+            d.set_context(context);
+            d.set_heartbeat(heartbeat);
+            d
         }
         Err(e) => {
             outcome(Received::InvalidJson, None, None);
@@ -327,6 +331,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     if app.log_payloads {
         tracing::trace!(payload = %String::from_utf8_lossy(&bytes), "delivery body");
     }
+    let event = delivery.event();
     let (id, kind, heartbeat) = (
         event.event_id.clone(),
         event.notif_type.clone(),
@@ -336,7 +341,7 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
     // acknowledge might not survive.
     let stored = match app.spool.fault() {
         Some(super::spool::Fault::Broken(why)) => Err(super::spool::SpoolError(why)),
-        _ => app.spool.insert(event, bytes.to_vec()).await,
+        _ => app.spool.insert_delivery(delivery).await,
     };
     match stored {
         Ok(Inserted::New) => {

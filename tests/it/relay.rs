@@ -502,13 +502,24 @@ async fn delivered_bodies_are_dropped_after_keep_bodies_and_dedup_stays() {
         )
         .unwrap();
         c.query_row(
-            "SELECT length(body), state FROM events WHERE event_id = 'evt-body-1'",
+            "SELECT length(body), state, event FROM events WHERE event_id = 'evt-body-1'",
             [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
         )
         .unwrap()
     };
-    assert!(bodies().0 > 0, "kept right after delivery");
+    let (len, _, column) = bodies();
+    assert!(len > 0, "kept right after delivery");
+    assert!(
+        !column.starts_with('{'),
+        "a delivery's event is kept as its body, not as JSON beside it: {column}"
+    );
     let start = Instant::now();
     while bodies().0 > 0 {
         assert!(
@@ -517,10 +528,22 @@ async fn delivered_bodies_are_dropped_after_keep_bodies_and_dedup_stays() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (_, state, column) = bodies();
+    assert_eq!(state, 1, "still remembered (delivered) for deduplication");
+    assert!(column.starts_with('{'), "its JSON took the body's place");
+    let kept = h
+        .relay
+        .spool
+        .list(vslack::relay::spool::DELIVERED, 10)
+        .await
+        .unwrap();
     assert_eq!(
-        bodies().1,
-        1,
-        "still remembered (delivered) for deduplication"
+        (
+            kept[0].event.event_id.as_str(),
+            kept[0].event.subject.as_deref()
+        ),
+        ("evt-body-1", Some("Subject evt-body-1")),
+        "the event is still readable without its body"
     );
     assert_eq!(deliver(&h.url, "evt-body-1", "outbid").await, 204);
     assert_eq!(

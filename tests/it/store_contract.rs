@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use vslack::relay::event::Event;
+use vslack::relay::event::{Delivery, Event};
 use vslack::relay::spool::{Inserted, Location, Progress, Spool, SpoolOptions, DEAD, PENDING};
 use vslack::secret::Secret;
 
@@ -19,13 +19,10 @@ fn ev(id: &str, kind: &str) -> Event {
     Event::parse(&event_body(id, kind), None, now()).unwrap()
 }
 
+/// Store a delivery as the relay does (its event read from its body), and its number.
 async fn put(s: &Spool, id: &str) -> i64 {
-    assert_eq!(
-        s.insert(ev(id, "low_credit"), b"{}".to_vec())
-            .await
-            .unwrap(),
-        Inserted::New
-    );
+    let d = Delivery::parse(event_body(id, "low_credit"), None, now()).unwrap();
+    assert_eq!(s.insert_delivery(d).await.unwrap(), Inserted::New);
     s.list(PENDING, 1000)
         .await
         .unwrap()
@@ -121,8 +118,15 @@ fn dead_letters_and_requeue(s: Spool) -> Pin<Box<dyn Future<Output = ()> + Send>
         assert_eq!((st.pending, st.dead), (1, 1));
         let back = &s.list(PENDING, 10).await.unwrap()[0];
         assert_eq!((back.seq, back.attempts), (a, 0));
+        assert_eq!(
+            (back.event.event_id.as_str(), back.event.subject.as_deref()),
+            ("a", Some("Subject a")),
+            "the event reads back whole"
+        );
         assert_eq!(s.requeue(None).await.unwrap(), 1);
         assert_eq!(s.stats().await.unwrap().pending, 2);
+        let due = s.due(i64::MAX, 10).await.unwrap();
+        assert_eq!(due[1].event.message.as_deref(), Some("Message for b"));
     })
 }
 

@@ -28,7 +28,7 @@ pub mod sqlite;
 
 pub use location::Location;
 
-use super::event::Event;
+use super::event::{Delivery, Event};
 use super::now_secs;
 
 pub const PENDING: i64 = 0;
@@ -168,7 +168,7 @@ pub struct Shared {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Commit a verified event; `Duplicate` if its id was seen within the retention window.
-    async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError>;
+    async fn insert(&self, new: Delivery) -> Result<Inserted, SpoolError>;
     /// Pending events due at `now_ms`, oldest first.
     async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError>;
     /// The relay's own alerts that are due, oldest first.
@@ -304,8 +304,13 @@ impl Spool {
     pub fn forwarding(&self, relay: &str) -> watch::Receiver<bool> {
         self.store.forwarding(relay)
     }
+    /// Store `event` with `body` (any body: see [`Delivery::given`]).
     pub async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
-        self.store.insert(event, body).await
+        self.store.insert(Delivery::given(event, body)).await
+    }
+    /// Store a delivery as received (see [`Delivery`]).
+    pub async fn insert_delivery(&self, new: Delivery) -> Result<Inserted, SpoolError> {
+        self.store.insert(new).await
     }
     pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, SpoolError> {
         self.store.due(now_ms, limit).await

@@ -89,6 +89,9 @@ pub async fn import(path: &Path, url: &Secret) -> Result<Imported> {
         .map_err(explain)?;
     let mut done = Imported::default();
     for (id, kind, event, body, received, state, attempts, next, err, done_at) in &rows {
+        // (The SQLite store may keep a delivery's event as its body: this store wants JSON.)
+        let event = &crate::relay::spool::sqlite::event_json(event, body, id, *received)
+            .map_err(|why| anyhow::anyhow!("event {id} cannot be copied: {why} (`vslack store check` examines the SQLite file)"))?;
         // The other store's retry times are on its relay's clock: due at once here.
         let next = if *state == 0 { 0 } else { *next };
         let n = tx

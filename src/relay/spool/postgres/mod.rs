@@ -28,7 +28,7 @@ pub mod schema;
 
 pub use connect::{has_password, is_postgres_url, shown};
 
-use super::{Event, Inserted, Queued, Shared, SpoolError, SpoolOptions, Stats, FULL};
+use super::{Delivery, Event, Inserted, Queued, Shared, SpoolError, SpoolOptions, Stats, FULL};
 use crate::secret::Secret;
 
 /// The PostgreSQL backend.
@@ -213,7 +213,8 @@ type Args<'a> = [&'a (dyn tokio_postgres::types::ToSql + Sync)];
 
 #[async_trait::async_trait]
 impl super::Store for Postgres {
-    async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
+    async fn insert(&self, new: Delivery) -> Result<Inserted, SpoolError> {
+        let (event, body) = new.into_parts();
         let json = serde_json::to_string(&event).map_err(|e| SpoolError(e.to_string()))?;
         let args: &Args = &[
             &event.event_id,

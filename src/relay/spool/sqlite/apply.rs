@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection};
 
+use super::column::UNREFUSED;
 use super::seen::{key, Seen};
 use super::writer::{Answer, Cmd, NewRow};
 use super::{Inserted, SpoolError};
@@ -120,12 +121,12 @@ pub(super) fn apply(
         Cmd::Requeue(seqs, now) => {
             let n = match seqs {
                 None => tx.execute(
-                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1, event = json_remove(event, '$.legs.dead') WHERE state = 2",
+                    &format!("UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?1, event = {UNREFUSED} WHERE state = 2"),
                     [*now],
                 )?,
                 Some(seqs) => each(
                     tx,
-                    "UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2, event = json_remove(event, '$.legs.dead') WHERE seq = ?1 AND state = 2",
+                    &format!("UPDATE events SET state = 0, next_attempt_ms = 0, attempts = 0, done_at = NULL, received_at = ?2, event = {UNREFUSED} WHERE seq = ?1 AND state = 2"),
                     seqs,
                     *now,
                 )?,
@@ -155,10 +156,7 @@ pub(super) fn apply(
         }
         Cmd::Prune(before, bodies_before) => {
             let n = forget(tx, *before, d)?;
-            tx.execute(
-                "UPDATE events SET body = x'' WHERE state <> 0 AND done_at < ?1 AND length(body) > 0",
-                [*bodies_before],
-            )?;
+            super::column::free_bodies(tx, Some(*bodies_before))?;
             Answer::Count(n)
         }
         Cmd::Restore => unreachable!("run by Writer::restore, outside a transaction"),

@@ -21,14 +21,16 @@ mod acklog;
 mod acks;
 mod apply;
 mod ballast;
+mod column;
 mod logged;
+pub use column::event_json;
 pub use logged::carry_mark;
 mod open;
 mod read;
 mod seen;
 mod writer;
 
-use super::{Event, Fault, Inserted, Queued, Shared, SpoolError, SpoolOptions, Stats};
+use super::{Delivery, Event, Fault, Inserted, Queued, Shared, SpoolError, SpoolOptions, Stats};
 use super::{CORRUPT, FULL};
 use open::{count_all, oldest_pending, open_reader, open_writer};
 use read::{private_store_files, query};
@@ -241,8 +243,8 @@ impl Drop for Sqlite {
 
 #[async_trait::async_trait]
 impl super::Store for Sqlite {
-    async fn insert(&self, event: Event, body: Vec<u8>) -> Result<Inserted, SpoolError> {
-        let row = Box::new(writer::NewRow::new(&event, body)?);
+    async fn insert(&self, new: Delivery) -> Result<Inserted, SpoolError> {
+        let row = Box::new(writer::NewRow::new(new)?);
         match &self.acks {
             Some(acks) => {
                 let (reply, rx) = oneshot::channel();

@@ -41,16 +41,23 @@ pub(super) fn query(
     args: impl rusqlite::Params,
 ) -> Result<Vec<Queued>, SpoolError> {
     let sql = format!(
-        "SELECT seq, event, attempts, next_attempt_ms, last_error, state, received_at FROM events {clause}"
+        "SELECT seq, event, attempts, next_attempt_ms, last_error, state, received_at, body, event_id FROM events {clause}"
     );
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(args, |r| {
-        let json: String = r.get(1)?;
+        let column: String = r.get(1)?;
         let state: i64 = r.get(5)?;
         let received_at: i64 = r.get(6)?;
+        // (The body and id only where the event is kept as its body: see `column`.)
+        let event = if column.starts_with('{') {
+            super::column::event_of(&column, &[], "", received_at)
+        } else {
+            let body = r.get_ref(7)?.as_blob().unwrap_or_default();
+            super::column::event_of(&column, body, r.get_ref(8)?.as_str()?, received_at)
+        };
         Ok((
             r.get(0)?,
-            (json, received_at),
+            (event, received_at),
             r.get(2)?,
             r.get(3)?,
             r.get(4)?,
@@ -59,9 +66,9 @@ pub(super) fn query(
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, (json, received_at), attempts, next_attempt_ms, last_error, state) = row?;
-        let mut event: Event = serde_json::from_str(&json)
-            .map_err(|e| SpoolError(format!("event {seq} is unreadable: {e}")))?;
+        let (seq, (event, received_at), attempts, next_attempt_ms, last_error, state) = row?;
+        let mut event: Event =
+            event.map_err(|e| SpoolError(format!("event {seq} is unreadable: {e}")))?;
         // The column, which `requeue` resets: a dead letter put back ages from then.
         event.received_at = received_at;
         out.push(Queued {

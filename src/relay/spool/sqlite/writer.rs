@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::apply::{apply, forget, Delta};
 use super::seen::Seen;
-use super::{Event, Fault, Inserted, SpoolError, FULL};
+use super::{Delivery, Fault, Inserted, SpoolError, FULL};
 use crate::relay::now_secs;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
@@ -35,12 +35,14 @@ pub(super) struct NewRow {
 }
 
 impl NewRow {
-    pub(super) fn new(event: &Event, body: Vec<u8>) -> Result<NewRow, SpoolError> {
+    pub(super) fn new(new: Delivery) -> Result<NewRow, SpoolError> {
+        let json = super::column::column_for(&new)?;
+        let (event, body) = new.into_parts();
         Ok(NewRow {
             key: super::seen::key(&event.event_id),
-            event_id: event.event_id.clone(),
-            notif_type: event.notif_type.clone(),
-            json: serde_json::to_string(event).map_err(|e| SpoolError(e.to_string()))?,
+            event_id: event.event_id,
+            notif_type: event.notif_type,
+            json,
             body,
             received_at: event.received_at,
         })
@@ -319,10 +321,7 @@ impl Writer {
         if let Ok(mut seen) = self.seen.lock() {
             self.stale |= seen.catch_up(&tx, &mut self.data_version);
         }
-        let bodies = tx.execute(
-            "UPDATE events SET body = x'' WHERE state <> 0 AND length(body) > 0",
-            [],
-        )?;
+        let bodies = super::column::free_bodies(&tx, None)?;
         let mut d = Delta::default();
         let forgotten = forget(&tx, before, &mut d)?;
         tx.commit()?;
