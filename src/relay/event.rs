@@ -83,29 +83,32 @@ impl Event {
         received_at: i64,
     ) -> Result<Event, ParseError> {
         let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::InvalidJson)?;
-        let Value::Object(map) = value else {
+        let Value::Object(mut map) = value else {
             return Err(ParseError::NotAnObject);
         };
-        let text = |k: &str| {
-            map.get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+        // Like the walkthrough's adapter: show the payload when there is no message (written
+        // before any field is taken out of the map).
+        let shown = match map.get("message") {
+            Some(Value::String(m)) if !m.is_empty() => None,
+            _ => Some(serde_json::to_string(&map).unwrap_or_default()),
+        };
+        let user_id = map.get("user_id").and_then(Value::as_i64);
+        let timestamp = map.get("timestamp").and_then(Value::as_f64);
+        // The documented text fields, moved out of the map (a non-empty string, else none).
+        let mut text = |k: &str| match map.remove(k) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            _ => None,
         };
         let event_id = text("event_id")
             .or_else(|| header_event_id.filter(|s| !s.is_empty()).map(str::to_owned))
             .unwrap_or_else(|| body_hash(body));
-        let message = text("message").or_else(|| {
-            // Like the walkthrough's adapter: show the payload when there is no message.
-            Some(serde_json::to_string(&map).unwrap_or_default())
-        });
         Ok(Event {
             event_id,
             notif_type: text("notif_type").unwrap_or_else(|| "notification".to_owned()),
             subject: text("subject"),
-            message,
-            user_id: map.get("user_id").and_then(Value::as_i64),
-            timestamp: map.get("timestamp").and_then(Value::as_f64),
+            message: text("message").or(shown),
+            user_id,
+            timestamp,
             received_at,
             context: None,
             alert: None,
@@ -212,6 +215,23 @@ mod tests {
         let b = Event::parse(b"{\"a\":2}", None, 0).unwrap();
         assert!(a.event_id.starts_with("sha256:"));
         assert_ne!(a.event_id, b.event_id);
+    }
+
+    #[test]
+    fn a_body_without_a_message_is_shown_whole() {
+        for body in [
+            &br#"{"event_id":"x","notif_type":"t","subject":"S","n":1}"#[..],
+            br#"{"event_id":"x","notif_type":"t","subject":"S","message":""}"#,
+            br#"{"event_id":"x","notif_type":"t","subject":"S","message":7}"#,
+        ] {
+            let e = Event::parse(body, None, 0).unwrap();
+            let shown: Value = serde_json::from_str(e.message.as_deref().unwrap()).unwrap();
+            assert_eq!(shown, serde_json::from_slice::<Value>(body).unwrap());
+            assert_eq!(
+                (e.event_id.as_str(), e.subject.as_deref()),
+                ("x", Some("S"))
+            );
+        }
     }
 
     #[test]

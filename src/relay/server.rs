@@ -240,6 +240,10 @@ async fn receive(app: &App, req: Request<Incoming>) -> Resp {
         .unwrap_or(0);
     let outcome = |r: Received, id: Option<&str>, t: Option<&str>| {
         app.metrics.received(r);
+        // (Only `up` listens: `serve` builds no message for nobody.)
+        if app.activity.receiver_count() == 0 {
+            return;
+        }
         let _ = app.activity.send(Activity::Received {
             event_id: id.map(str::to_owned),
             notif_type: t.map(str::to_owned),
