@@ -1,10 +1,11 @@
-//! Rendering cost: one event as a Block Kit message, and a 50-event digest.
+//! Rendering cost: one event as a Block Kit message, a 50-event digest, and a summary of
+//! 10,000 events as the forwarder makes it (from the events it read).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use vslack::relay::event::Event;
-use vslack::relay::message::{render_batch, Format};
+use vslack::relay::message::{render_batch, render_summary, Format};
 
 const CONSOLE: &str = "https://cloud.vast.ai";
 const TYPES: [&str; 4] = [
@@ -39,6 +40,14 @@ fn bench_render(c: &mut Criterion) {
     let fifty: Vec<Event> = (0..50).map(event).collect();
     c.bench_function("render_batch/blocks/digest50", |b| {
         b.iter(|| render_batch(black_box(&fifty), Format::Blocks, CONSOLE))
+    });
+
+    let many: Vec<Event> = (0..10_000).map(event).collect();
+    c.bench_function("render_summary/blocks/10000", |b| {
+        b.iter(|| {
+            let events: Vec<&Event> = black_box(&many).iter().collect();
+            render_summary(&events, (1, 10_000), Format::Blocks, CONSOLE)
+        })
     });
 }
 

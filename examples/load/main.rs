@@ -8,7 +8,10 @@
 //! `--ceiling`), `vslack serve` on the SQLite file, and
 //! on PostgreSQL (a throwaway cluster started here from the Debian server binaries, as the
 //! tests do, or `VSLACK_TEST_DATABASE_URL`; skipped with a note when neither is there).
-//! `LOAD_STORES=ceiling,sqlite` picks some (an older binary: `VSLACK_BIN=…`). Each relay logs
+//! `LOAD_STORES=ceiling,sqlite` picks some (an older binary: `VSLACK_BIN=…`).
+//! `LOAD_LOGS=DIR` keeps each target's log (`DIR/sqlite.log`) and each turn's requests
+//! (`DIR/sqlite-c16-1.txt`: start in Unix µs and latency in µs, a line each), to see when the
+//! slow ones came and what the relay was doing then. Each relay logs
 //! at its default level (one line per stored event), to a pipe that is read and dropped.
 //! Per level and target: stored/s, p50/p99/max, unexpected answers, the target's CPU (`/proc`)
 //! and bytes written to the disk (`/sys/dev/block`) per stored event, the load generator's
@@ -30,6 +33,8 @@ use vslack::slack_sink::SlackSink;
 const SECRET: &str = "load-test-secret";
 
 mod ceiling;
+mod machine;
+use machine::{rss_kb, settle, usage};
 #[allow(dead_code)] // stop/start_again are for the tests
 #[path = "../../tests/it/support/postgres.rs"]
 mod postgres;
@@ -84,91 +89,24 @@ fn start(mut cmd: Command, name: &'static str, dir: tempfile::TempDir) -> Relay 
             break u.to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    let log = std::env::var("LOAD_LOGS")
+        .ok()
+        .map(|d| format!("{d}/{name}.log"));
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = log.map(|p| std::fs::File::create(p).unwrap());
+        for l in lines.map_while(Result::ok) {
+            if let Some(f) = f.as_mut() {
+                let _ = writeln!(f, "{l}");
+            }
+        }
+    });
     Relay {
         name,
         child,
         url,
         _dir: dir,
     }
-}
-
-/// A relay process's CPU time (user + system, seconds) from `/proc`, and the bytes written so
-/// far to the device its temporary directory is on (`/sys/dev/block/M:m/stat`: the whole
-/// disk, so anything else writing counts too; the process's own `write_bytes` in
-/// `/proc/PID/io` counted ten times what reached the disk for the relay's ack log, a
-/// preallocated file written in place).
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name in parentheses: fields 14 and 15 are utime and stime, in ticks.
-    let ticks: u64 = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| {
-            rest.split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|t| t.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks as f64 / hz, device_written())
-}
-
-fn device_written() -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(std::env::temp_dir()) else {
-        return 0;
-    };
-    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
-    std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(6)?.parse::<u64>().ok())
-        .map_or(0, |sectors| sectors * 512)
-}
-
-/// CPU time the whole machine spent busy so far (user, nice, system, irq, softirq: ticks).
-fn machine_busy() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu = stat.lines().next().unwrap_or_default();
-    let f: Vec<u64> = cpu
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    [0, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum()
-}
-
-/// Wait until the machine is quiet (at most 5 % of its CPU busy over half a second), at most
-/// 30 s: what a target did after its turn (a relay summarising the backlog the last level
-/// left, the PostgreSQL server's checkpoints) must not run during the next target's turn.
-/// What a relay does during its own turn is measured. Returns how long it waited.
-async fn settle() -> Duration {
-    let started = Instant::now();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let quiet = (hz * cores / 2 / 20).max(1);
-    while started.elapsed() < Duration::from_secs(30) {
-        let before = machine_busy();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if machine_busy() - before <= quiet {
-            break;
-        }
-    }
-    started.elapsed()
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 struct Req {
@@ -294,7 +232,12 @@ async fn measure() {
             let pid = relay.child.id();
             let before = usage(pid);
             let mine = usage(std::process::id()).0;
-            let (stored, rate, p50, p99, max, unexpected) = run(&relay.url, reqs, c).await;
+            let (stored, rate, p50, p99, max, unexpected, timeline) =
+                run(&relay.url, reqs, c).await;
+            if let Ok(dir) = std::env::var("LOAD_LOGS") {
+                let path = format!("{dir}/{}-c{c}-{li}.txt", relay.name);
+                std::fs::write(path, timeline).unwrap();
+            }
             // What the relay spent per stored event (its CPU, and bytes written to the disk,
             // checkpoints included once they are due).
             let ((t1, w1), (t0, w0)) = (usage(pid), before);
@@ -316,12 +259,12 @@ async fn measure() {
 }
 
 /// Send `reqs` over `c` keep-alive connections; stored, stored/s, p50, p99, max, unexpected
-/// answers.
+/// answers, and each request's start (Unix µs) and latency (µs), a line each.
 async fn run(
     url: &str,
     reqs: Arc<Vec<Req>>,
     c: usize,
-) -> (usize, f64, Duration, Duration, Duration, usize) {
+) -> (usize, f64, Duration, Duration, Duration, usize, String) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..c {
@@ -333,9 +276,11 @@ async fn run(
                 .build()
                 .unwrap();
             let mut lat = Vec::new();
+            let mut starts: Vec<u128> = Vec::new();
             let (mut stored, mut unexpected) = (0usize, 0usize);
             for r in reqs.iter().skip(w).step_by(c) {
                 let t = Instant::now();
+                let wall = std::time::UNIX_EPOCH.elapsed().unwrap().as_micros();
                 let resp = client
                     .post(&url)
                     .header("Content-Type", "application/json")
@@ -348,19 +293,24 @@ async fn run(
                 let status = resp.status().as_u16();
                 let _ = resp.bytes().await;
                 lat.push(t.elapsed());
+                starts.push(wall);
                 if status != r.expect {
                     unexpected += 1;
                 } else if status == 204 {
                     stored += 1;
                 }
             }
-            (lat, stored, unexpected)
+            (lat, starts, stored, unexpected)
         }));
     }
     let mut lat = Vec::new();
     let (mut stored, mut unexpected) = (0, 0);
+    let mut dump = String::new();
     for t in tasks {
-        let (l, s, u) = t.await.unwrap();
+        let (l, st, s, u) = t.await.unwrap();
+        for (a, b) in st.iter().zip(&l) {
+            dump.push_str(&format!("{a} {}\n", b.as_micros()));
+        }
         lat.extend(l);
         stored += s;
         unexpected += u;
@@ -374,5 +324,6 @@ async fn run(
         pct(&lat, 0.99),
         lat[lat.len() - 1],
         unexpected,
+        dump,
     )
 }

@@ -312,7 +312,7 @@ impl Forwarder {
         }
         let summarised = summary.and_then(|k| {
             let batch = &group[..k];
-            let events: Vec<_> = batch.iter().map(|q| q.event.clone()).collect();
+            let events: Vec<_> = batch.iter().map(|q| &q.event).collect();
             let seqs = (batch[0].seq, batch[k - 1].seq);
             render_summary(&events, seqs, dest.format, &self.opts.console).map(|v| (v, batch))
         });

@@ -277,7 +277,7 @@ fn summaries_fit_and_a_pager_never_summarises() {
         .map(|i| event(i, "outbid", "<@here>", "m"))
         .collect();
     for f in NEW_KINDS {
-        let r = render_summary(&events, (1, 5_000), f, CONSOLE);
+        let r = render_summary(&events.iter().collect::<Vec<_>>(), (1, 5_000), f, CONSOLE);
         if f == Format::Pagerduty {
             assert!(r.is_none());
             continue;

@@ -230,13 +230,12 @@ pub fn render_batch(events: &[Event], format: Format, console: &str) -> (Rendere
 /// One message standing for all of `events` (queue numbers `seqs.0..=seqs.1`), or `None`
 /// when `format` never summarises.
 pub fn render_summary(
-    events: &[Event],
+    events: &[&Event],
     seqs: (i64, i64),
     format: Format,
     console: &str,
 ) -> Option<Rendered> {
-    let parts: Vec<Parts> = events.iter().map(|e| Parts::new(e, console)).collect();
-    kind(format).summary(&Summary::of(&parts, seqs))
+    kind(format).summary(&Summary::of(events, seqs, console))
 }
 
 #[cfg(test)]

@@ -161,10 +161,15 @@ impl<'a> Parts<'a> {
 
     /// `type`, as the full key (`host:machine_offline`) when the context is known.
     pub fn type_key(&self) -> String {
-        match &self.event.context {
-            Some(c) => format!("{c}:{}", self.event.notif_type),
-            None => self.event.notif_type.clone(),
-        }
+        type_key(self.event.context.as_deref(), &self.event.notif_type)
+    }
+}
+
+/// `host:machine_offline` when the context is known, else `machine_offline`.
+pub fn type_key(context: Option<&str>, notif_type: &str) -> String {
+    match context {
+        Some(c) => format!("{c}:{notif_type}"),
+        None => notif_type.to_owned(),
     }
 }
 

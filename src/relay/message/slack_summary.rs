@@ -87,8 +87,13 @@ mod tests {
             .map(|i| event(i, &format!("type_{:02}", i % 30)))
             .collect();
         for format in [Format::Blocks, Format::Text, Format::Workflow] {
-            let r =
-                render_summary(&events, (101, 20_100), format, "https://cloud.vast.ai").unwrap();
+            let r = render_summary(
+                &events.iter().collect::<Vec<_>>(),
+                (101, 20_100),
+                format,
+                "https://cloud.vast.ai",
+            )
+            .unwrap();
             let v = r.value();
             let text = v
                 .get("text")

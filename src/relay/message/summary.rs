@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use super::model::{escaped_len, fit_as, units, Escape, Parts};
+use super::model::{escaped_len, fit_as, type_key, units, Escape, Parts};
+use crate::relay::event::Event;
 
 /// Types counted on their own line; the rest are one "more types" line.
 const TYPES_LISTED: usize = 15;
@@ -29,7 +30,6 @@ pub fn thousands(n: usize) -> String {
 }
 
 pub struct Summary<'a> {
-    pub parts: &'a [Parts<'a>],
     /// `20,000 Vast.ai notifications, summarised`.
     pub title: String,
     /// When they arrived.
@@ -37,34 +37,53 @@ pub struct Summary<'a> {
     /// `(count, type)`, most frequent first; the last may be `N other types`.
     pub counts: Vec<(String, String)>,
     /// The most recent of each type, newest first.
-    pub recent: Vec<&'a Parts<'a>>,
+    pub recent: Vec<Parts<'a>>,
     /// How many of each type `recent` shows.
     pub per_type: usize,
     /// How to list them all.
     pub how: String,
+    /// The newest event's console page.
+    url: String,
 }
 
 impl<'a> Summary<'a> {
-    /// The summary of `parts` (non-empty, in arrival order), queue numbers `seqs.0..=seqs.1`.
-    pub fn of(parts: &'a [Parts<'a>], seqs: (i64, i64)) -> Summary<'a> {
-        assert!(!parts.is_empty(), "a summary stands for at least one event");
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for p in parts {
-            *counts.entry(p.type_key()).or_default() += 1;
+    /// The summary of `events` (non-empty, in arrival order), queue numbers `seqs.0..=seqs.1`.
+    /// Only the events it shows are rendered (a summary stands for up to 10,000: the rest are
+    /// counted by type, nothing more).
+    pub fn of(events: &[&'a Event], seqs: (i64, i64), console: &str) -> Summary<'a> {
+        assert!(
+            !events.is_empty(),
+            "a summary stands for at least one event"
+        );
+        // (context, type): the type key's parts, so that counting allocates nothing per event.
+        let key = |e: &'a Event| (e.context.as_deref(), e.notif_type.as_str());
+        let mut counts: HashMap<(Option<&str>, &str), usize> = HashMap::new();
+        for e in events {
+            *counts.entry(key(e)).or_default() += 1;
         }
-        let mut by_count: Vec<(String, usize)> = counts.into_iter().collect();
+        let mut by_count: Vec<(String, usize)> = counts
+            .into_iter()
+            .map(|((context, t), n)| (type_key(context, t), n))
+            .collect();
         by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let per_type = (RECENT_MOST / by_count.len()).clamp(1, RECENT_PER_TYPE);
-        let mut taken: HashMap<String, usize> = HashMap::new();
-        let mut recent: Vec<&Parts> = Vec::new();
-        for p in parts.iter().rev() {
-            let n = taken.entry(p.type_key()).or_default();
-            if *n < per_type && recent.len() < RECENT_MOST {
+        let mut taken: HashMap<(Option<&str>, &str), usize> = HashMap::new();
+        let mut recent: Vec<Parts> = Vec::new();
+        for e in events.iter().rev() {
+            if recent.len() == RECENT_MOST {
+                break;
+            }
+            let n = taken.entry(key(e)).or_default();
+            if *n < per_type {
                 *n += 1;
-                recent.push(p);
+                recent.push(Parts::new(e, console));
             }
         }
-        let n = parts.len();
+        let n = events.len();
+        let (first, last) = (
+            Parts::new(events[0], console),
+            Parts::new(events[n - 1], console),
+        );
         let mut lines: Vec<(String, String)> = by_count
             .iter()
             .take(TYPES_LISTED)
@@ -76,13 +95,12 @@ impl<'a> Summary<'a> {
             lines.push((thousands(events), format!("{} other types", rest.len())));
         }
         Summary {
-            parts,
             title: format!("{} Vast.ai notifications, summarised", thousands(n)),
             intro: format!(
                 "Too many to list one by one at this destination's pace: {} arrived between {} and {}.",
                 thousands(n),
-                parts[0].time(),
-                parts[n - 1].time()
+                first.time(),
+                last.time()
             ),
             counts: lines,
             recent,
@@ -93,12 +111,13 @@ impl<'a> Summary<'a> {
                 seqs.0,
                 seqs.1
             ),
+            url: last.url,
         }
     }
 
     /// The newest event's console page.
     pub fn url(&self) -> &str {
-        &self.parts[self.parts.len() - 1].url
+        &self.url
     }
 
     /// The counts as lines (`• 1,234 × client:low_credit`), escaped with `esc`.

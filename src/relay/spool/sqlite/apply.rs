@@ -81,7 +81,19 @@ pub(super) fn apply(
             })
         }
         Cmd::Delivered(seqs, now) => {
-            let n = each(tx, "UPDATE events SET state = 1, done_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1 AND state = 0", seqs, *now)? as i64;
+            // A summary marks up to 10,000 at once, mostly consecutive: a statement per run
+            // of consecutive numbers (at most RUN_MOST rows), offering the core between runs
+            // so the ack path is not kept waiting (see `logged::YIELD_EVERY`).
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET state = 1, done_at = ?3, attempts = attempts + 1, last_error = NULL WHERE seq BETWEEN ?1 AND ?2 AND state = 0",
+            )?;
+            let mut n = 0;
+            for (i, (from, to)) in runs(seqs, RUN_MOST).into_iter().enumerate() {
+                if i > 0 {
+                    std::thread::yield_now();
+                }
+                n += stmt.execute(params![from, to, now])? as i64;
+            }
             d.pending -= n;
             d.delivered += n;
             d.last_delivered_at = Some(*now);
@@ -171,6 +183,24 @@ pub(super) fn apply(
 }
 
 /// Run `sql` (params: seq, value) for each seq; returns the rows changed.
+/// Rows one statement of a large outcome changes at most.
+const RUN_MOST: i64 = 64;
+
+/// `seqs` as runs of consecutive numbers `(from, to)`, in order, each at most `most` long.
+fn runs(seqs: &[i64], most: i64) -> Vec<(i64, i64)> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for s in sorted {
+        match out.last_mut() {
+            Some((from, to)) if *to + 1 == s && s - *from < most => *to = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
 fn each(tx: &Connection, sql: &str, seqs: &[i64], value: i64) -> Result<usize, SpoolError> {
     let mut stmt = tx.prepare_cached(sql)?;
     let mut n = 0;
@@ -207,5 +237,25 @@ impl super::writer::Writer {
         if d.pending_left || (was_empty && stats.pending > 0) {
             stats.oldest_pending_at = super::oldest_pending(&self.conn).ok().flatten();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn runs_cover_each_number_once_and_nothing_between() {
+        assert_eq!(runs(&[], 64), vec![]);
+        assert_eq!(
+            runs(&[5, 3, 4, 4, 9, 10, 12], 64),
+            vec![(3, 5), (9, 10), (12, 12)]
+        );
+        assert_eq!(runs(&[1, 2, 3, 4, 5], 2), vec![(1, 2), (3, 4), (5, 5)]);
+        let many: Vec<i64> = (1..=10_000).filter(|s| s % 1000 != 0).collect();
+        let r = runs(&many, 64);
+        let covered: Vec<i64> = r.iter().flat_map(|&(a, b)| a..=b).collect();
+        assert_eq!(covered, many);
+        assert!(r.iter().all(|(a, b)| b - a < 64));
     }
 }
