@@ -134,7 +134,7 @@ async fn main() {
     for (what, bytes) in [
         ("pending", pending),
         ("delivered, body kept (--keep-bodies)", delivered),
-        ("delivered, body dropped (dedup window)", lean),
+        ("delivered, past --keep-bodies (dedup window)", lean),
     ] {
         println!("{what:<40} {:>6} bytes/event", bytes / n as u64);
     }

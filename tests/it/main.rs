@@ -17,6 +17,7 @@ mod fanout;
 mod flood;
 mod ha;
 mod https;
+mod keep_bodies;
 mod kinds;
 mod log_pipe;
 mod never_silent;

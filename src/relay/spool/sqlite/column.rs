@@ -7,11 +7,11 @@
 //! every checkpoint copies, and cost a serialisation on the request path. So such a row's
 //! `event` is its context (`""` when none) and the event is parsed from the body when read.
 //! A text that starts with `{` is the event's JSON: the relay's own alerts, heartbeats,
-//! events with delivery progress, and every row written before this form existed. Before a
-//! finished event's body is freed (`--keep-bodies`, a full store), its JSON is written in its
-//! place ([`free_bodies`]), so the event stays readable for the retention window.
+//! events with delivery progress, and every row written before this form existed. When a
+//! finished event's body is freed (`--keep-bodies`, a full store), its JSON takes its place if
+//! that is smaller ([`free_bodies`]), so the event stays readable for the retention window.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Delivery, Event, SpoolError};
 
@@ -73,49 +73,82 @@ pub(super) const UNREFUSED: &str =
 /// otherwise keep a freed body's size in its JSON, and a full store could make no room.
 pub const MESSAGE_KEPT: usize = 1000;
 
-/// Free the bodies of finished events (those finished before `before`, when given). A row
-/// whose event is kept as its body gets the event's JSON in the same update, its message cut
-/// to [`MESSAGE_KEPT`] characters; one whose body cannot be read keeps it (its event is
-/// nowhere else). A thousand rows at a time. Returns the bodies freed.
+/// How far [`free_bodies`] has looked at finished events kept as their bodies: those finished
+/// before `done_before` were looked at, and kept as they were (their body was the smaller
+/// form), so they are not parsed again at every pruning.
+const LOOKED_AT: &str = "CREATE TABLE IF NOT EXISTS vslack_bodies (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    done_before INTEGER NOT NULL
+)";
+
+/// Free what the bodies of finished events (those finished before `before`, when given) hold
+/// beyond what deduplication and `vslack queue` need. A row whose event is its JSON loses its
+/// body. A delivered or dropped event kept as its body gets its JSON instead (the message cut
+/// to [`MESSAGE_KEPT`] characters), but only where that is smaller: a plain Vast.ai body is
+/// the smallest form of its event and stays; one with large extra fields or a long message
+/// shrinks. A dead letter keeps its body whole (it may be posted again), and so does a body
+/// that cannot be read (its event is nowhere else). Nothing grows, so a full store can run
+/// this. Returns how many rows shrank.
 pub(super) fn free_bodies(tx: &Connection, before: Option<i64>) -> Result<usize, SpoolError> {
-    let filter = "state <> 0 AND (?1 IS NULL OR done_at < ?1) AND length(body) > 0";
     let mut freed = tx.execute(
-        &format!("UPDATE events SET body = x'' WHERE {filter} AND substr(event, 1, 1) = '{{'"),
+        "UPDATE events SET body = x'' WHERE state <> 0 AND (?1 IS NULL OR done_at < ?1) AND length(body) > 0 AND substr(event, 1, 1) = '{'",
         [before],
     )?;
-    let mut select = tx.prepare(&format!(
-        "SELECT seq, event, body, event_id, received_at FROM events WHERE {filter} AND substr(event, 1, 1) <> '{{' AND seq > ?2 ORDER BY seq LIMIT 1000"
-    ))?;
+    tx.execute_batch(LOOKED_AT)?;
+    let from: i64 = tx
+        .query_row(
+            "SELECT done_before FROM vslack_bodies WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(i64::MIN);
+    let mut select = tx.prepare(
+        "SELECT seq, event, body, event_id, received_at, done_at FROM events WHERE state IN (1, 3) AND done_at >= ?2 AND (?1 IS NULL OR done_at < ?1) AND length(body) > 0 AND substr(event, 1, 1) <> '{' AND seq > ?3 ORDER BY seq LIMIT 1000",
+    )?;
     let mut update =
         tx.prepare_cached("UPDATE events SET event = ?2, body = x'' WHERE seq = ?1")?;
-    let mut after = 0i64;
+    let (mut after, mut reached) = (0i64, from);
     loop {
         let rows = select
-            .query_map(params![before, after], |r| {
+            .query_map(params![before, from, after], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, Vec<u8>>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let Some(last) = rows.last() else {
-            return Ok(freed);
+            break;
         };
         after = last.0;
-        for (seq, column, body, id, received_at) in rows {
+        for (seq, column, body, id, received_at, done_at) in rows {
+            reached = reached.max(done_at);
             let lean = event_of(&column, &body, &id, received_at).and_then(|mut e| {
                 shorten(&mut e.message);
                 serde_json::to_string(&e).map_err(|e| e.to_string())
             });
             match lean {
-                Ok(json) => freed += update.execute(params![seq, json])?,
+                Ok(json) if json.len() < column.len() + body.len() => {
+                    freed += update.execute(params![seq, json])?
+                }
+                Ok(_) => {}
                 Err(why) => tracing::warn!(seq, %why, "kept the body of a finished event"),
             }
         }
     }
+    // Everything finished before `before` has been looked at; without it, up to the newest
+    // seen (those finished in that same second are looked at again next time).
+    let to = before.unwrap_or(reached).max(from);
+    tx.execute(
+        "INSERT INTO vslack_bodies (id, done_before) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET done_before = excluded.done_before",
+        [to],
+    )?;
+    Ok(freed)
 }
 
 /// Cut `message` to [`MESSAGE_KEPT`] characters, marked with `…`.
@@ -131,6 +164,7 @@ fn shorten(message: &mut Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const BODY: &[u8] = br#"{"event_id":"e1","notif_type":"low_credit","subject":"S","user_id":3,"timestamp":5.5,"x":[1]}"#;
 
@@ -184,105 +218,146 @@ mod tests {
         assert_eq!(event_of(&column, BODY, "e1", 42).unwrap(), e);
     }
 
-    #[test]
-    fn freeing_a_body_keeps_its_event() {
+    fn table() -> Connection {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
             "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT, event TEXT, body BLOB, received_at INTEGER, state INTEGER, done_at INTEGER)",
         )
         .unwrap();
-        let d = delivery(Some("client"));
-        let json = serde_json::to_string(d.event()).unwrap();
-        let rows: [(&str, &[u8], i64); 4] = [
-            ("client", BODY, 1),
-            (&json, BODY, 1),
-            ("client", b"not json", 1),
-            ("client", BODY, 0),
-        ];
-        for (column, body, state) in rows {
-            c.execute(
-                "INSERT INTO events (event_id, event, body, received_at, state, done_at) VALUES ('e1', ?1, ?2, 42, ?3, 50)",
-                params![column, body, state],
+        c
+    }
+
+    /// Store a delivery of `body` as the relay does, in `state`, finished at 50.
+    fn put(c: &Connection, body: serde_json::Value, state: i64) -> Delivery {
+        let mut d = Delivery::parse(body.to_string().into_bytes(), None, 42).unwrap();
+        d.set_context(Some("client".into()));
+        c.execute(
+            "INSERT INTO events (event_id, event, body, received_at, state, done_at) VALUES (?1, ?2, ?3, 42, ?4, 50)",
+            params![d.event().event_id, column_for(&d).unwrap(), d.body(), state],
+        )
+        .unwrap();
+        d
+    }
+
+    /// The `event` column and the body's length of row `seq`, and its event as read.
+    fn row(c: &Connection, seq: i64) -> (String, usize, Event) {
+        let (column, body, id): (String, Vec<u8>, String) = c
+            .query_row(
+                "SELECT event, body, event_id FROM events WHERE seq = ?1",
+                [seq],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .unwrap();
-        }
+        let e = event_of(&column, &body, &id, 42).unwrap();
+        (column, body.len(), e)
+    }
+
+    #[test]
+    fn freeing_bodies_shrinks_rows_and_keeps_every_event_readable() {
+        let c = table();
+        let plain = json!({"event_id": "p", "notif_type": "low_credit", "subject": "S", "message": "M", "user_id": 3, "timestamp": 5.5});
+        let extra = json!({"event_id": "x", "notif_type": "low_credit", "subject": "S", "message": "M", "instance": "i".repeat(2000)});
+        let long = json!({"event_id": "l", "message": "é".repeat(3 * MESSAGE_KEPT)});
+        let d1 = put(&c, plain.clone(), 1);
+        let d2 = put(&c, extra, 1);
+        let d3 = put(&c, long.clone(), 3);
+        let d4 = put(&c, long, 2);
+        let d5 = put(&c, plain, 0);
+        let json = serde_json::to_string(d1.event()).unwrap();
+        c.execute(
+            "INSERT INTO events (event_id, event, body, received_at, state, done_at) VALUES ('j', ?1, x'00ff', 42, 1, 50)",
+            [&json],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO events (event_id, event, body, received_at, state, done_at) VALUES ('u', 'client', x'00ff', 42, 1, 50)",
+            [],
+        )
+        .unwrap();
+        let size = |c: &Connection| -> i64 {
+            c.query_row(
+                "SELECT SUM(length(event) + length(body)) FROM events",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let before = size(&c);
         assert_eq!(
             free_bodies(&c, Some(10)).unwrap(),
             0,
             "none finished before 10"
         );
-        assert_eq!(free_bodies(&c, Some(100)).unwrap(), 2);
-        let mut s = c
-            .prepare("SELECT event, length(body) FROM events ORDER BY seq")
+        assert_eq!(
+            free_bodies(&c, Some(100)).unwrap(),
+            3,
+            "the extra, the long, the JSON row"
+        );
+        assert!(size(&c) < before);
+        // A plain body is its event's smallest form: kept.
+        assert_eq!(
+            row(&c, 1),
+            ("client".into(), d1.body().len(), d1.event().clone())
+        );
+        // Large extra fields: the JSON took the body's place; the event reads the same.
+        let (column, len, e) = row(&c, 2);
+        assert!(column.starts_with('{') && len == 0, "{column}");
+        assert_eq!(&e, d2.event());
+        // A long message is cut, marked, where the body went.
+        let (_, len, e) = row(&c, 3);
+        let kept = e.message.unwrap();
+        assert_eq!((len, kept.chars().count()), (0, MESSAGE_KEPT + 1));
+        assert!(kept.starts_with("éé") && kept.ends_with('…'));
+        assert_eq!(e.event_id, d3.event().event_id);
+        // A dead letter keeps its body and its whole message (a retry posts it).
+        assert_eq!(
+            row(&c, 4),
+            ("client".into(), d4.body().len(), d4.event().clone())
+        );
+        // Pending: untouched.
+        assert_eq!(row(&c, 5).1, d5.body().len());
+        // A JSON row loses its body; an unreadable body is kept.
+        assert_eq!(row(&c, 6).1, 0);
+        let len: i64 = c
+            .query_row("SELECT length(body) FROM events WHERE seq = 7", [], |r| {
+                r.get(0)
+            })
             .unwrap();
-        let left: Vec<(String, i64)> = s
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(
-            left[0],
-            (json.clone(), 0),
-            "derived row: JSON written, body freed"
-        );
-        assert_eq!(left[1], (json, 0), "JSON row: body freed");
-        assert_eq!(left[2].1, 8, "an unreadable body is kept");
-        assert_eq!(
-            left[3],
-            ("client".to_owned(), BODY.len() as i64),
-            "pending: untouched"
-        );
+        assert_eq!(len, 2);
     }
 
     #[test]
-    fn a_freed_body_keeps_the_start_of_a_long_message() {
-        let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(
-            "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT, event TEXT, body BLOB, received_at INTEGER, state INTEGER, done_at INTEGER)",
+    fn each_finished_row_is_looked_at_once_and_later_ones_too() {
+        let c = table();
+        let extra =
+            |id: &str| json!({"event_id": id, "message": "M", "instance": "i".repeat(2000)});
+        for i in 0..2500 {
+            put(&c, extra(&format!("e{i}")), 1);
+        }
+        assert_eq!(
+            free_bodies(&c, None).unwrap(),
+            2500,
+            "more than one pass takes"
+        );
+        let mark = |c: &Connection| -> i64 {
+            c.query_row("SELECT done_before FROM vslack_bodies", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(mark(&c), 50);
+        // A row finished in the same second, and one later: both looked at.
+        put(&c, extra("same"), 1);
+        c.execute(
+            "UPDATE events SET done_at = 70 WHERE seq = (SELECT MAX(seq) FROM events)",
+            [],
         )
         .unwrap();
-        let long = "é".repeat(3 * MESSAGE_KEPT);
-        for (i, message) in [long.as_str(), "short"].iter().enumerate() {
-            let body = serde_json::json!({"event_id": format!("e{i}"), "message": message});
-            let d = Delivery::parse(body.to_string().into_bytes(), None, 42).unwrap();
-            c.execute(
-                "INSERT INTO events (event_id, event, body, received_at, state, done_at) VALUES (?1, ?2, ?3, 42, 1, 50)",
-                params![d.event().event_id, column_for(&d).unwrap(), d.body()],
-            )
-            .unwrap();
-        }
-        // More rows than one pass takes: every one is freed.
-        for i in 2..2500 {
-            c.execute(
-                "INSERT INTO events (event_id, event, body, received_at, state, done_at) VALUES (?1, '', ?2, 42, 1, 50)",
-                params![format!("e{i}"), BODY],
-            )
-            .unwrap();
-        }
-        assert_eq!(free_bodies(&c, None).unwrap(), 2500);
-        let read = |seq: i64| {
-            let (column, len): (String, i64) = c
-                .query_row(
-                    "SELECT event, length(body) FROM events WHERE seq = ?1",
-                    [seq],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .unwrap();
-            assert_eq!(len, 0);
-            assert!(
-                column.len() < 2 * MESSAGE_KEPT + 200,
-                "{} bytes kept",
-                column.len()
-            );
-            event_of(&column, b"", "", 0).unwrap().message.unwrap()
-        };
-        let kept = read(1);
-        assert_eq!(kept.chars().count(), MESSAGE_KEPT + 1);
-        assert!(kept.starts_with("éé") && kept.ends_with('…'), "{kept}");
-        assert_eq!(read(2), "short");
-        assert!(
-            read(2500).contains("low_credit"),
-            "the last pass's rows too"
-        );
+        put(&c, extra("same-second"), 1);
+        assert_eq!(free_bodies(&c, Some(60)).unwrap(), 1, "finished before 60");
+        assert_eq!(mark(&c), 60);
+        assert_eq!(free_bodies(&c, Some(100)).unwrap(), 1);
+        assert_eq!(mark(&c), 100);
+        // A cut below what was looked at moves nothing back.
+        assert_eq!(free_bodies(&c, Some(80)).unwrap(), 0);
+        assert_eq!(mark(&c), 100);
     }
 }
