@@ -104,7 +104,8 @@ async fn a_store_from_an_earlier_version_is_upgraded_keeping_every_event() {
                 received_at INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0,
                 attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
                 last_error TEXT, done_at INTEGER);
-             CREATE INDEX events_due ON events(next_attempt_ms, seq) WHERE state = 0;",
+             CREATE INDEX events_due ON events(next_attempt_ms, seq) WHERE state = 0;
+             CREATE INDEX events_pending ON events(seq) WHERE state = 0;",
         )
         .unwrap();
         for (id, state, attempts) in [("p1", 0, 2), ("d1", 1, 1), ("p2", 0, 0)] {
@@ -121,6 +122,14 @@ async fn a_store_from_an_earlier_version_is_upgraded_keeping_every_event() {
         )
         .unwrap();
     }
+    let indexes = || -> Vec<String> {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let mut st = c
+            .prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql LIKE '%state = 0' ORDER BY name")
+            .unwrap();
+        let sql = st.query_map([], |r| r.get(0)).unwrap();
+        sql.map(Result::unwrap).collect()
+    };
     let shape = || -> String {
         rusqlite::Connection::open(&path)
             .unwrap()
@@ -137,6 +146,7 @@ async fn a_store_from_an_earlier_version_is_upgraded_keeping_every_event() {
     assert_eq!(looked.stats().await.unwrap().pending, 2);
     drop(looked);
     assert!(shape().contains("UNIQUE"), "{}", shape());
+    assert_eq!(indexes().len(), 2, "{:?}", indexes());
     // The relay, which owns the store, rebuilds it.
     let owner = SpoolOptions {
         owner: true,
@@ -182,6 +192,11 @@ async fn a_store_from_an_earlier_version_is_upgraded_keeping_every_event() {
         !sql.contains("UNIQUE") && !sql.contains("AUTOINCREMENT"),
         "{sql}"
     );
+    // Pending events have one index, in arrival order carrying the retry time, not two.
+    assert_eq!(
+        indexes(),
+        vec!["CREATE INDEX events_pending ON events(seq, next_attempt_ms) WHERE state = 0"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,4 +210,63 @@ async fn forgetting_keeps_the_newest_row_so_numbers_are_never_reused() {
     assert_eq!(s.prune(now(), now()).await.unwrap(), 1, "the newest stays");
     assert_eq!(insert(&s, "c").await, Inserted::New);
     assert!(seq_of(&s, "c").await > b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_two_pending_indexes_gets_one_keeping_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite3");
+    let owner = SpoolOptions {
+        owner: true,
+        ..Default::default()
+    };
+    let s = Spool::open(&path, &owner).unwrap();
+    insert(&s, "a").await;
+    insert(&s, "b").await;
+    // (The relay stores acknowledged events from its ack log within moments.)
+    for _ in 0..500 {
+        if s.list(PENDING, 10).await.unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(s);
+    // The indexes of a store written before 2026-12-06.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP INDEX events_pending;
+             CREATE INDEX events_due ON events(next_attempt_ms, seq) WHERE state = 0;
+             CREATE INDEX events_pending ON events(seq) WHERE state = 0;",
+        )
+        .unwrap();
+    let names = || -> Vec<String> {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let mut st = c
+            .prepare("SELECT name || ' ' || sql FROM sqlite_master WHERE type = 'index' AND name IN ('events_due', 'events_pending') ORDER BY name")
+            .unwrap();
+        let v = st.query_map([], |r| r.get(0)).unwrap();
+        v.map(Result::unwrap).collect()
+    };
+    // A command that only looks leaves them.
+    drop(Spool::open(&path, &SpoolOptions::default()).unwrap());
+    assert_eq!(names().len(), 2, "{:?}", names());
+    let s = Spool::open(&path, &owner).unwrap();
+    assert_eq!(
+        names(),
+        vec!["events_pending CREATE INDEX events_pending ON events(seq, next_attempt_ms) WHERE state = 0"]
+    );
+    let due: Vec<String> = s
+        .due(now() * 1000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.event.event_id)
+        .collect();
+    assert_eq!(due, vec!["a", "b"]);
+    let seq = seq_of(&s, "a").await;
+    s.mark_retry(vec![seq], i64::MAX / 2, "later".into())
+        .await
+        .unwrap();
+    assert_eq!(s.next_due().await.unwrap(), Some(0), "b is due now");
 }

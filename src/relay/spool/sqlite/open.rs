@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{SpoolError, Stats};
 
@@ -29,10 +29,11 @@ const TABLE: &str = "
 
 const COLUMNS: &str = "seq, event_id, notif_type, event, body, received_at, state, attempts, next_attempt_ms, last_error, done_at";
 
+const PENDING_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS events_pending ON events(seq, next_attempt_ms) WHERE state = 0;";
+
 const INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS events_due ON events(next_attempt_ms, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_done ON events(done_at) WHERE state <> 0;
-CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_alerts ON events(seq)
     WHERE state = 0 AND notif_type IN ('vslack_alert', 'vslack_recovered');
 ";
@@ -62,7 +63,37 @@ fn schema(conn: &Connection, owner: bool) -> rusqlite::Result<()> {
             }
         }
     }
-    conn.execute_batch(INDEXES)
+    if owner {
+        one_pending_index(conn)?;
+    }
+    conn.execute_batch(&format!("{PENDING_INDEX}{INDEXES}"))
+}
+
+/// Pending events had two indexes, `events_pending(seq)` and `events_due(next_attempt_ms,
+/// seq)`: every new event and every outcome wrote both. One index in arrival order that carries
+/// the retry time serves both (the forwarder takes due events oldest first, and the next retry
+/// time is a scan of that index alone): 3.5 µs less CPU per event at concurrency 16 (README,
+/// Benchmarks). With 100,000 events waiting to be retried, a look for due events reads the
+/// index alone (5 ms, was 20 ms through the table), the next retry time scans it (7 ms, was a
+/// seek). The owner replaces the two in one transaction, so readers see one or the other.
+fn one_pending_index(conn: &Connection) -> rusqlite::Result<()> {
+    let index = |name: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()
+    };
+    let old_pending = index("events_pending")?.is_some_and(|sql| !sql.contains("next_attempt_ms"));
+    if old_pending || index("events_due")?.is_some() {
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        tx.execute_batch(&format!(
+            "DROP INDEX IF EXISTS events_due; DROP INDEX IF EXISTS events_pending; {PENDING_INDEX}"
+        ))?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 /// Rebuild the events table in the current shape; returns how many rows it holds. Where
@@ -84,7 +115,7 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<usize> {
          ALTER TABLE events_upgraded RENAME TO events;
          DELETE FROM sqlite_sequence WHERE name = 'events';"
     ))
-    .and_then(|_| conn.execute_batch(INDEXES))
+    .and_then(|_| conn.execute_batch(&format!("{PENDING_INDEX}{INDEXES}")))
     .and_then(|_| conn.execute_batch("COMMIT"))
     .inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");
