@@ -270,3 +270,38 @@ async fn a_store_with_two_pending_indexes_gets_one_keeping_its_events() {
         .unwrap();
     assert_eq!(s.next_due().await.unwrap(), Some(0), "b is due now");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_relay_falls_quiet_the_file_alone_holds_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite3");
+    let owner = SpoolOptions {
+        owner: true,
+        ..Default::default()
+    };
+    let s = Spool::open(&path, &owner).unwrap();
+    for id in ["a", "b", "c"] {
+        insert(&s, id).await;
+    }
+    // The file without its WAL, as a copy of it alone would be.
+    let copy = dir.path().join("copy.sqlite3");
+    let in_file = || -> i64 {
+        std::fs::copy(&path, &copy).unwrap();
+        rusqlite::Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM events WHERE state = 0", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0)
+    };
+    let mut held = 0;
+    for _ in 0..100 {
+        held = in_file();
+        if held == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(held, 3, "the WAL was not copied into the file");
+    assert_eq!(s.list(PENDING, 10).await.unwrap().len(), 3);
+}

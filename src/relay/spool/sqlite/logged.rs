@@ -225,6 +225,11 @@ impl Backlog {
         }
     }
 
+    /// Nothing logged waits to be stored.
+    pub(super) fn is_empty(&self) -> bool {
+        self.since.is_none() && self.rows.is_empty()
+    }
+
     /// The ack path says events wait.
     pub(super) fn woken(&mut self) {
         self.since.get_or_insert_with(Instant::now);

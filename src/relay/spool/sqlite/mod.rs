@@ -133,6 +133,7 @@ impl Sqlite {
             logged_gen: log.as_ref().map_or(0, |l| l.1),
             logged_error: None,
             room_tried: None,
+            checkpointed: 0,
             ballast: if opts.owner {
                 ballast::Ballast::new(path)
             } else {

@@ -136,6 +136,8 @@ pub(super) struct Writer {
     pub(super) logged_error: Option<SpoolError>,
     /// When the writer last tried to make room for refused events.
     pub(super) room_tried: Option<Instant>,
+    /// The connection's `total_changes` at the last checkpoint made when quiet.
+    pub(super) checkpointed: u64,
 }
 
 impl Writer {
@@ -169,12 +171,13 @@ impl Writer {
         let mut backlog = backlog;
         loop {
             let mut batch = Vec::new();
-            let closed = match rx.recv_timeout(backlog.wait(self.link.is_some())) {
+            let idle = backlog.is_empty();
+            let (closed, quiet) = match rx.recv_timeout(backlog.wait(self.link.is_some())) {
                 Ok(op) => {
                     batch.push(op);
-                    false
+                    (false, false)
                 }
-                Err(e) => e == mpsc::RecvTimeoutError::Disconnected,
+                Err(e) => (e == mpsc::RecvTimeoutError::Disconnected, idle),
             };
             while batch.len() < 1024 {
                 match rx.try_recv() {
@@ -200,6 +203,9 @@ impl Writer {
             }
             self.publish_refusal();
             if cmds.is_empty() {
+                if quiet {
+                    self.checkpoint_if_quiet();
+                }
                 continue;
             }
             let answers = self.apply_all(&cmds);
