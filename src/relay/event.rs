@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod fields;
+use fields::{text, Fields};
+
 /// One notification. Only `event_id` and `notif_type` are always present; Vast.ai documents
 /// the other fields but a missing one must never break delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +80,42 @@ pub enum ParseError {
 
 impl Event {
     /// Parse a verified body. `header_event_id` is `X-Vast-Event-Id`, used when the body has none.
+    ///
+    /// The documented fields are read alone (see [`Fields`]; `cargo bench --bench verify --
+    /// delivery/parse` measures it). A body that needs the whole object (no message: it is
+    /// shown instead), or that this reading refuses (not an object, not JSON), is read as a
+    /// map, which decides.
     pub fn parse(
+        body: &[u8],
+        header_event_id: Option<&str>,
+        received_at: i64,
+    ) -> Result<Event, ParseError> {
+        let fields = serde_json::from_slice::<Fields>(body).ok();
+        let Some(f) =
+            fields.filter(|f| matches!(&f.message, Some(Value::String(m)) if !m.is_empty()))
+        else {
+            return Event::parse_map(body, header_event_id, received_at);
+        };
+        let event_id = text(f.event_id)
+            .or_else(|| header_event_id.filter(|s| !s.is_empty()).map(str::to_owned))
+            .unwrap_or_else(|| body_hash(body));
+        Ok(Event {
+            event_id,
+            notif_type: text(f.notif_type).unwrap_or_else(|| "notification".to_owned()),
+            subject: text(f.subject),
+            message: text(f.message),
+            user_id: f.user_id.as_ref().and_then(Value::as_i64),
+            timestamp: f.timestamp.as_ref().and_then(Value::as_f64),
+            received_at,
+            context: None,
+            alert: None,
+            heartbeat: false,
+            legs: Default::default(),
+        })
+    }
+
+    /// [`Event::parse`] by a map of the whole object.
+    fn parse_map(
         body: &[u8],
         header_event_id: Option<&str>,
         received_at: i64,
@@ -231,6 +269,48 @@ mod tests {
                 (e.event_id.as_str(), e.subject.as_deref()),
                 ("x", Some("S"))
             );
+        }
+    }
+
+    #[test]
+    fn the_fields_alone_read_as_the_whole_object_does() {
+        let bodies: &[&[u8]] = &[
+            br#"{"event_id":"abc","user_id":7,"notif_type":"low_credit","subject":"S","message":"M","timestamp":1772490000.5,"extra":{"a":[1,2,{"b":null}]}}"#,
+            br#" {"message":"M","event_id":"","notif_type":7,"subject":null,"user_id":1.5,"timestamp":"x"}"#,
+            br#"{"message":"M","user_id":18446744073709551615,"timestamp":3}"#,
+            br#"{"message":"M","user_id":-4,"event_id":"a\u00e9\n\"b"}"#,
+            br#"{"message":"M","event_id":"a","event_id":"b"}"#,
+            br#"{"message":"first","message":""}"#,
+            br#"{"message":"M","notif_type":["x"],"subject":{"s":1}}"#,
+            br#"{"message":"M"} trailing"#,
+            br#"{"message":"M""#,
+            br#"["M","S"]"#,
+            br#""a string""#,
+            br#"{"message":"M","x":1e999}"#,
+            br#"{"message":"M","x":"\ud800"}"#,
+            br#"{"message":"M","x":"\q"}"#,
+            br#"{"message":"M","x":[1,]}"#,
+            br#"{"message":"M","message":"N","x":{"message":7}}"#,
+        ];
+        let deep = format!(
+            r#"{{"message":"M","x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let nested = format!(
+            r#"{{"message":"M","x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        for body in bodies.iter().chain(&[deep.as_bytes(), nested.as_bytes()]) {
+            for header in [None, Some("hdr")] {
+                assert_eq!(
+                    Event::parse(body, header, 5),
+                    Event::parse_map(body, header, 5),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+            }
         }
     }
 
