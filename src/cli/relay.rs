@@ -82,7 +82,8 @@ pub struct ServeArgs {
     /// save it with `vslack store set` [default: VSLACK_STORE_URL, else `[store] url`, else sqlite]
     #[arg(long, value_name = "sqlite|URL")]
     pub store: Option<String>,
-    /// Cap the event store's size; when full the relay answers 503 so Vast.ai retries later
+    /// Cap the event store's size (its database file: the WAL and ack log beside it take up
+    /// to about 24 MB more); when full the relay answers 503 so Vast.ai retries later
     /// [default: no cap]
     #[arg(long, value_name = "MB")]
     pub max_store_mb: Option<u64>,
