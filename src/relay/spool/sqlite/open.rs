@@ -35,12 +35,12 @@ const TABLE: &str = "
 /// interleaved rounds: p99 ÷ the ceiling's median 1.54 with 1,000 pages, 1.38 with 4,000;
 /// over 60,000 events (several checkpoints in the turn) 1.53 against 1.34 (README, Benchmarks).
 pub(super) const CHECKPOINT_PAGES: i64 = 4000;
-/// When the WAL starts over after a checkpoint, its file is cut back to this (the size
-/// SQLite's default checkpoints let it reach): a store at rest takes no more disk than before,
-/// and one large transaction (a restore, a long retention pruned) does not leave its WAL's
-/// size behind for good. Under steady traffic the file grows to about 16 MB between two
-/// checkpoints (README, "A week of steady traffic").
-const WAL_FILE_LIMIT: i64 = 4 << 20;
+/// When the WAL starts over after a checkpoint, a file larger than this (one large
+/// transaction: a restore, a long retention pruned) is cut back to it. It is above what
+/// [`CHECKPOINT_PAGES`] lets the WAL reach, so under steady traffic the file is reused in place
+/// rather than grown again each cycle: growing would need new disk space on every cycle, which
+/// a nearly full disk may not have (README, "A week of steady traffic").
+const WAL_FILE_LIMIT: i64 = 20 << 20;
 
 const COLUMNS: &str = "seq, event_id, notif_type, event, body, received_at, state, attempts, next_attempt_ms, last_error, done_at";
 
@@ -79,7 +79,11 @@ fn schema(conn: &Connection, owner: bool) -> rusqlite::Result<()> {
         }
     }
     if owner {
-        one_pending_index(conn)?;
+        // (The two indexes serve every query too: a store that cannot change them now, the
+        // disk full or the file locked, keeps working and is changed at a later start.)
+        if let Err(e) = one_pending_index(conn) {
+            tracing::warn!(error = %e, "cannot merge the event store's pending indexes (it keeps working as it is)");
+        }
     }
     conn.execute_batch(&format!("{PENDING_INDEX}{INDEXES}"))
 }
@@ -196,9 +200,16 @@ impl super::writer::Writer {
         if changes == self.checkpointed {
             return;
         }
-        match self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-            Ok(()) => self.checkpointed = changes,
-            // (It is tried again when quiet next; the size still checkpoints.)
+        // (busy, frames in the WAL, frames copied): a reader in the way leaves some behind,
+        // and it is tried again when quiet next; the size still checkpoints meanwhile.
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok(r.get::<_, i64>(1)? == r.get::<_, i64>(2)?)
+            });
+        match done {
+            Ok(true) => self.checkpointed = changes,
+            Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "cannot checkpoint the event store's WAL"),
         }
     }
@@ -278,6 +289,7 @@ impl super::writer::Writer {
             .map_err(|e| SpoolError(format!("{e:#}")))?;
         self.conn = conn;
         self.cap_pages = cap;
+        self.checkpointed = 0;
         // The version is the connection's own: read the ids again on the new one.
         self.data_version = None;
         // The log files may have gone with the old file's directory entry: start a new one.

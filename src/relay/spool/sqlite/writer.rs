@@ -203,7 +203,8 @@ impl Writer {
             }
             self.publish_refusal();
             if cmds.is_empty() {
-                if quiet {
+                // (Not if events were logged since the wait ended: they are stored first.)
+                if quiet && backlog.is_empty() {
                     self.checkpoint_if_quiet();
                 }
                 continue;
