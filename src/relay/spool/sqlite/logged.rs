@@ -339,6 +339,13 @@ impl Writer {
                 }
                 set_mark(&tx, to)
             })?;
+            // New events are refused before these rows show, so whoever sees them stored
+            // also sees the refusal they bring (the writer's next look confirms or lifts it).
+            if super::open::over_insert_limit(&tx, cap) {
+                if let Some(Ok(mut refuse)) = self.link.as_ref().map(|l| l.refuse.lock()) {
+                    refuse.get_or_insert_with(super::writer::cap_reached);
+                }
+            }
             tx.commit()?;
             Ok(d)
         })();

@@ -215,6 +215,20 @@ impl super::writer::Writer {
     }
 }
 
+/// Whether new events would eat into the reserve kept for outcomes under the cap (`cap`
+/// pages; `None`: no cap).
+pub(super) fn over_insert_limit(conn: &Connection, cap: Option<i64>) -> bool {
+    let Some(cap) = cap else {
+        return false;
+    };
+    let used: rusqlite::Result<i64> = conn.query_row(
+        "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())",
+        [],
+        |r| r.get(0),
+    );
+    used.is_ok_and(|u| u >= cap - reserve_pages(cap))
+}
+
 /// The pages of a store capped at `cap` pages that new events may not use: kept for outcomes.
 pub(super) fn reserve_pages(cap: i64) -> i64 {
     (cap / 10).max(16)

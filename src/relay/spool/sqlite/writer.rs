@@ -140,6 +140,11 @@ pub(super) struct Writer {
     pub(super) checkpointed: u64,
 }
 
+/// Why new events are refused when the size cap is reached.
+pub(super) fn cap_reached() -> SpoolError {
+    SpoolError(format!("{FULL} (--max-store-mb reached)"))
+}
+
 impl Writer {
     /// Why new events cannot be stored now, if they cannot: they would eat into the reserve
     /// kept for outcomes (under the size cap, or on disk).
@@ -149,22 +154,11 @@ impl Writer {
                 "{FULL} (the disk is full: its space for recording outcomes is in use)"
             )));
         }
-        self.over_insert_limit()
-            .then(|| SpoolError(format!("{FULL} (--max-store-mb reached)")))
+        self.over_insert_limit().then(cap_reached)
     }
 
-    /// Whether new events would eat into the reserve kept for outcomes under the cap.
     fn over_insert_limit(&self) -> bool {
-        let Some(cap) = self.cap_pages else {
-            return false;
-        };
-        let limit = cap - super::open::reserve_pages(cap);
-        let used: rusqlite::Result<i64> = self.conn.query_row(
-            "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())",
-            [],
-            |r| r.get(0),
-        );
-        used.is_ok_and(|u| u >= limit)
+        super::open::over_insert_limit(&self.conn, self.cap_pages)
     }
 
     pub(super) fn run(mut self, rx: mpsc::Receiver<Op>, backlog: Backlog) {
