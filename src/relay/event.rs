@@ -96,22 +96,7 @@ impl Event {
         else {
             return Event::parse_map(body, header_event_id, received_at);
         };
-        let event_id = text(f.event_id)
-            .or_else(|| header_event_id.filter(|s| !s.is_empty()).map(str::to_owned))
-            .unwrap_or_else(|| body_hash(body));
-        Ok(Event {
-            event_id,
-            notif_type: text(f.notif_type).unwrap_or_else(|| "notification".to_owned()),
-            subject: text(f.subject),
-            message: text(f.message),
-            user_id: f.user_id.as_ref().and_then(Value::as_i64),
-            timestamp: f.timestamp.as_ref().and_then(Value::as_f64),
-            received_at,
-            context: None,
-            alert: None,
-            heartbeat: false,
-            legs: Default::default(),
-        })
+        Ok(Event::of(f, header_event_id, body, received_at))
     }
 
     /// [`Event::parse`] by a map of the whole object.
@@ -130,29 +115,39 @@ impl Event {
             Some(Value::String(m)) if !m.is_empty() => None,
             _ => Some(serde_json::to_string(&map).unwrap_or_default()),
         };
-        let user_id = map.get("user_id").and_then(Value::as_i64);
-        let timestamp = map.get("timestamp").and_then(Value::as_f64);
-        // The documented text fields, moved out of the map (a non-empty string, else none).
-        let mut text = |k: &str| match map.remove(k) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s),
-            _ => None,
+        let mut f = Fields {
+            event_id: map.remove("event_id"),
+            notif_type: map.remove("notif_type"),
+            subject: map.remove("subject"),
+            message: map.remove("message"),
+            user_id: map.remove("user_id"),
+            timestamp: map.remove("timestamp"),
         };
-        let event_id = text("event_id")
+        if let Some(shown) = shown {
+            f.message = Some(Value::String(shown));
+        }
+        Ok(Event::of(f, header_event_id, body, received_at))
+    }
+
+    /// The event the documented fields of `body` make: each text a non-empty string or none;
+    /// the id from the body, else the header, else the body's hash.
+    fn of(f: Fields, header_event_id: Option<&str>, body: &[u8], received_at: i64) -> Event {
+        let event_id = text(f.event_id)
             .or_else(|| header_event_id.filter(|s| !s.is_empty()).map(str::to_owned))
             .unwrap_or_else(|| body_hash(body));
-        Ok(Event {
+        Event {
             event_id,
-            notif_type: text("notif_type").unwrap_or_else(|| "notification".to_owned()),
-            subject: text("subject"),
-            message: text("message").or(shown),
-            user_id,
-            timestamp,
+            notif_type: text(f.notif_type).unwrap_or_else(|| "notification".to_owned()),
+            subject: text(f.subject),
+            message: text(f.message),
+            user_id: f.user_id.as_ref().and_then(Value::as_i64),
+            timestamp: f.timestamp.as_ref().and_then(Value::as_f64),
             received_at,
             context: None,
             alert: None,
             heartbeat: false,
             legs: Default::default(),
-        })
+        }
     }
 }
 

@@ -18,6 +18,30 @@ async fn insert(s: &Spool, id: &str) -> Inserted {
         .unwrap()
 }
 
+/// The relay's options: it owns the store, and acknowledges through the ack log.
+fn owner() -> SpoolOptions {
+    SpoolOptions {
+        owner: true,
+        ..Default::default()
+    }
+}
+
+/// Wait (up to 5 s) until `id` is in the table: the relay stores acknowledged events from its
+/// ack log within moments.
+async fn wait_stored(s: &Spool, id: &str) {
+    for _ in 0..500 {
+        if s.list(PENDING, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|q| q.event.event_id == id)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn seq_of(s: &Spool, id: &str) -> i64 {
     s.list(PENDING, 1000)
         .await
@@ -148,11 +172,7 @@ async fn a_store_from_an_earlier_version_is_upgraded_keeping_every_event() {
     assert!(shape().contains("UNIQUE"), "{}", shape());
     assert_eq!(indexes().len(), 2, "{:?}", indexes());
     // The relay, which owns the store, rebuilds it.
-    let owner = SpoolOptions {
-        owner: true,
-        ..Default::default()
-    };
-    let s = Spool::open(&path, &owner).unwrap();
+    let s = Spool::open(&path, &owner()).unwrap();
     let pending = s.list(PENDING, 10).await.unwrap();
     let kept: Vec<(i64, &str, i64)> = pending
         .iter()
@@ -165,14 +185,7 @@ async fn a_store_from_an_earlier_version_is_upgraded_keeping_every_event() {
         assert_eq!(insert(&s, id).await, Inserted::Duplicate, "{id}");
     }
     assert_eq!(insert(&s, "new").await, Inserted::New);
-    // (The relay stores acknowledged events from its ack log within moments.)
-    for _ in 0..200 {
-        let ids = s.list(PENDING, 10).await.unwrap();
-        if ids.iter().any(|q| q.event.event_id == "new") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_stored(&s, "new").await;
     assert_eq!(
         seq_of(&s, "new").await,
         8,
@@ -216,20 +229,10 @@ async fn forgetting_keeps_the_newest_row_so_numbers_are_never_reused() {
 async fn a_store_with_two_pending_indexes_gets_one_keeping_its_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqlite3");
-    let owner = SpoolOptions {
-        owner: true,
-        ..Default::default()
-    };
-    let s = Spool::open(&path, &owner).unwrap();
+    let s = Spool::open(&path, &owner()).unwrap();
     insert(&s, "a").await;
     insert(&s, "b").await;
-    // (The relay stores acknowledged events from its ack log within moments.)
-    for _ in 0..500 {
-        if s.list(PENDING, 10).await.unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_stored(&s, "b").await;
     drop(s);
     // The indexes of a store written before 2026-12-06.
     rusqlite::Connection::open(&path)
@@ -251,7 +254,7 @@ async fn a_store_with_two_pending_indexes_gets_one_keeping_its_events() {
     // A command that only looks leaves them.
     drop(Spool::open(&path, &SpoolOptions::default()).unwrap());
     assert_eq!(names().len(), 2, "{:?}", names());
-    let s = Spool::open(&path, &owner).unwrap();
+    let s = Spool::open(&path, &owner()).unwrap();
     assert_eq!(
         names(),
         vec!["events_pending CREATE INDEX events_pending ON events(seq, next_attempt_ms) WHERE state = 0"]
@@ -275,11 +278,7 @@ async fn a_store_with_two_pending_indexes_gets_one_keeping_its_events() {
 async fn when_the_relay_falls_quiet_the_file_alone_holds_its_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqlite3");
-    let owner = SpoolOptions {
-        owner: true,
-        ..Default::default()
-    };
-    let s = Spool::open(&path, &owner).unwrap();
+    let s = Spool::open(&path, &owner()).unwrap();
     for id in ["a", "b", "c"] {
         insert(&s, id).await;
     }
