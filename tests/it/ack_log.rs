@@ -290,3 +290,41 @@ async fn a_restart_stores_what_the_log_holds_past_the_size_cap() {
     assert_eq!(pending(&restarted).await.len(), 40);
     drop(relay);
 }
+
+/// `vslack store check` counts what a relay acknowledged but had not stored in the table when
+/// it died, instead of a pending count short of what was answered 204.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_check_counts_the_events_only_the_log_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (live, relay) = held_relay(dir.path());
+    for id in ["one", "two", "three"] {
+        assert_eq!(insert(&relay, id).await, Inserted::New);
+    }
+    let env = crate::common::Env::new();
+    let crashed = env.data_dir().join("spool.sqlite3");
+    crash_copy(&live, &crashed);
+    let out = env.run(&["--json", "store", "check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (v["pending"].as_u64(), v["in_ack_log"].as_u64()),
+        (Some(0), Some(3)),
+        "{v}"
+    );
+    let out = env.run(&["store", "check"]);
+    assert!(
+        out.stdout
+            .contains("3 more acknowledged events are in the ack log only"),
+        "{out:?}"
+    );
+    // Once a relay has owned the copy, the table holds them and the log nothing more.
+    drop(Spool::open(&crashed, &owner(false)).unwrap());
+    let out = env.run(&["--json", "store", "check"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (v["pending"].as_u64(), v["in_ack_log"].as_u64()),
+        (Some(3), Some(0)),
+        "{v}"
+    );
+    drop(relay);
+}

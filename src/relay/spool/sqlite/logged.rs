@@ -11,11 +11,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rusqlite::Connection;
 use rusqlite::TransactionBehavior::Immediate;
-use rusqlite::{params, Connection, OptionalExtension};
 
 use super::acklog::{self, Mark};
 use super::apply::{insert_row, Delta};
+use super::mark::{mark, past_mark, set_mark, store_mark};
 use super::seen::Seen;
 use super::writer::{NewRow, Writer};
 use super::SpoolError;
@@ -28,79 +29,6 @@ pub(super) const MAX_WAITING: usize = 4096;
 /// every this many rows, so the ack path, waking from its `fdatasync`, runs at once instead of
 /// waiting out the scheduler's slice (p99 at concurrency 16 about a quarter lower on 2 cores).
 const YIELD_EVERY: usize = 16;
-
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS vslack_acklog (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    store_id INTEGER NOT NULL,
-    gen INTEGER NOT NULL,
-    pos INTEGER NOT NULL
-)";
-
-/// The store's id and its mark (made, with a random id, the first time).
-pub(super) fn store_mark(conn: &Connection) -> Result<(i64, Mark), SpoolError> {
-    conn.execute_batch(TABLE)?;
-    conn.execute(
-        "INSERT OR IGNORE INTO vslack_acklog (id, store_id, gen, pos) VALUES (1, ?1, 0, 0)",
-        [rand::random::<i64>() & i64::MAX],
-    )?;
-    Ok(conn.query_row(
-        "SELECT store_id, gen, pos FROM vslack_acklog WHERE id = 1",
-        [],
-        |r| {
-            let m = Mark {
-                gen: r.get::<_, i64>(1)? as u64,
-                pos: r.get::<_, i64>(2)? as u64,
-            };
-            Ok((r.get(0)?, m))
-        },
-    )?)
-}
-
-/// `vslack store recover`: give the rebuilt store `new` the damaged store's id and mark, so
-/// the relay's next start still stores what the ack log holds past the table.
-pub fn carry_mark(old: &Connection, new: &Connection) -> Result<(), SpoolError> {
-    let found = old
-        .query_row(
-            "SELECT store_id, gen, pos FROM vslack_acklog WHERE id = 1",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
-        )
-        .optional();
-    // (No mark in the damaged file, or none readable: the log's files stay, named as theirs.)
-    let Ok(Some((id, gen, _))) = found else {
-        return Ok(());
-    };
-    new.execute_batch(TABLE)?;
-    new.execute(
-        "INSERT OR REPLACE INTO vslack_acklog (id, store_id, gen, pos) VALUES (1, ?1, ?2, ?3)",
-        // (From the start of its generation: what damaged pages lost is stored again.)
-        params![id, gen, 0],
-    )?;
-    Ok(())
-}
-
-fn mark(conn: &Connection) -> Result<Option<Mark>, SpoolError> {
-    Ok(conn
-        .query_row("SELECT gen, pos FROM vslack_acklog WHERE id = 1", [], |r| {
-            Ok(Mark {
-                gen: r.get::<_, i64>(0)? as u64,
-                pos: r.get::<_, i64>(1)? as u64,
-            })
-        })
-        .optional()?)
-}
-
-fn set_mark(conn: &Connection, m: Mark) -> Result<(), SpoolError> {
-    conn.prepare_cached("UPDATE vslack_acklog SET gen = ?1, pos = ?2 WHERE id = 1")?
-        .execute(params![m.gen as i64, m.pos as i64])?;
-    Ok(())
-}
 
 /// Insert `rows` (already checked against the ids held); their keys go to `d.added`.
 fn insert(conn: &Connection, rows: &[NewRow], d: &mut Delta) -> Result<(), SpoolError> {
@@ -152,20 +80,8 @@ pub(super) fn replay(
     cap: Option<i64>,
 ) -> anyhow::Result<(i64, u64, usize)> {
     let (store_id, at) = store_mark(conn)?;
-    let gens = acklog::generations(store);
-    let mut rows = Vec::new();
-    for &g in gens.iter().filter(|g| **g >= at.gen) {
-        let from = if g == at.gen { at.pos } else { 0 };
-        match acklog::read(store, store_id, g, from) {
-            Ok(Some(found)) => rows.extend(found),
-            Ok(None) => tracing::warn!(file = %acklog::path_of(store, g).display(), "an ack log file of another store lies beside this one; left as it is"),
-            Err(e) => anyhow::bail!(
-                "cannot read the ack log {} ({e}): it may hold acknowledged events; fix its permissions or the disk, then start again",
-                acklog::path_of(store, g).display()
-            ),
-        }
-    }
-    let next = gens.last().copied().unwrap_or(0).max(at.gen) + 1;
+    let (rows, last) = past_mark(store, store_id, at)?;
+    let next = last.max(at.gen) + 1;
     let mut d = Delta::default();
     let fresh: Vec<NewRow> = rows
         .into_iter()
