@@ -3,10 +3,13 @@
 //! (and from async tests), and shuts down when dropped.
 #![allow(dead_code)]
 
+pub mod chat_rules;
 pub mod fake_chat;
 pub mod fake_slack;
 pub mod fake_vast;
 pub mod postgres;
+pub mod vast_api;
+pub mod vast_rules;
 
 use std::collections::BTreeMap;
 use std::future::Future;
