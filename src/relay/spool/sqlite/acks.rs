@@ -112,10 +112,17 @@ impl Acks {
                 let (rows, replies): (Vec<_>, Vec<_>) =
                     fresh.into_iter().map(|(r, reply)| (*r, reply)).unzip();
                 // Handed over before they are answered: a flush that follows an answer (a
-                // clean stop) stores them in the table too.
-                self.hand_over(rows, mark);
+                // clean stop) stores them in the table too. The writer is woken after.
+                let wake = self.hand_over(rows, mark);
                 for reply in replies {
                     let _ = reply.send(Ok(Inserted::New));
+                }
+                if wake {
+                    // Nobody waits for the writer's answer: the events are safe in the log.
+                    // Never blocks: a full queue means the writer is about to run, and it
+                    // stores the waiting events before any other command.
+                    let (unheard, _) = tokio::sync::oneshot::channel();
+                    let _ = self.writer.try_send((Cmd::Logged, Slot::Unit(unheard)));
                 }
                 self.set_full(None);
             }
@@ -137,10 +144,11 @@ impl Acks {
         }
     }
 
-    /// Give logged events to the writer. It is woken only when the list was empty (it stores
-    /// what gathers meanwhile a few milliseconds later, in one transaction) or grows long.
-    fn hand_over(&self, rows: Vec<NewRow>, mark: Mark) {
-        let wake = match self.link.pending.lock() {
+    /// Give logged events to the writer; whether to wake it: only when the list was empty (it
+    /// stores what gathers meanwhile a few milliseconds later, in one transaction) or grows
+    /// long.
+    fn hand_over(&self, rows: Vec<NewRow>, mark: Mark) -> bool {
+        match self.link.pending.lock() {
             Ok(mut p) => {
                 let before = p.rows.len();
                 p.rows.extend(rows);
@@ -148,13 +156,6 @@ impl Acks {
                 before == 0 || (before < MAX_WAITING && p.rows.len() >= MAX_WAITING)
             }
             Err(_) => false,
-        };
-        if wake {
-            // Nobody waits for the writer's answer: the events are safe in the log. Never
-            // blocks the answers: a full queue means the writer is about to run, and it stores
-            // the waiting events before any other command.
-            let (unheard, _) = tokio::sync::oneshot::channel();
-            let _ = self.writer.try_send((Cmd::Logged, Slot::Unit(unheard)));
         }
     }
 
