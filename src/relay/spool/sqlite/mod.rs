@@ -21,6 +21,7 @@ mod acklog;
 mod acks;
 mod apply;
 mod ballast;
+mod checkpoint;
 mod column;
 mod logged;
 mod mark;
