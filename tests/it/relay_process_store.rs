@@ -9,6 +9,24 @@ use crate::support::fake_slack::FakeSlack;
 
 use crate::relay_process::*;
 
+/// A relay whose Slack answers 500 to every post: what it acknowledges stays queued.
+fn slack_down() -> (FakeSlack, Env, Serving) {
+    let slack = FakeSlack::start();
+    slack.script(vec![
+        crate::support::fake_slack::Answer::Status(
+            500,
+            "rollup_error"
+        );
+        5000
+    ]);
+    let mut env = Env::new();
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    let s = serve(&env, &["--retry-initial", "60s"]);
+    (slack, env, s)
+}
+
 #[test]
 fn walkthrough_environment_variables_work_and_sigkill_loses_nothing() {
     let slack = FakeSlack::start();
@@ -110,20 +128,8 @@ fn a_second_relay_on_the_same_store_is_refused() {
 
 #[test]
 fn a_store_deleted_under_a_running_relay_is_restored_and_loses_nothing() {
-    let slack = FakeSlack::start();
     // Slack is down: everything stays queued in the store.
-    slack.script(vec![
-        crate::support::fake_slack::Answer::Status(
-            500,
-            "rollup_error"
-        );
-        1000
-    ]);
-    let mut env = Env::new();
-    env.set("SLACK_WEBHOOK_URL", &slack.url());
-    env.set("VAST_WEBHOOK_SECRET", SECRET);
-    env.secret(SECRET);
-    let mut s = serve(&env, &["--retry-initial", "60s"]);
+    let (_slack, mut env, mut s) = slack_down();
     let send = |url: &str, id: &str| {
         let body = event_body(id, "low_credit");
         let ts = now();
@@ -203,19 +209,7 @@ fn a_store_deleted_under_a_running_relay_is_restored_and_loses_nothing() {
 
 #[test]
 fn a_damaged_store_is_named_at_start_and_recover_saves_what_can_be_read() {
-    let slack = FakeSlack::start();
-    slack.script(vec![
-        crate::support::fake_slack::Answer::Status(
-            500,
-            "rollup_error"
-        );
-        5000
-    ]);
-    let mut env = Env::new();
-    env.set("SLACK_WEBHOOK_URL", &slack.url());
-    env.set("VAST_WEBHOOK_SECRET", SECRET);
-    env.secret(SECRET);
-    let mut s = serve(&env, &["--retry-initial", "60s"]);
+    let (_slack, mut env, mut s) = slack_down();
     for i in 0..400 {
         let body = event_body(&format!("evt-dmg-{i}"), "low_credit");
         let ts = now();
