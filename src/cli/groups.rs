@@ -192,7 +192,7 @@ pub enum QueueCmd {
 pub enum StoreCmd {
     /// Check the store's integrity and count what it holds (read-only; safe while a relay runs)
     #[command(
-        after_help = "Example:\n  vslack store check --json\n\nAcknowledged events a relay had not yet moved from its ack log into the table when it stopped (a crash) are counted apart (`in_ack_log`); the relay's next start stores them.\n\nExit code 0 when the file is sound, 1 when it is damaged (then run `vslack store recover`)."
+        after_help = "Example:\n  vslack store check --json\n\nAcknowledged events in the relay's ack log but not in the table yet are counted apart (`in_ack_log`): a running relay stores them within moments, a stopped one (a crash) at its next start.\n\nExit code 0 when the file is sound, 1 when it is damaged (then run `vslack store recover`) or its ack log cannot be read (the message says which file and why)."
     )]
     Check,
     /// Salvage every readable event (pending, dead letters and the dedup history) from a

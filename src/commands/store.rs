@@ -66,17 +66,17 @@ fn check(ctx: &Ctx, path: &std::path::Path) -> Result<u8> {
         .ok()
     };
     let (pending, delivered, dead) = (count(0), count(1), count(2));
-    // Acknowledged events a relay had not stored in the table when it stopped.
-    // (Not counted in a damaged file: `store recover` keeps the log's place for the relay.)
-    let logged = match sound {
-        true => crate::relay::spool::sqlite::unstored(&conn, path)?,
-        false => 0,
-    };
+    // Acknowledged events not in the table yet: a relay stores them within moments, or at
+    // its next start. (Not counted in a damaged file: `store recover` keeps the log's place.)
+    let logged = sound
+        .then(|| crate::relay::spool::sqlite::unstored(&conn, path).map_err(|e| format!("{e:#}")));
+    let log_error = logged.as_ref().and_then(|r| r.as_ref().err()).cloned();
+    let logged = logged.and_then(Result::ok);
     if ctx.global.json {
         output::json(&json!({
             "store": path, "sound": sound, "problems": if sound { vec![] } else { problems.clone() },
             "pending": pending, "delivered": delivered, "dead": dead,
-            "in_ack_log": sound.then_some(logged),
+            "in_ack_log": logged, "ack_log_error": log_error,
         }))?;
     } else if sound {
         println!(
@@ -86,8 +86,11 @@ fn check(ctx: &Ctx, path: &std::path::Path) -> Result<u8> {
             dead.unwrap_or(0),
             delivered.unwrap_or(0)
         );
-        if logged > 0 {
-            println!("{logged} more acknowledged events are in the ack log only (a relay stopped before storing them): the relay's next start stores them, then delivers them.");
+        if let Some(n) = logged.filter(|n| *n > 0) {
+            println!("{n} more acknowledged events are in the ack log, not in the table yet: a running relay stores them within moments; a stopped one at its next start, then delivers them.");
+        }
+        if let Some(e) = &log_error {
+            println!("{e}");
         }
     } else {
         println!("{}: DAMAGED", path.display());
@@ -96,7 +99,7 @@ fn check(ctx: &Ctx, path: &std::path::Path) -> Result<u8> {
         }
         println!("Stop the relay, then run `vslack store recover`: it saves every readable event into a new store and keeps this file aside.");
     }
-    Ok(if sound {
+    Ok(if sound && log_error.is_none() {
         crate::exit::OK
     } else {
         crate::exit::FAILURE

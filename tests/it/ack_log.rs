@@ -314,7 +314,7 @@ async fn store_check_counts_the_events_only_the_log_holds() {
     let out = env.run(&["store", "check"]);
     assert!(
         out.stdout
-            .contains("3 more acknowledged events are in the ack log only"),
+            .contains("3 more acknowledged events are in the ack log, not in the table"),
         "{out:?}"
     );
     // Once a relay has owned the copy, the table holds them and the log nothing more.
@@ -326,5 +326,13 @@ async fn store_check_counts_the_events_only_the_log_holds() {
         (Some(3), Some(0)),
         "{v}"
     );
+    // A log file that cannot be read may hold acknowledged events: said, and not "sound".
+    std::fs::create_dir(env.data_dir().join("spool.sqlite3-acklog.999")).unwrap();
+    let out = env.run(&["--json", "store", "check"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let why = v["ack_log_error"].as_str().unwrap_or_default();
+    assert!(why.contains("spool.sqlite3-acklog.999"), "{v}");
+    assert!(v["in_ack_log"].is_null(), "{v}");
     drop(relay);
 }

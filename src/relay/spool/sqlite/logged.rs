@@ -80,7 +80,7 @@ pub(super) fn replay(
     cap: Option<i64>,
 ) -> anyhow::Result<(i64, u64, usize)> {
     let (store_id, at) = store_mark(conn)?;
-    let (rows, last) = past_mark(store, store_id, at)?;
+    let (rows, last) = past_mark(store, store_id, at, false)?;
     let next = last.max(at.gen) + 1;
     let mut d = Delta::default();
     let fresh: Vec<NewRow> = rows

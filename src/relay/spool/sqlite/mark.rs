@@ -71,11 +71,13 @@ pub(super) fn set_mark(conn: &Connection, m: Mark) -> Result<(), SpoolError> {
 }
 
 /// The records the ack log holds past the mark `at`, oldest first, and the log's newest
-/// generation (0 when there is none).
+/// generation (0 when there is none). With `gone_ok`, a file that went between listing and
+/// reading (a running relay deletes the files it has stored) is passed over.
 pub(super) fn past_mark(
     store: &Path,
     store_id: i64,
     at: Mark,
+    gone_ok: bool,
 ) -> anyhow::Result<(Vec<NewRow>, u64)> {
     let gens = acklog::generations(store);
     let mut rows = Vec::new();
@@ -84,8 +86,9 @@ pub(super) fn past_mark(
         match acklog::read(store, store_id, g, from) {
             Ok(Some(found)) => rows.extend(found),
             Ok(None) => tracing::warn!(file = %acklog::path_of(store, g).display(), "an ack log file of another store lies beside this one; left as it is"),
+            Err(e) if gone_ok && e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => anyhow::bail!(
-                "cannot read the ack log {} ({e}): it may hold acknowledged events; fix its permissions or the disk, then start again",
+                "cannot read the ack log {} ({e}): it may hold acknowledged events, and the relay reads it when it starts; fix its permissions or the disk",
                 acklog::path_of(store, g).display()
             ),
         }
@@ -94,14 +97,20 @@ pub(super) fn past_mark(
 }
 
 /// `vslack store check`: how many acknowledged events the ack log holds that the table does
-/// not (a relay stopped before storing them: its next start does). Only reads.
+/// not (a running relay stores them within moments; a stopped one at its next start). Only
+/// reads; safe while a relay runs.
 pub fn unstored(conn: &Connection, store: &Path) -> anyhow::Result<usize> {
+    let owned: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vslack_acklog')",
+        [],
+        |r| r.get(0),
+    )?;
     // (No mark: no relay has owned this store, so it has no log.)
-    let Ok(Some((store_id, at))) = kept(conn) else {
+    let Some((store_id, at)) = owned.then(|| kept(conn)).transpose()?.flatten() else {
         return Ok(0);
     };
-    let (rows, _) = past_mark(store, store_id, at)?;
-    let seen = Seen::load(conn)?;
+    let (rows, _) = past_mark(store, store_id, at, true)?;
+    let seen = Seen::load(conn).map_err(|e| anyhow::anyhow!("cannot read the stored ids: {e}"))?;
     let mut counted = std::collections::HashSet::new();
     Ok(rows
         .iter()

@@ -229,11 +229,15 @@ impl Writer {
                 .iter()
                 .map(|c| match c {
                     Cmd::Restore => self.restore(),
-                    // A clean stop leaves everything in the database file, the WAL empty.
-                    Cmd::Flush => Ok(self
-                        .conn
-                        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-                        .map(|_| Answer::Unit(()))?),
+                    // A clean stop leaves everything in the database file, the WAL empty;
+                    // an error when what was logged could not be stored (just before).
+                    Cmd::Flush => match &self.logged_error {
+                        Some(e) => Err(e.clone()),
+                        None => Ok(self
+                            .conn
+                            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                            .map(|_| Answer::Unit(()))?),
+                    },
                     other => self.one(other),
                 })
                 .collect();
