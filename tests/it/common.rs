@@ -128,6 +128,16 @@ impl Env {
         self.run_in(args, None)
     }
 
+    /// `vslack setup --no-input` for `low_credit` in tunnel mode (tmole), the Slack URL read
+    /// from `slack_file`, after the flags in `extra`.
+    pub fn setup_tunnel(&self, slack_file: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["setup", "--no-input"];
+        args.extend_from_slice(extra);
+        args.extend(["--slack-url-file", slack_file, "--event", "low_credit"]);
+        args.extend(["--tunnel", "tmole"]);
+        self.run(&args)
+    }
+
     /// Run without the leak check (for `--print-secret`).
     pub fn run_raw(&self, args: &[&str], stdin: Option<&str>) -> Out {
         let mut child = self

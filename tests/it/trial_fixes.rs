@@ -55,16 +55,7 @@ fn setup_checks_its_flags_before_asking_vast() {
     }
     let cut = env.dir.path().join("cut.txt");
     std::fs::write(&cut, "https://hooks.slack.com/services/A/B\n").unwrap();
-    let out = env.run(&[
-        "setup",
-        "--no-input",
-        "--slack-url-file",
-        cut.to_str().unwrap(),
-        "--event",
-        "low_credit",
-        "--tunnel",
-        "tmole",
-    ]);
+    let out = env.setup_tunnel(cut.to_str().unwrap(), &[]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(vast.requests().is_empty(), "Vast.ai was asked first");
     assert!(!env.config_text().contains("api_key"), "nothing was saved");

@@ -24,16 +24,7 @@ fn setup_without_prompts_creates_then_reuses_the_webhook() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--event"), "{out:?}");
     // Tunnel mode: settings saved; the webhook waits for `up` (no placeholder URL at Vast.ai).
-    let out = env.run(&[
-        "setup",
-        "--no-input",
-        "--slack-url-file",
-        &slack_arg,
-        "--event",
-        "low_credit",
-        "--tunnel",
-        "tmole",
-    ]);
+    let out = env.setup_tunnel(&slack_arg, &[]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("vslack up"), "{out:?}");
     assert_eq!(vast.count("POST", "/api/v0/webhooks/"), 0);

@@ -238,18 +238,7 @@ fn a_rejected_key_gets_advice_for_where_it_came_from() {
     let key = env.dir.path().join("key.txt");
     std::fs::write(&key, format!("{API_KEY}\n")).unwrap();
     let slack = env.slack_url_file("https://hooks.slack.com/services/T/B/setupfile");
-    let out = env.run(&[
-        "setup",
-        "--no-input",
-        "--api-key-file",
-        key.to_str().unwrap(),
-        "--slack-url-file",
-        &slack,
-        "--event",
-        "low_credit",
-        "--tunnel",
-        "tmole",
-    ]);
+    let out = env.setup_tunnel(&slack, &["--api-key-file", key.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("saved in"), "{out:?}");
     let out = env.run(&["webhook", "list"]);

@@ -204,16 +204,7 @@ fn wording_typos_get_a_suggestion_and_status_after_a_tunnel_setup_points_at_up()
         "{out:?}"
     );
     let slack = env.slack_url_file("https://hooks.slack.com/services/T/B/statusword");
-    let out = env.run(&[
-        "setup",
-        "--no-input",
-        "--slack-url-file",
-        &slack,
-        "--event",
-        "low_credit",
-        "--tunnel",
-        "tmole",
-    ]);
+    let out = env.setup_tunnel(&slack, &[]);
     assert_eq!(out.code, 0, "{out:?}");
     let out = env.run(&["status"]);
     assert!(
