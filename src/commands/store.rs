@@ -68,10 +68,12 @@ fn check(ctx: &Ctx, path: &std::path::Path) -> Result<u8> {
     let (pending, delivered, dead) = (count(0), count(1), count(2));
     // Acknowledged events not in the table yet: a relay stores them within moments, or at
     // its next start. (Not counted in a damaged file: `store recover` keeps the log's place.)
-    let logged = sound
-        .then(|| crate::relay::spool::sqlite::unstored(&conn, path).map_err(|e| format!("{e:#}")));
-    let log_error = logged.as_ref().and_then(|r| r.as_ref().err()).cloned();
-    let logged = logged.and_then(Result::ok);
+    let (logged, log_error) =
+        match sound.then(|| crate::relay::spool::sqlite::unstored(&conn, path)) {
+            Some(Ok(n)) => (Some(n), None),
+            Some(Err(e)) => (None, Some(format!("{e:#}"))),
+            None => (None, None),
+        };
     if ctx.global.json {
         output::json(&json!({
             "store": path, "sound": sound, "problems": if sound { vec![] } else { problems.clone() },

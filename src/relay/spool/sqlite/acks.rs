@@ -201,17 +201,6 @@ impl Acks {
 mod tests {
     use super::*;
 
-    fn row(id: &str) -> NewRow {
-        NewRow {
-            key: super::super::seen::key(id),
-            event_id: id.into(),
-            notif_type: "low_credit".into(),
-            json: "{}".into(),
-            body: b"{}".to_vec(),
-            received_at: 0,
-        }
-    }
-
     /// A clean stop answers requests, then asks the writer to flush what it was handed: an
     /// event answered before it was handed over stayed in the ack log alone (seen in CI as
     /// `store check` counting 399 of 400 answered events after a stop).
@@ -233,7 +222,8 @@ mod tests {
         };
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         let held = link.pending.lock().unwrap();
-        let ack = std::thread::spawn(move || acks.batch(vec![(Box::new(row("evt-1")), reply)]));
+        let ack =
+            std::thread::spawn(move || acks.batch(vec![(Box::new(NewRow::named("evt-1")), reply)]));
         // While the writer's list cannot take the event, it is not answered.
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until {

@@ -16,7 +16,7 @@ use rusqlite::TransactionBehavior::Immediate;
 
 use super::acklog::{self, Mark};
 use super::apply::{insert_row, Delta};
-use super::mark::{mark, past_mark, set_mark, store_mark};
+use super::mark::{mark, not_held, past_mark, set_mark, store_mark};
 use super::seen::Seen;
 use super::writer::{NewRow, Writer};
 use super::SpoolError;
@@ -82,18 +82,8 @@ pub(super) fn replay(
     let (store_id, at) = store_mark(conn)?;
     let (rows, last) = past_mark(store, store_id, at, false)?;
     let next = last.max(at.gen) + 1;
+    let fresh = not_held(rows, seen);
     let mut d = Delta::default();
-    let fresh: Vec<NewRow> = rows
-        .into_iter()
-        .filter(|r| {
-            let new = !seen.contains(r.key) && !d.added.contains(&r.key);
-            if new {
-                d.added.push(r.key);
-            }
-            new
-        })
-        .collect();
-    d.added.clear();
     let tx = conn.transaction_with_behavior(Immediate)?;
     // (The cap `open_writer` set, if any, lifted while what was acknowledged is stored.)
     uncapped(&tx, cap, || {

@@ -110,10 +110,39 @@ pub fn unstored(conn: &Connection, store: &Path) -> anyhow::Result<usize> {
         return Ok(0);
     };
     let (rows, _) = past_mark(store, store_id, at, true)?;
+    if rows.is_empty() {
+        // (The usual answer: no need to read every stored id.)
+        return Ok(0);
+    }
     let seen = Seen::load(conn).map_err(|e| anyhow::anyhow!("cannot read the stored ids: {e}"))?;
-    let mut counted = std::collections::HashSet::new();
-    Ok(rows
-        .iter()
-        .filter(|r| !seen.contains(r.key) && counted.insert(r.key))
-        .count())
+    Ok(not_held(rows, &seen).len())
+}
+
+/// The records of `rows` whose ids `seen` does not hold, each id once (the first): what a
+/// replay stores.
+pub(super) fn not_held(rows: Vec<NewRow>, seen: &Seen) -> Vec<NewRow> {
+    let mut taken = std::collections::HashSet::new();
+    rows.into_iter()
+        .filter(|r| !seen.contains(r.key) && taken.insert(r.key))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_takes_each_id_once_and_none_the_table_holds() {
+        let mut seen = Seen::default();
+        seen.commit(&[super::super::seen::key("stored")], &[]);
+        let rows = ["a", "stored", "b", "a"]
+            .into_iter()
+            .map(NewRow::named)
+            .collect();
+        let ids: Vec<String> = not_held(rows, &seen)
+            .into_iter()
+            .map(|r| r.event_id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
 }

@@ -100,12 +100,12 @@ impl Seen {
         self.table.contains(&k) || self.logged.contains(&k)
     }
 
-    /// Ids acknowledged in the ack log, not yet in the table.
     /// Whether the table holds `k` (not only the log).
     pub(super) fn in_table(&self, k: u128) -> bool {
         self.table.contains(&k)
     }
 
+    /// Ids acknowledged in the ack log, not yet in the table.
     pub(super) fn logged(&mut self, keys: &[u128]) {
         self.logged.extend(keys);
     }

@@ -35,6 +35,19 @@ pub(super) struct NewRow {
 }
 
 impl NewRow {
+    /// A `low_credit` event with id `id` and an empty body (for unit tests).
+    #[cfg(test)]
+    pub(super) fn named(id: &str) -> NewRow {
+        NewRow {
+            key: super::seen::key(id),
+            event_id: id.into(),
+            notif_type: "low_credit".into(),
+            json: "{}".into(),
+            body: b"{}".to_vec(),
+            received_at: 0,
+        }
+    }
+
     pub(super) fn new(new: Delivery) -> Result<NewRow, SpoolError> {
         let json = super::column::column_for(&new)?;
         let (event, body) = new.into_parts();
@@ -154,11 +167,7 @@ impl Writer {
                 "{FULL} (the disk is full: its space for recording outcomes is in use)"
             )));
         }
-        self.over_insert_limit().then(cap_reached)
-    }
-
-    fn over_insert_limit(&self) -> bool {
-        super::open::over_insert_limit(&self.conn, self.cap_pages)
+        super::open::over_insert_limit(&self.conn, self.cap_pages).then(cap_reached)
     }
 
     pub(super) fn run(mut self, rx: mpsc::Receiver<Op>, backlog: Backlog) {
