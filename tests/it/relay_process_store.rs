@@ -27,6 +27,28 @@ fn slack_down() -> (FakeSlack, Env, Serving) {
     (slack, env, s)
 }
 
+/// The relay started again on `env`'s store, with a Slack that answers.
+fn restart_with_slack(env: &mut Env) -> (FakeSlack, Serving) {
+    let slack = FakeSlack::start();
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    let s = serve(env, &[]);
+    (slack, s)
+}
+
+/// Wait (at most `limit`) until everything `slack` was sent, as text, passes `missing`
+/// (which says what is missing, or `None`); panics with what it says otherwise.
+fn wait_sent(slack: &FakeSlack, limit: Duration, missing: impl Fn(&str) -> Option<String>) {
+    let start = Instant::now();
+    loop {
+        let text: String = slack.delivered().iter().map(|m| m.to_string()).collect();
+        let Some(what) = missing(&text) else {
+            return;
+        };
+        assert!(start.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn walkthrough_environment_variables_work_and_sigkill_loses_nothing() {
     let slack = FakeSlack::start();
@@ -166,27 +188,15 @@ fn a_store_deleted_under_a_running_relay_is_restored_and_loses_nothing() {
     // Crash, then restart with Slack working: every acknowledged event arrives.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
     let _ = s.child.wait();
-    let slack2 = FakeSlack::start();
-    env.set("SLACK_WEBHOOK_URL", &slack2.url());
-    let _s2 = serve(&env, &[]);
-    let start = Instant::now();
-    loop {
-        let text: String = slack2.delivered().iter().map(|m| m.to_string()).collect();
+    let (slack2, s2) = restart_with_slack(&mut env);
+    wait_sent(&slack2, Duration::from_secs(30), |text| {
         let missing: Vec<&String> = acked
             .iter()
             .filter(|id| !text.contains(id.as_str()))
             .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "lost: {missing:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (!missing.is_empty()).then(|| format!("lost: {missing:?}"))
+    });
     // Replaced (say, by an old backup): moved aside, and the relay's own data restored.
-    let s2 = _s2;
     let other = env.data_dir().join("old-backup");
     std::fs::write(&other, b"not this relay's store").unwrap();
     std::fs::rename(&other, env.data_dir().join("spool.sqlite3")).unwrap();
@@ -250,24 +260,13 @@ fn a_damaged_store_is_named_at_start_and_recover_saves_what_can_be_read() {
     let out = env.run(&["store", "check"]);
     assert_eq!(out.code, 0, "{out:?}");
     // The relay starts on the recovered store and delivers what was saved.
-    let slack2 = FakeSlack::start();
-    env.set("SLACK_WEBHOOK_URL", &slack2.url());
-    let _s2 = serve(&env, &[]);
-    let start = Instant::now();
-    loop {
-        let text: String = slack2.delivered().iter().map(|m| m.to_string()).collect();
+    let (slack2, _s2) = restart_with_slack(&mut env);
+    wait_sent(&slack2, Duration::from_secs(60), |text| {
         let n = (0..400)
             .filter(|i| {
                 text.contains(&format!("evt-dmg-{i}\"")) || text.contains(&format!("evt-dmg-{i} "))
             })
             .count();
-        if n as u64 >= saved {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{n} of {saved} delivered"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (n < saved as usize).then(|| format!("{n} of {saved} delivered"))
+    });
 }
