@@ -16,7 +16,10 @@
 //! Per level and target: stored/s, p50/p99/max, unexpected answers, the target's CPU (`/proc`)
 //! and bytes written to the disk (`/sys/dev/block`) per stored event, the load generator's
 //! own CPU per event, and how long the machine took to settle before the turn began (each
-//! turn starts on a quiet machine: see `settle`).
+//! turn starts on a quiet machine: see `settle`). During a turn the other targets are stopped
+//! (SIGSTOP, then SIGCONT after it): each relay keeps delivering its backlog at the stand-in's
+//! pace, and another relay's delivery landing in a turn showed up as a cluster of slow answers
+//! in that turn (`LOAD_TOGETHER=1` lets them run, to see that).
 //!
 //! cargo build --release && cargo run --release --example load -- [REQUESTS] [CONCURRENCY,...]
 
@@ -51,6 +54,18 @@ impl Relay {
     /// RSS in MB.
     fn rss(&self) -> String {
         format!("{:.1} MB", rss_kb(self.child.id()) as f64 / 1024.0)
+    }
+
+    /// Stop (SIGSTOP) or continue (SIGCONT) the process: while one target is measured the
+    /// others are stopped, so that their own paced deliveries do not land in its turn.
+    fn hold(&self, stopped: bool) {
+        let sig = if stopped {
+            libc::SIGSTOP
+        } else {
+            libc::SIGCONT
+        };
+        // SAFETY: kill has no preconditions; the pid is our own child's, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
     }
 }
 
@@ -204,6 +219,8 @@ async fn measure() {
         let url = pg.fresh_database().await;
         relays.push(spawn(&bin, "postgres", &sink, Some(&url)));
     }
+    // LOAD_TOGETHER=1: the other targets keep running during a turn (as before 2026-12-06).
+    let isolate = std::env::var_os("LOAD_TOGETHER").is_none();
     tokio::time::sleep(Duration::from_millis(800)).await;
     for r in &relays {
         println!("{:<8} {} idle RSS {}", r.name, r.url, r.rss());
@@ -228,6 +245,8 @@ async fn measure() {
             // The ceiling checks no signature: every request is stored.
             let verifies = relay.name != "ceiling";
             let reqs = Arc::new(requests(n, &format!("{}-c{c}-{li}", relay.name), verifies));
+            let others = || relays.iter().filter(|r| r.name != relay.name && isolate);
+            others().for_each(|r| r.hold(true));
             let waited = settle().await;
             let pid = relay.child.id();
             let before = usage(pid);
@@ -245,6 +264,7 @@ async fn measure() {
             let cpu = format!("{:.1}µs", per((t1 - t0) * 1e6));
             let disk = format!("{:.1}kB", per((w1 - w0) as f64 / 1e3));
             let load_cpu = format!("{:.1}µs", per((usage(std::process::id()).0 - mine) * 1e6));
+            others().for_each(|r| r.hold(false));
             println!(
                 "{:<8} {:>11} {:>9} {:>12.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11} {:>10} {:>10} {:>10} {:>7.1}s",
                 relay.name, c, n, rate, p50, p99, max, unexpected, cpu, disk, load_cpu, waited.as_secs_f64()
