@@ -1,7 +1,8 @@
 //! The relay's ack log (SQLite store, owner only): a new event is answered once it is synced
 //! in the log, before it is in the table. Whatever the log holds past the table when the
 //! relay dies is stored at the next start, once; a torn record is not; an event stored and
-//! later pruned does not come back from the log; another store's log file is left alone.
+//! later pruned does not come back from the log; another store's log file is left alone; a
+//! clean stop that cannot store what the log holds says so.
 //!
 //! A crash is a copy of the store's files taken while the relay still runs (what a crash
 //! leaves on disk: everything synced), with the table kept behind the log by `ack_log_hold`.
@@ -335,4 +336,35 @@ async fn store_check_counts_the_events_only_the_log_holds() {
     assert!(why.contains("spool.sqlite3-acklog.999"), "{v}");
     assert!(v["in_ack_log"].is_null(), "{v}");
     drop(relay);
+}
+
+/// A clean stop (`flush`) while the events the log holds cannot be stored says so, so that
+/// the relay's stop warning does not claim the table holds everything; once they can be, it
+/// stores them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_says_when_logged_events_could_not_be_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.sqlite3");
+    let relay = Spool::open(&store, &owner(false)).unwrap();
+    let other = rusqlite::Connection::open(&store).unwrap();
+    other.busy_timeout(Duration::from_secs(5)).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    assert_eq!(
+        insert(&relay, "one").await,
+        Inserted::New,
+        "answered from the log"
+    );
+    let err = relay
+        .flush()
+        .await
+        .expect_err("the logged event could not be stored");
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    other.execute_batch("DROP TRIGGER refuse").unwrap();
+    relay.flush().await.expect("stored now");
+    assert_eq!(pending(&relay).await, ["one"]);
 }

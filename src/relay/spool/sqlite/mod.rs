@@ -342,13 +342,15 @@ impl super::Store for Sqlite {
     async fn pending_by_type(&self) -> Result<Vec<(String, usize)>, SpoolError> {
         self.read(read::pending_by_type).await
     }
+    /// Store what the ack log holds past the table and checkpoint the WAL into the file; an
+    /// error when logged events could not be stored (they stay in the log for the next start).
+    async fn flush(&self) -> Result<(), SpoolError> {
+        self.ask(Cmd::Flush, Slot::Unit).await
+    }
     /// Write what this relay holds to a fresh file at the store's path and switch to it: after
     /// the file was deleted or replaced under the running relay, nothing acknowledged may
     /// live only in an unlinked inode. Runs on the writer thread, so no write lands between
     /// the copy and the switch.
-    async fn flush(&self) -> Result<(), SpoolError> {
-        self.ask(Cmd::Flush, Slot::Unit).await
-    }
     async fn restore(&self) -> Result<(), SpoolError> {
         self.ask(Cmd::Restore, Slot::Unit).await?;
         let fresh = open_reader(&self.path).map_err(|e| SpoolError(format!("{e:#}")))?;
