@@ -469,7 +469,7 @@ ntfy\t'ntfy topic (ntfy.sh or self-hosted)'
 pagerduty\t'PagerDuty Events API v2: one alert per event, resolved by its recovery event'"
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
-complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-body -d 'Largest delivery body accepted, in bytes' -r
+complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-body -d 'Largest delivery body accepted, in bytes (1024 to 16 MiB; a Vast.ai event is well under 4 kB)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l max-connections -d 'Most connections open at once (kept below the open-file limit). One client may hold half of them, except 127.0.0.1 and ::1 (where a tunnel or proxy connects from); at the cap the longest-idle connection of the client holding the most is closed to make room' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand up" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r
@@ -549,7 +549,7 @@ ntfy\t'ntfy topic (ntfy.sh or self-hosted)'
 pagerduty\t'PagerDuty Events API v2: one alert per event, resolved by its recovery event'"
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l signature-window -d 'Accept signatures whose timestamp is at most this many seconds from now (either way)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l secret-grace -d 'How long a rotated-out signing secret stays valid [default: 24h, or the config]' -r
-complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-body -d 'Largest delivery body accepted, in bytes' -r
+complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-body -d 'Largest delivery body accepted, in bytes (1024 to 16 MiB; a Vast.ai event is well under 4 kB)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l max-connections -d 'Most connections open at once (kept below the open-file limit). One client may hold half of them, except 127.0.0.1 and ::1 (where a tunnel or proxy connects from); at the cap the longest-idle connection of the client holding the most is closed to make room' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection that sends no request for this long (its first request may take --header-timeout)' -r
 complete -c vslack -n "__fish_vslack_using_subcommand serve" -l header-timeout -d 'Close a connection whose request headers take longer than this to arrive' -r

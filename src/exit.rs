@@ -11,7 +11,7 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// No API key found, or Vast.ai rejected it.
 pub const AUTH: u8 = 3;
-/// The webhook (or other object) does not exist.
+/// The webhook, destination, queued event or event store named does not exist.
 pub const NOT_FOUND: u8 = 4;
 /// Vast.ai unreachable, rate limiting after retries, or failing with 5xx.
 pub const UNAVAILABLE: u8 = 5;

@@ -58,11 +58,12 @@ pub fn shown(text: &str) -> String {
 /// Parse `text` given with `flag`, with a message a person can act on instead of the parser's.
 pub fn parse(flag: &str, text: &str) -> anyhow::Result<Url> {
     use url::ParseError as E;
+    if let Some(why) = stray(text) {
+        return Err(usage(format!("{flag} is not usable: {why}")));
+    }
     Url::parse(text).map_err(|e| {
         let why = match e {
-            E::RelativeUrlWithoutBase => {
-                "it needs a scheme and a host, like https://relay.example.com/"
-            }
+            E::RelativeUrlWithoutBase => "it needs a scheme and a host, like https://example.com/",
             E::EmptyHost => "it has no host",
             E::InvalidPort => "its port is not a number from 1 to 65535",
             E::InvalidIpv4Address | E::InvalidIpv6Address => "its IP address is malformed",
@@ -73,6 +74,19 @@ pub fn parse(flag: &str, text: &str) -> anyhow::Result<Url> {
         };
         usage(format!("{flag} is not usable: {why}"))
     })
+}
+
+/// What in `text` cannot be part of a URL as typed: a space, a tab or another control
+/// character (the URL parser would percent-encode some of them and keep the rest, so a URL
+/// pasted with a word after it would be saved as given and fail only when used).
+pub fn stray(text: &str) -> Option<&'static str> {
+    if text.chars().any(char::is_whitespace) {
+        Some("it contains a space or a line break: give the URL alone")
+    } else if text.chars().any(char::is_control) {
+        Some("it contains a control character: give the URL alone")
+    } else {
+        None
+    }
 }
 
 /// Why Vast.ai cannot reach `url`'s host over the internet, if it cannot.
@@ -195,6 +209,8 @@ mod tests {
             "https://[fe80::1]/",
             "http://relay.example.com/",
             "relay.example.com",
+            "https://relay.example.com/vast extra",
+            "https://relay.example.com/\tvast",
         ] {
             assert!(check_delivery_url("--url", bad).is_err(), "{bad}");
         }
@@ -207,6 +223,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("relative URL"), "{e}");
+        let e = check_delivery_url("--url", "https://relay.example.com/ x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("give the URL alone"), "{e}");
         assert_eq!(
             check_delivery_url("--url", "https://relay.example.com/vast").unwrap(),
             None

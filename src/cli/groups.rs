@@ -111,7 +111,7 @@ pub enum SlackCmd {
     /// Save the destination URL (Slack, or any kind `serve --format` lists): hidden prompt,
     /// or one line on stdin
     #[command(
-        after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt\n  vslack slack set --fallback < ops-channel-url.txt\n  vslack slack set < discord-webhook-url.txt\n  vslack slack set --format ntfy < https://ntfy.example.com/gpu-alerts\n\n\
+        after_help = "Examples:\n  vslack slack set\n  vslack slack set < slack-url.txt\n  vslack slack set --fallback < ops-channel-url.txt\n  vslack slack set < discord-webhook-url.txt\n  echo https://ntfy.example.com/gpu-alerts | vslack slack set --format ntfy\n\n\
         The kind is taken from the URL when it names one (hooks.slack.com, chat.googleapis.com,\n\
         discord.com/api/webhooks, *.logic.azure.com, api.telegram.org or telegram://TOKEN@CHAT,\n\
         ntfy.sh, events.pagerduty.com or pagerduty://ROUTING_KEY); any other URL needs --format."

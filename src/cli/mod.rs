@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod groups;
 mod relay;
+mod values;
 
 pub use groups::*;
 pub use relay::*;

@@ -27,54 +27,57 @@ pub struct ServeArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Accept signatures whose timestamp is at most this many seconds from now (either way)
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=86_400))]
     pub signature_window: i64,
     /// How long a rotated-out signing secret stays valid [default: 24h, or the config]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::values::duration)]
     pub secret_grace: Option<std::time::Duration>,
-    /// Largest delivery body accepted, in bytes
-    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    /// Largest delivery body accepted, in bytes (1024 to 16 MiB; a Vast.ai event is well under
+    /// 4 kB)
+    #[arg(long, value_name = "BYTES", default_value_t = 65536,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=16 << 20))]
     pub max_body: usize,
     /// Most connections open at once (kept below the open-file limit). One client may hold half
     /// of them, except 127.0.0.1 and ::1 (where a tunnel or proxy connects from); at the cap
     /// the longest-idle connection of the client holding the most is closed to make room
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_connections: usize,
     /// Close a kept-alive connection that sends no request for this long (its first request may
     /// take --header-timeout)
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = super::values::positive)]
     pub idle_timeout: std::time::Duration,
     /// Close a connection whose request headers take longer than this to arrive
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::values::positive)]
     pub header_timeout: std::time::Duration,
     /// Answer 408 to a request (body included) not complete within this time
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = super::values::positive)]
     pub request_timeout: std::time::Duration,
     /// Minimum gap between two messages to one destination [default: what its service
     /// allows: 1s Slack, Google Chat and Teams, 2s Discord, 3s Telegram, 5s ntfy, 500ms
     /// PagerDuty]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::values::duration)]
     pub pace: Option<std::time::Duration>,
     /// First retry delay after a Slack failure (doubles each time)
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::values::positive)]
     pub retry_initial: std::time::Duration,
     /// Longest delay between retries
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::values::positive)]
     pub retry_max: std::time::Duration,
     /// A backlog that would take longer than this to list event by event at --pace (about 49
     /// events per message) is summarised instead: oldest first, one message per up to 10,000
     /// events with counts per type and the most recent of each, until the rest can be listed
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::values::duration)]
     pub list_within: std::time::Duration,
     /// Dead-letter an event still undelivered this long after it arrived
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = super::values::positive)]
     pub max_age: std::time::Duration,
     /// Remember delivered event ids this long, to drop redeliveries
-    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = super::values::positive)]
     pub retention: std::time::Duration,
     /// Keep the raw body of a delivered event this long (for inspection); after that only
     /// what deduplication and `vslack queue` need is kept
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = super::values::duration)]
     pub keep_bodies: std::time::Duration,
     /// Where events are stored: `sqlite` (the file in the data directory) or a PostgreSQL URL
     /// that several relays share (`postgres://USER@HOST:PORT/DB`). A URL with a password does
@@ -95,21 +98,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION|off", value_parser = parse_heartbeat)]
     pub heartbeat: Option<Heartbeat>,
     /// How long the heartbeat waits for its test event [default: 2m, or the config]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::values::positive)]
     pub heartbeat_timeout: Option<std::time::Duration>,
     /// Alert when this many deliveries within --alert-window are refused for a signature no
     /// stored secret matches, or as stale when correctly signed (this clock is off); 0: never
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub alert_refused: u32,
     /// The window for --alert-refused
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::values::positive)]
     pub alert_window: std::time::Duration,
     /// Alert (on the other destinations, or the fallback set by `vslack slack set --fallback`)
     /// when a destination has failed this long; a dead-lettered event alerts at once
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::values::duration)]
     pub alert_failing_for: std::time::Duration,
     /// Alert when the oldest queued event has waited this long; 0s: never
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = super::values::duration)]
     pub alert_backlog_age: std::time::Duration,
     /// Serve HTTPS with this certificate chain (PEM), re-read when it changes on disk (a
     /// certbot renewal needs no restart) [default: the config's relay.tls_cert]
@@ -174,12 +177,10 @@ pub enum Heartbeat {
 pub fn parse_heartbeat(s: &str) -> Result<Heartbeat, String> {
     match s.trim() {
         "off" | "no" | "false" | "0" => Ok(Heartbeat::Off),
-        t => match humantime::parse_duration(t) {
+        t => match super::values::duration(t) {
             Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(Heartbeat::Every(d)),
             Ok(_) => Err("the heartbeat interval must be at least 1s (or `off`)".into()),
-            Err(e) => Err(format!(
-                "{e}: expected a duration such as 6h or 30m, or `off`"
-            )),
+            Err(e) => Err(format!("{e} (or `off`)")),
         },
     }
 }
@@ -231,7 +232,7 @@ pub struct UpArgs {
     #[arg(long = "event", value_name = "KEY")]
     pub events: Vec<String>,
     /// How long to wait for the tunnel's URL
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::values::positive)]
     pub tunnel_timeout: std::time::Duration,
     /// Do not fire Vast.ai's test event
     #[arg(long)]

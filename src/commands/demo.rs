@@ -190,7 +190,10 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     let once = carried.values().all(|v| v.len() == 1);
     ok &= once && duplicates == 1;
     if human {
-        println!("\nWhat Slack received ({} message(s); the first alone, the backlog as a paced digest):", messages.len());
+        println!(
+            "\nWhat Slack received ({} message(s): what waits out the pace goes as one digest):",
+            messages.len()
+        );
         for (i, m) in messages.iter().enumerate() {
             println!("  -- message {} --", i + 1);
             for line in preview(m).lines() {

@@ -28,9 +28,10 @@ pub async fn run(ctx: &Ctx, cmd: DestCmd) -> Result<()> {
                 before != c.destinations.len()
             })?;
             if !had {
-                return Err(crate::exit::usage(format!(
+                return Err(crate::exit::NotFoundError(format!(
                     "no destination named {name:?} was added (see `vslack dest list`)"
-                )));
+                ))
+                .into());
             }
             let pickup = super::reload::pickup(ctx, &config, false).await;
             ctx.note(format!("Removed destination {name}"));
@@ -46,7 +47,7 @@ pub async fn run(ctx: &Ctx, cmd: DestCmd) -> Result<()> {
                 .iter()
                 .find(|d| d.name == name && d.url.is_some())
                 .ok_or_else(|| {
-                    crate::exit::SetupError(format!(
+                    crate::exit::NotFoundError(format!(
                         "no destination named {name:?} (see `vslack dest list`)"
                     ))
                 })?;

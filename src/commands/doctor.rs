@@ -207,6 +207,9 @@ pub async fn doctor(ctx: &Ctx, send: bool) -> Result<u8> {
             }
         }
     }
+    if !r.0.iter().any(|c| c.name == "secret") {
+        super::doctor_report::secret_held(&mut r, &config);
+    }
     if !relay_checked {
         // No webhook to follow: at least look for a relay on this machine.
         if let Ok(addr) = super::serve::local_addr(&config) {

@@ -48,6 +48,19 @@ impl Report {
     }
 }
 
+/// With no webhook to follow: whether `vslack serve` would have a secret to check with.
+pub fn secret_held(r: &mut Report, config: &crate::config::Config) {
+    match super::serve::keys(config, config.secret_grace()).first() {
+        Some(k) => r.ok("secret", format!("from {}", k.label)),
+        None => r.fail(
+            "secret",
+            "no webhook signing secret: `vslack serve` will not start",
+            "`vslack setup` or `vslack webhook create` (stores the secret), \
+             `vslack webhook rotate-secret ID` for an existing webhook, or set VAST_WEBHOOK_SECRET",
+        ),
+    }
+}
+
 /// The relay's own view (`incidents.json`): the last heartbeat, and each open incident as a
 /// failure with the relay's diagnosis as its fix.
 pub fn incidents(

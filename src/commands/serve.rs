@@ -164,8 +164,9 @@ fn build_options(
     }
     if url.is_none() && !args.dry_run {
         missing.push(
-            "no Slack URL: run `vslack slack set`, set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH \
-             (or --dry-run to print messages instead)",
+            "no Slack URL (the default destination, which takes what no route takes; \
+             destinations added with `vslack dest add` are in addition to it): run `vslack slack set`, \
+             set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH (or --dry-run to print messages instead)",
         );
     }
     if !missing.is_empty() {

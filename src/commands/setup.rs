@@ -14,6 +14,8 @@ use crate::secret::Secret;
 use crate::vast::types::{WebhookChange, WALKTHROUGH_EVENTS};
 use crate::vast::{key, ApiKey, KeySource, VastClient, VastError};
 
+const WHICH_EVENTS: &str = "which events? pass --event KEY (repeatable) or --all-events";
+
 pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     let interactive = ctx.interactive();
     let mut config = ctx.config()?;
@@ -23,6 +25,13 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     }
     if let Some(cmd) = &args.reach.tunnel_cmd {
         crate::tunnel::TunnelSpec::custom(cmd)?;
+    }
+    if let Some(name) = &args.reach.tunnel {
+        crate::tunnel::TunnelSpec::named(name)?;
+    }
+    let no_events = args.events.is_empty() && !args.all_events;
+    if !interactive && no_events && config.default_webhook.is_none() && config.events.is_empty() {
+        return Err(usage(WHICH_EVENTS));
     }
     check_domain(&args)?;
     let slack_from_file = match &args.slack_url_file {
@@ -185,9 +194,7 @@ pub async fn run(ctx: &Ctx, args: SetupArgs) -> Result<()> {
     } else if !config.events.is_empty() {
         config.events.clone()
     } else {
-        return Err(usage(
-            "which events? pass --event KEY (repeatable) or --all-events",
-        ));
+        return Err(usage(WHICH_EVENTS));
     };
     if events.is_empty() {
         return Err(usage("choose at least one event"));

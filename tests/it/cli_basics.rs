@@ -319,3 +319,24 @@ fn service_install_writes_a_hardened_unit_and_creates_its_directories() {
     assert!(env.config_dir().is_dir() && env.data_dir().is_dir());
     assert!(out.stderr.contains("systemctl --user enable --now vslack"));
 }
+
+/// Settings that would make the relay refuse or forget everything are refused at the start,
+/// and a value that is not a duration is explained, not quoted from the parser.
+#[test]
+fn serve_refuses_limits_that_would_break_it() {
+    let env = Env::new();
+    for (flag, value, says) in [
+        ("--max-body", "0", "1024"),
+        ("--max-connections", "0", "0"),
+        ("--signature-window", "0", "0"),
+        ("--retention", "0s", "more than zero"),
+        ("--idle-timeout", "0s", "more than zero"),
+        ("--idle-timeout", "banana", "such as 30s"),
+    ] {
+        let out = env.run(&["serve", flag, value]);
+        assert_eq!(out.code, 2, "{flag} {value}: {out:?}");
+        assert!(out.stderr.contains(flag), "{flag} {value}: {out:?}");
+        assert!(out.stderr.contains(says), "{flag} {value}: {out:?}");
+        assert!(!out.stderr.contains("at 0"), "{flag} {value}: {out:?}");
+    }
+}

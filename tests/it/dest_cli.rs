@@ -100,8 +100,10 @@ fn dest_add_list_test_remove_keep_the_url_secret() {
     );
 
     assert_eq!(env.run(&["dest", "remove", "pager"]).code, 0);
+    // A name that is not there is "not found" (4), whichever command names it.
     let gone = env.run(&["dest", "remove", "pager"]);
-    assert_eq!(gone.code, 2);
+    assert_eq!(gone.code, 4, "{gone:?}");
+    assert_eq!(env.run(&["dest", "test", "pager"]).code, 4);
     assert!(!env.config_text().contains(PAGERDUTY_KEY));
 }
 
@@ -248,4 +250,19 @@ fn queue_status_doctor_and_metrics_name_each_destination() {
         v["destinations"]["machine_offline"],
         serde_json::json!(["default", "pager"])
     );
+}
+
+/// A URL pasted with something after it is refused, not saved as typed (it would fail only
+/// when the relay first posts), and the refusal does not show it.
+#[test]
+fn a_url_with_a_word_after_it_is_refused_and_not_saved() {
+    let env = Env::new();
+    let pasted = "https://hooks.slack.com/services/T1/B1/PASTEDSECRET extra\n";
+    for args in [&["slack", "set"][..], &["dest", "add", "ops"]] {
+        let out = env.run_in(args, Some(pasted));
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(out.stderr.contains("give the URL alone"), "{out:?}");
+        assert!(!out.stderr.contains("PASTEDSECRET"), "{out:?}");
+    }
+    assert!(!env.config_text().contains("PASTEDSECRET"));
 }

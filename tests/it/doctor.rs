@@ -78,3 +78,28 @@ fn a_config_that_does_not_parse_gets_no_login_advice() {
     assert!(!out.stdout.contains("vslack login"), "{out:?}");
     assert!(out.stdout.contains("fix the config file first"), "{out:?}");
 }
+
+/// With no webhook to follow (no API key here), doctor still says whether `vslack serve`
+/// would have a signing secret: it would refuse to start without one.
+#[test]
+fn a_missing_signing_secret_fails_without_an_account() {
+    let vast = FakeVast::start(API_KEY);
+    let slack = FakeSlack::start();
+    let mut env = setup_env(&vast, &slack);
+    env.unset("VAST_API_KEY");
+    env.unset("VAST_WEBHOOK_SECRET");
+    let secret = doctor_check(&env, &[], "secret");
+    assert_eq!(secret["level"], "fail", "{secret}");
+    assert!(
+        secret["fix"]
+            .as_str()
+            .unwrap()
+            .contains("VAST_WEBHOOK_SECRET"),
+        "{secret}"
+    );
+    env.set("VAST_WEBHOOK_SECRET", "doctor-secret-3");
+    env.secret("doctor-secret-3");
+    let secret = doctor_check(&env, &[], "secret");
+    assert_eq!(secret["level"], "ok", "{secret}");
+    assert_eq!(secret["detail"], "from VAST_WEBHOOK_SECRET", "{secret}");
+}

@@ -23,6 +23,22 @@ fn setup_without_prompts_creates_then_reuses_the_webhook() {
     ]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--event"), "{out:?}");
+    // An unknown tunnel is refused before anything is asked of Vast.ai or saved.
+    let asked = vast.api_requests_matching("GET", "/api/v0/");
+    let out = env.run(&[
+        "setup",
+        "--no-input",
+        "--event",
+        "low_credit",
+        "--slack-url-file",
+        &slack_arg,
+        "--tunnel",
+        "bogus",
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("unknown tunnel"), "{out:?}");
+    assert!(!env.config_text().contains("setupsecret"), "nothing saved");
+    assert_eq!(vast.api_requests_matching("GET", "/api/v0/"), asked);
     // Tunnel mode: settings saved; the webhook waits for `up` (no placeholder URL at Vast.ai).
     let out = env.setup_tunnel(&slack_arg, &[]);
     assert_eq!(out.code, 0, "{out:?}");

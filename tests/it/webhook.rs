@@ -116,7 +116,16 @@ fn create_checks_inputs_before_calling_vast() {
             "https://",
         ),
         (
-            vec!["--url", "not a url", "--event", "client:outbid"],
+            vec![
+                "--url",
+                "https://x.example.com/ a",
+                "--event",
+                "client:outbid",
+            ],
+            "give the URL alone",
+        ),
+        (
+            vec!["--url", "not-a-url", "--event", "client:outbid"],
             "--url is not usable: it needs a scheme and a host",
         ),
         (

@@ -85,6 +85,11 @@ pub fn detect(url: &str) -> Option<Format> {
 /// the kind, and a warning for something that may be a mistake. An error names what to do
 /// and never echoes the URL (it is a secret).
 pub fn check(url: &str, explicit: Option<Format>) -> Result<(Format, Option<String>)> {
+    if let Some(why) = crate::urls::stray(url) {
+        return Err(crate::exit::usage(format!(
+            "the destination URL is not usable: {why}"
+        )));
+    }
     let parsed = Url::parse(url).map_err(|_| {
         crate::exit::usage("the destination URL is not a valid URL (it should start with https://)")
     })?;

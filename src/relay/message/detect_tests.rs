@@ -89,7 +89,12 @@ fn broken_urls_say_what_to_do_and_never_echo_the_secret() {
             "copy it again from Slack",
         ),
         ("http://example.com/services/x", None, "https://"),
-        ("not a url", None, "not a valid URL"),
+        ("not-a-url", None, "not a valid URL"),
+        (
+            "https://hooks.slack.com/services/T/B/SECRET more",
+            None,
+            "give the URL alone",
+        ),
         (
             "https://api.telegram.org/botSECRET/sendMessage",
             None,
