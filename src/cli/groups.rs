@@ -302,9 +302,15 @@ pub enum DestCmd {
     List,
     /// Remove a destination added with `vslack dest add`
     #[command(after_help = "Example:\n  vslack dest remove pager")]
-    Remove { name: String },
+    Remove {
+        /// The destination's name (see `vslack dest list`)
+        name: String,
+    },
     /// Post a "vslack is connected" message to one destination (`default`, `fallback`, a
     /// route's events glob, or a name from `vslack dest list`)
     #[command(after_help = "Examples:\n  vslack dest test pager\n  vslack dest test default")]
-    Test { name: String },
+    Test {
+        /// The destination's name, `default`, `fallback` or a route's events glob
+        name: String,
+    },
 }

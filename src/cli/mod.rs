@@ -23,7 +23,7 @@ pub use relay::*;
         exactly once.\n\n\
         Start with `vslack demo` (no account needed), then `vslack setup` and `vslack up`.",
     after_help = "Environment: VAST_API_KEY, VAST_URL, VSLACK_CONFIG_DIR, VSLACK_DATA_DIR, SLACK_WEBHOOK_URL, \
-        VAST_WEBHOOK_SECRET, PORT, VAST_CONSOLE, RUST_LOG, NO_COLOR. See the README for details."
+        VAST_WEBHOOK_SECRET, VSLACK_STORE_URL, PORT, VAST_CONSOLE, RUST_LOG, NO_COLOR. See the README for details."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -129,7 +129,7 @@ pub enum Command {
     )]
     #[command(display_order = 2)]
     Setup(SetupArgs),
-    /// Write a hardened systemd user unit for `vslack serve`
+    /// Write a hardened systemd unit for `vslack serve` (a user unit, or with --system a system one)
     #[command(subcommand)]
     #[command(
         display_order = 14,
@@ -200,7 +200,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: Option<QueueCmd>,
     },
-    /// Check the event store's file, or salvage a damaged one into a new store
+    /// The event store: check it, salvage a damaged file, or share one PostgreSQL store
+    /// between relays (set, clear, migrate)
     #[command(subcommand)]
     #[command(
         display_order = 9,

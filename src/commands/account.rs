@@ -97,13 +97,18 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                 "the new Slack URL"
             };
             ctx.note(format!(
-                "{} ({}, {host}) saved in {}",
+                "{} ({}, {host}{}) saved in {}",
                 if fallback {
-                    "Fallback URL (for alerts about a failing destination)"
+                    "Fallback URL"
                 } else {
                     "Destination URL"
                 },
                 kind.name(),
+                if fallback {
+                    "; for alerts about a failing destination"
+                } else {
+                    ""
+                },
                 ctx.paths.config_file().display()
             ));
             let pickup = super::reload::pickup(ctx, &config, !fallback).await;

@@ -248,10 +248,14 @@ pub fn man_pages() -> Vec<(String, String)> {
 fn man(command: &[String], dir: Option<&std::path::Path>) -> Result<u8> {
     let pages = man_pages();
     if let Some(dir) = dir {
-        std::fs::create_dir_all(dir)?;
+        use anyhow::Context;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (file, text) in &pages {
-            std::fs::write(dir.join(file), text)?;
+            let path = dir.join(file);
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
+        eprintln!("{} man pages written to {}", pages.len(), dir.display());
         return Ok(crate::exit::OK);
     }
     let want = std::iter::once("vslack")

@@ -22,18 +22,17 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 
 /// Where to listen: --listen, else the walkthrough's PORT, else the config, else 8787.
 pub fn listen_addr(flag: Option<&str>, config: &Config) -> Result<SocketAddr> {
-    let text = match (flag, std::env::var("PORT").ok().filter(|p| !p.is_empty())) {
-        (Some(l), _) => l.to_owned(),
-        (None, Some(port)) => format!("127.0.0.1:{port}"),
-        (None, None) => config
-            .relay
-            .listen
-            .clone()
-            .unwrap_or_else(|| DEFAULT_LISTEN.into()),
+    let (text, from) = match (flag, std::env::var("PORT").ok().filter(|p| !p.is_empty())) {
+        (Some(l), _) => (l.to_owned(), "--listen"),
+        (None, Some(port)) => (format!("127.0.0.1:{port}"), "PORT"),
+        (None, None) => match &config.relay.listen {
+            Some(l) => (l.clone(), "relay.listen in the config"),
+            None => (DEFAULT_LISTEN.into(), "the default"),
+        },
     };
     crate::listen::parse(&text).ok_or_else(|| {
         crate::exit::usage(format!(
-            "cannot listen on {text:?}: expected HOST:PORT like 127.0.0.1:8787 or localhost:8787"
+            "cannot listen on {text:?} (from {from}): expected HOST:PORT like 127.0.0.1:8787 or localhost:8787"
         ))
     })
 }
@@ -293,8 +292,9 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         true => None,
         false => heartbeat(&args, &config)?,
     };
-    let opts = relay_options(ctx, &args, &config)?;
+    // A mistyped address is named before what else is missing.
     let addr = listen_addr(args.listen.as_deref(), &config)?;
+    let opts = relay_options(ctx, &args, &config)?;
     if matches!(&opts.tls, Some(crate::relay::tls::TlsSource::Acme(a)) if a.http01.is_none())
         && (addr.ip().is_loopback() || addr.port() != 443)
     {

@@ -62,7 +62,7 @@ pub async fn set(ctx: &Ctx) -> Result<u8> {
     )?;
     if !is_postgres_url(url.expose()) {
         return Err(usage(
-            "that is not a PostgreSQL URL: it starts with postgres:// or postgresql://",
+            "that is not a PostgreSQL URL: it must start with postgres:// or postgresql://",
         ));
     }
     let spool = crate::relay::spool::Spool::open_at(

@@ -339,4 +339,10 @@ fn serve_refuses_limits_that_would_break_it() {
         assert!(out.stderr.contains(says), "{flag} {value}: {out:?}");
         assert!(!out.stderr.contains("at 0"), "{flag} {value}: {out:?}");
     }
+    // A bad address is named with where it came from, before the missing secret and URL.
+    let mut env = env;
+    env.set("PORT", "abc");
+    let out = env.run(&["serve"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("(from PORT)"), "{out:?}");
 }
