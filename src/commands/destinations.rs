@@ -34,16 +34,27 @@ pub fn globs(events: &[String], name: &str) -> Result<Vec<glob::Pattern>> {
 /// destination (`vslack dest add`), the fallback,
 /// then the default (the URL given the usual way, of kind `--format`, else `kind` in the
 /// config, else the one its URL names; none in a dry run).
+/// A URL's warning (plain http to a loopback stand-in, a kind that does not match the URL) is
+/// logged here, once, at the relay's start; `dest add` and `slack set` said it when it was saved.
 pub fn destinations(
     args: &ServeArgs,
     config: &Config,
     url: Option<Secret>,
 ) -> Result<Vec<Destination>> {
-    build(args.format, args.pace, args.dry_run, config, url)
+    build(args.format, args.pace, args.dry_run, config, url, true)
+}
+
+/// [`destinations`] again, for a reload: its warnings were logged at the start.
+pub fn reloaded(
+    args: &ServeArgs,
+    config: &Config,
+    url: Option<Secret>,
+) -> Result<Vec<Destination>> {
+    build(args.format, args.pace, args.dry_run, config, url, false)
 }
 
 /// [`destinations`] as commands other than `serve` see them: kinds from the config and the
-/// URLs, paces by kind, nothing dry.
+/// URLs, paces by kind, nothing dry, no warnings.
 pub fn configured(config: &Config) -> Result<Vec<Destination>> {
     build(
         None,
@@ -51,6 +62,7 @@ pub fn configured(config: &Config) -> Result<Vec<Destination>> {
         false,
         config,
         super::serve::slack_url(None, config)?,
+        false,
     )
 }
 
@@ -60,6 +72,7 @@ fn build(
     dry_run: bool,
     config: &Config,
     url: Option<Secret>,
+    warn: bool,
 ) -> Result<Vec<Destination>> {
     let dest = |name: &str,
                 pattern: Option<glob::Pattern>,
@@ -71,7 +84,7 @@ fn build(
                 "default" => e,
                 _ => crate::exit::usage(format!("{name}: {e}")),
             })?;
-        if let Some(w) = warning {
+        if let Some(w) = warning.filter(|_| warn) {
             tracing::warn!("{name}: {w}");
         }
         let url = (!dry_run).then(|| url.clone());

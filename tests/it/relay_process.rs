@@ -147,6 +147,26 @@ fn serve_refuses_to_start_without_a_secret_or_a_slack_url() {
     );
 }
 
+/// A destination URL's warning (here: plain http to a loopback stand-in) is logged once at
+/// the start, not again when the config watcher takes its first look.
+#[test]
+fn a_url_warning_is_logged_once() {
+    let slack = FakeSlack::start();
+    let mut env = Env::new();
+    env.set("VAST_WEBHOOK_SECRET", SECRET);
+    env.secret(SECRET);
+    env.set("SLACK_WEBHOOK_URL", &slack.url());
+    let s = serve(&env, &[]);
+    // The watcher's first look runs as soon as the relay listens; then stop cleanly.
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: kill has no preconditions; the child is ours and not yet reaped.
+    unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) };
+    s.wait_log("shutting down");
+    let logs = s.logs.lock().unwrap();
+    let warned = logs.iter().filter(|l| l.contains("fine for testing only"));
+    assert_eq!(warned.count(), 1, "{logs:#?}");
+}
+
 #[test]
 fn dry_run_prints_payloads_logs_json_and_stops_cleanly_on_sigterm() {
     let mut env = Env::new();
