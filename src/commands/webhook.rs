@@ -156,7 +156,14 @@ pub fn join_url(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
+const CHOOSE_EVENTS: &str =
+    "choose events with --event KEY (repeatable) or --all-events; `vslack webhook types` lists the keys";
+
 async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> {
+    // Nothing to ask and nothing given: said before Vast.ai is asked anything.
+    if args.events.is_empty() && !args.all_events && !ctx.interactive() {
+        return Err(usage(CHOOSE_EVENTS));
+    }
     check_room(client).await?;
     let cat = catalogue(ctx, client).await?;
     let events = if args.all_events {
@@ -172,7 +179,7 @@ async fn create(ctx: &Ctx, client: &VastClient, args: CreateArgs) -> Result<()> 
             "Events to subscribe to",
         )?
     } else {
-        return Err(usage("choose events with --event KEY (repeatable) or --all-events; `vslack webhook types` lists the keys"));
+        return Err(usage(CHOOSE_EVENTS));
     };
     if events.is_empty() {
         return Err(usage("no events selected; a webhook needs at least one"));

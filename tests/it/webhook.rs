@@ -163,6 +163,11 @@ fn create_checks_inputs_before_calling_vast() {
         0,
         "nothing invalid reached Vast.ai"
     );
+    // With no events and no prompt, Vast.ai is not asked anything first.
+    let asked = vast.api_requests_matching("GET", "/api/v0/");
+    let out = env.run(&["webhook", "create", "--url", "https://x.example.com/"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(vast.api_requests_matching("GET", "/api/v0/"), asked);
     // A bad URL is reported as such even before an API key is set up.
     let mut keyless = crate::common::Env::new();
     keyless.set("VAST_URL", &vast.url());
