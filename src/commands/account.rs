@@ -91,24 +91,17 @@ pub async fn slack(ctx: &Ctx, cmd: SlackCmd) -> Result<()> {
                     c.slack.kind = format;
                 }
             })?;
-            let what = if fallback {
-                "the new fallback URL"
-            } else {
-                "the new Slack URL"
+            let (what, saved, role) = match fallback {
+                true => (
+                    "the new fallback URL",
+                    "Fallback URL",
+                    "; for alerts about a failing destination",
+                ),
+                false => ("the new Slack URL", "Destination URL", ""),
             };
             ctx.note(format!(
-                "{} ({}, {host}{}) saved in {}",
-                if fallback {
-                    "Fallback URL"
-                } else {
-                    "Destination URL"
-                },
+                "{saved} ({}, {host}{role}) saved in {}",
                 kind.name(),
-                if fallback {
-                    "; for alerts about a failing destination"
-                } else {
-                    ""
-                },
                 ctx.paths.config_file().display()
             ));
             let pickup = super::reload::pickup(ctx, &config, !fallback).await;

@@ -34,23 +34,16 @@ pub fn globs(events: &[String], name: &str) -> Result<Vec<glob::Pattern>> {
 /// destination (`vslack dest add`), the fallback,
 /// then the default (the URL given the usual way, of kind `--format`, else `kind` in the
 /// config, else the one its URL names; none in a dry run).
-/// A URL's warning (plain http to a loopback stand-in, a kind that does not match the URL) is
-/// logged here, once, at the relay's start; `dest add` and `slack set` said it when it was saved.
+/// With `warn`, each URL's warning (plain http to a loopback stand-in, a kind that does not
+/// match the URL) is logged: once, at the relay's start, not at each reload (`dest add` and
+/// `slack set` said it when the URL was saved).
 pub fn destinations(
     args: &ServeArgs,
     config: &Config,
     url: Option<Secret>,
+    warn: bool,
 ) -> Result<Vec<Destination>> {
-    build(args.format, args.pace, args.dry_run, config, url, true)
-}
-
-/// [`destinations`] again, for a reload: its warnings were logged at the start.
-pub fn reloaded(
-    args: &ServeArgs,
-    config: &Config,
-    url: Option<Secret>,
-) -> Result<Vec<Destination>> {
-    build(args.format, args.pace, args.dry_run, config, url, false)
+    build(args.format, args.pace, args.dry_run, config, url, warn)
 }
 
 /// [`destinations`] as commands other than `serve` see them: kinds from the config and the

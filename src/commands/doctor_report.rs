@@ -55,8 +55,7 @@ pub fn secret_held(r: &mut Report, config: &crate::config::Config) {
         None => r.fail(
             "secret",
             "no webhook signing secret: `vslack serve` will not start",
-            "`vslack setup` or `vslack webhook create` (stores the secret), \
-             `vslack webhook rotate-secret ID` for an existing webhook, or set VAST_WEBHOOK_SECRET",
+            super::serve::SECRET_FIX,
         ),
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::serve::{fingerprint, grace, keys, slack_url};
+use super::serve::{destinations, fingerprint, grace, keys, slack_url};
 use super::Ctx;
 use crate::cli::ServeArgs;
 use crate::config::Config;
@@ -103,7 +103,7 @@ impl Reloader {
                 }
             }
         };
-        let dests = match super::destinations::reloaded(&self.args, config, url) {
+        let dests = match destinations(&self.args, config, url, false) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot reload the destinations; keeping the current ones");

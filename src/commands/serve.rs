@@ -125,6 +125,12 @@ pub fn verifier(args: &ServeArgs, config: &Config) -> Verifier {
     Verifier::new(keys(config, grace(args, config)), args.signature_window)
 }
 
+/// What to do when the relay has no webhook signing secret (`serve` refuses to start, `doctor`
+/// fails its check).
+pub const SECRET_FIX: &str = "create a webhook with `vslack setup` or `vslack webhook create` \
+     (it stores the secret), run `vslack webhook rotate-secret ID` for an existing one, or set \
+     VAST_WEBHOOK_SECRET";
+
 /// Build everything the relay needs, or say exactly what is missing.
 pub fn relay_options(ctx: &Ctx, args: &ServeArgs, config: &Config) -> Result<RelayOptions> {
     build_options(ctx, args, config, true)
@@ -156,22 +162,20 @@ fn build_options(
     // Say everything that is missing at once, not one thing per attempt.
     let mut missing = Vec::new();
     if need_secret && verifier.keys().is_empty() {
-        missing.push(
-            "no webhook signing secret: create a webhook with `vslack webhook create` (it stores the secret), \
-             run `vslack webhook rotate-secret ID` for an existing one, or set VAST_WEBHOOK_SECRET",
-        );
+        missing.push(format!("no webhook signing secret: {SECRET_FIX}"));
     }
     if url.is_none() && !args.dry_run {
         missing.push(
             "no Slack URL (the default destination, which takes what no route takes; \
              destinations added with `vslack dest add` are in addition to it): run `vslack slack set`, \
-             set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH (or --dry-run to print messages instead)",
+             set SLACK_WEBHOOK_URL, or pass --slack-url-file PATH (or --dry-run to print messages instead)"
+                .into(),
         );
     }
     if !missing.is_empty() {
         return Err(RelayStartError(missing.join("\n       ")).into());
     }
-    let destinations = destinations(args, config, url)?;
+    let destinations = destinations(args, config, url, true)?;
     let path = args
         .path
         .clone()

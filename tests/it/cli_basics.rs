@@ -327,8 +327,8 @@ fn serve_refuses_limits_that_would_break_it() {
     let env = Env::new();
     for (flag, value, says) in [
         ("--max-body", "0", "1024"),
-        ("--max-connections", "0", "0"),
-        ("--signature-window", "0", "0"),
+        ("--max-connections", "0", "is not in 1.."),
+        ("--signature-window", "0", "is not in 1.."),
         ("--retention", "0s", "more than zero"),
         ("--idle-timeout", "0s", "more than zero"),
         ("--idle-timeout", "banana", "such as 30s"),

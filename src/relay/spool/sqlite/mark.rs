@@ -106,7 +106,10 @@ pub fn unstored(conn: &Connection, store: &Path) -> anyhow::Result<usize> {
         |r| r.get(0),
     )?;
     // (No mark: no relay has owned this store, so it has no log.)
-    let Some((store_id, at)) = owned.then(|| kept(conn)).transpose()?.flatten() else {
+    if !owned {
+        return Ok(0);
+    }
+    let Some((store_id, at)) = kept(conn)? else {
         return Ok(0);
     };
     let (rows, _) = past_mark(store, store_id, at, true)?;
